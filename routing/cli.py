@@ -1,0 +1,280 @@
+"""`voffice`: the command line NOC engineers and load testers use (DESIGN.md section 4).
+
+Every user mistake ends as one line on stderr and exit code 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from functools import wraps
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+import redis
+
+from . import store
+from .compiler import compile_account
+from .engine import CompiledAccount
+from .numbers import did_candidates
+from .problems import ERROR, Problem
+from .reader import ConfigReader, StoreUnavailable
+from .scenario import Event, EventError
+from .simulate import simulate
+from .validation import SCHEMA_PATH, validate_paths
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class UserError(click.ClickException):
+    """Printed as `voffice: error: ...`, exit code 1."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"voffice: error: {self.format_message()}", err=True)
+
+
+def fail(message: str) -> NoReturn:
+    raise UserError(message)
+
+
+def user_errors(fn: F) -> F:
+    """Turn the expected failures of a command into one-line errors."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (store.StoreError, EventError) as exc:
+            fail(str(exc))
+        except (redis.ConnectionError, redis.TimeoutError, StoreUnavailable) as exc:
+            fail(f"cannot reach Redis at {store.redis_url(kwargs.get('redis_url'))}: {exc}")
+        except redis.RedisError as exc:
+            fail(f"Redis error: {exc}")
+
+    return wrapper  # type: ignore[return-value]
+
+
+redis_option = click.option(
+    "--redis", "redis_url", envvar="VOFFICE_REDIS_URL", default=None, metavar="URL",
+    help=f"Redis URL (env VOFFICE_REDIS_URL; default {store.DEFAULT_URL}).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """voffice: a carrier-grade router for virtual phone numbers."""
+
+
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of account documents."""
+    click.echo(SCHEMA_PATH.read_text(encoding="utf-8"), nl=False)
+
+
+def _print_problems(problems: list[Problem], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps([p.to_json() for p in problems], ensure_ascii=False, indent=2))
+        return
+    for p in problems:
+        click.echo(p.line(), err=p.severity == ERROR)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, metavar="FILE|DIR...")
+@click.option("--json", "as_json", is_flag=True, help="Print the problems as a JSON list.")
+def validate(paths: tuple[str, ...], as_json: bool) -> None:
+    """Check account documents: schema, meaning, and across files. Exit 1 if any is invalid."""
+    result = validate_paths(list(paths))
+    _print_problems(result.problems, as_json)
+    if not as_json:
+        errors = sum(p.severity == ERROR for p in result.problems)
+        warnings = len(result.problems) - errors
+        n = len(result.documents)
+        click.echo(f"{n} valid account(s), {errors} error(s), {warnings} warning(s)", err=not result.ok)
+    sys.exit(0 if result.ok else 1)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, metavar="FILE|DIR...")
+@click.option("--dry-run", is_flag=True, help="Validate and show the diff; change nothing.")
+@click.option("--keep", default=store.DEFAULT_KEEP, show_default=True, type=click.IntRange(1, 1000), help="Versions kept per account.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the totals.")
+@redis_option
+@user_errors
+def load(paths: tuple[str, ...], dry_run: bool, keep: int, quiet: bool, redis_url: str | None) -> None:
+    """Validate every file, then swap all accounts to their new versions atomically.
+
+    If any file is invalid, nothing is loaded.
+    """
+    result = validate_paths(list(paths))
+    errors = [p for p in result.problems if p.severity == ERROR]
+    if errors:
+        _print_problems(errors, False)
+        fail(f"{len(errors)} error(s); nothing was loaded")
+    r = store.connect(redis_url)
+    changes, problems = store.plan_load(r, result.documents)
+    if problems:
+        _print_problems(problems, False)
+        fail(f"{len(problems)} error(s); nothing was loaded")
+    outcome = None if dry_run else store.apply_load(r, changes, keep)
+    for change in changes if not quiet else []:
+        if change.unchanged:
+            click.echo(f"{change.account}: v{change.current} unchanged")
+            continue
+        new = "v?" if outcome is None else f"v{outcome.versions[change.account]}"
+        was = f" (was v{change.current})" if change.current else " (new)"
+        click.echo(f"{change.account}: {'would load' if dry_run else new}{was}")
+        for line in change.summary:
+            click.echo(f"  {line}")
+    changed = sum(not c.unchanged for c in changes)
+    verb = "would change" if dry_run else "loaded"
+    click.echo(f"{len(changes)} account(s): {changed} {verb}, {len(changes) - changed} unchanged")
+
+
+@main.command()
+@click.argument("account")
+@click.option("--to", "to_version", type=int, default=None, help="Version to restore (default: the one before the current).")
+@click.option("--keep", default=store.DEFAULT_KEEP, show_default=True, type=click.IntRange(1, 1000))
+@redis_option
+@user_errors
+def rollback(account: str, to_version: int | None, keep: int, redis_url: str | None) -> None:
+    """Make an earlier version of ACCOUNT current again (recorded as a new version)."""
+    r = store.connect(redis_url)
+    result = store.rollback(r, account, to_version, keep)
+    change = result.changes[0]
+    click.echo(f"{account}: v{result.versions[account]} (was v{change.current}): {store.history(r, account, 1)[0]['action']}")
+    for line in change.summary:
+        click.echo(f"  {line}")
+
+
+@main.command()
+@click.argument("account")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--json", "as_json", is_flag=True)
+@redis_option
+@user_errors
+def history(account: str, limit: int, as_json: bool, redis_url: str | None) -> None:
+    """The audit trail of ACCOUNT: versions, when, who, what changed."""
+    entries = store.history(store.connect(redis_url), account, limit)
+    if as_json:
+        click.echo(json.dumps(entries, ensure_ascii=False, indent=2))
+        return
+    for e in entries:
+        click.echo(f"v{e['version']}  {e['at']}  {e['user']}  {e['action']}  {e['file']}  sha256:{e['sha256'][:12]}")
+        for line in e["summary"]:
+            click.echo(f"    {line}")
+
+
+@main.command()
+@click.argument("what", metavar="NUMBER|ACCOUNT")
+@click.option("--json", "as_json", is_flag=True, help="Print the metadata and the whole document as JSON.")
+@redis_option
+@user_errors
+def show(what: str, as_json: bool, redis_url: str | None) -> None:
+    """Show the loaded version of an account, found by its id or one of its numbers."""
+    r = store.connect(redis_url)
+    account = what
+    if what[:1] in "+0123456789":
+        countries = frozenset(c.decode() for c in r.smembers("vo:countries"))
+        owners = [o for n in did_candidates(what, countries) if (o := store.owner_of(r, n))]
+        if not owners:
+            fail(f"number {what} is not in any loaded account")
+        account = owners[0]
+    info = store.describe(r, account)
+    if as_json:
+        click.echo(json.dumps(info, ensure_ascii=False, indent=2))
+        return
+    doc = info["document"] or {}
+    click.echo(f"account   {account}  ({doc.get('name', '')})")
+    click.echo(f"version   v{info['version']}  updated {info['updated_at']}  sha256:{(info['sha256'] or '')[:12]}")
+    click.echo(f"kept      {', '.join('v' + str(v) for v in info['versions_kept'])}")
+    click.echo(f"numbers   {' '.join(info['numbers'])}")
+    click.echo(f"timezone  {doc.get('timezone')}  calendar {doc.get('calendar', {}).get('country', '-')}")
+    for rule in sorted(doc.get("rules", []), key=lambda r: r["priority"]):
+        who = f" callers {rule['caller_list']}" if rule.get("caller_list") else ""
+        click.echo(f"rule {rule['priority']:>3}  {rule['name']}: schedule {rule['schedule']}{who} -> {rule['scenario']}")
+    click.echo(f"default   -> {doc.get('default_scenario')}")
+
+
+def _parse_at(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"--at: {text!r} is not an ISO 8601 time such as 2026-11-28T13:00 or 2026-11-28T10:00:00Z")
+
+
+def _account_from_file(path: str, number: str) -> CompiledAccount:
+    result = validate_paths([path])
+    errors = [p for p in result.problems if p.severity == ERROR]
+    if errors:
+        _print_problems(errors, False)
+        fail(f"{path} is not valid ({len(errors)} error(s))")
+    if len(result.documents) != 1:
+        fail(f"--config must name one account document, {path} has {len(result.documents)}")
+    doc = result.documents[0][1]
+    account = CompiledAccount(compile_account(doc))
+    if not set(did_candidates(number, {account.country} if account.country else set())) & set(doc["numbers"]):
+        fail(f"number {number} is not one of account {doc['account']!r}'s numbers ({', '.join(doc['numbers'])})")
+    return account
+
+
+@main.command(name="simulate")
+@click.option("--number", required=True, help="The dialled virtual number (DID).")
+@click.option("--caller", required=True, help="The caller's number as the trunk sends it ('anonymous' allowed).")
+@click.option("--at", "at_text", required=True, help="ISO 8601 time; without an offset it is the account's local time.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="An account file instead of what is loaded in Redis.")
+@click.option("--event", "events", multiple=True, help="digits:101 key:1 timeout invalid done no-answer busy answer:ID, in order.")
+@click.option("--seed", default="", help="Seed for the random strategy (Kamailio uses the call id).")
+@click.option("--json", "as_json", is_flag=True)
+@redis_option
+@user_errors
+def simulate_cmd(number: str, caller: str, at_text: str, config_path: str | None, events: tuple[str, ...], seed: str, as_json: bool, redis_url: str | None) -> None:
+    """What happens to a call, without placing it."""
+    at = _parse_at(at_text)
+    parsed = [Event.parse(e) for e in events]
+    if config_path:
+        account = _account_from_file(config_path, number)
+    else:
+        found = ConfigReader(redis_url, timeout=2.0).account_for_number(number)
+        if found is None:
+            fail(f"number {number} is not in any loaded account")
+        account = found
+    result = simulate(account, number, caller, at, parsed, seed=seed)
+    if as_json:
+        click.echo(json.dumps(result, ensure_ascii=False, indent=2))
+    else:
+        click.echo(format_simulation(result))
+
+
+def format_simulation(result: dict[str, Any]) -> str:
+    rule = result["rule"]
+    lines = [
+        f"{result['account']}  {result['number']} from {result['caller']}  at {result['local_time']} ({result['weekday']}, {result['day_type']} day)",
+        f"rule      {rule['name'] + ' (' + rule['id'] + ')' if rule else 'none matched: default scenario'}",
+        f"scenario  {result['scenario']['name']} ({result['scenario']['id']})",
+    ]
+    for i, step in enumerate(result["steps"], 1):
+        op = step["operation"]
+        lines.append(f"{i}. {op['name']} [{op['type']}]")
+        if "sound" in step:
+            lines.append(f"     plays {step['sound']['name']}")
+        for wave_no, wave in enumerate(step.get("waves", []), 1):
+            who = ", ".join(f"{r['operator']} {r['phone']} {r['ring_seconds']}s" for r in wave)
+            lines.append(f"     wave {wave_no}: {who}")
+        for note in step.get("notes", []):
+            lines.append(f"     ({note})")
+        if step["event"]:
+            lines.append(f"     -> {step['event']}")
+    lines.append(f"end: {result['end']}")
+    return "\n".join(lines)
+
+
+def run() -> None:
+    main(prog_name="voffice")
+
+
+if __name__ == "__main__":
+    run()

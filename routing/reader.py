@@ -1,0 +1,236 @@
+"""The per-process config reader used by Kamailio workers and media servers.
+
+A worker answers every INVITE from memory: number -> account -> compiled account are all
+cached here, so a cache hit costs no Redis round trip. Freshness comes from the
+`vo:invalidate` channel, read without blocking at most every `check_interval` seconds
+(a load is seen within that interval plus delivery); a lost subscription is noticed,
+and on reconnecting the reader compares `vo:generation` and resynchronises, so messages
+missed while Redis was away cannot leave it stale. When Redis is down the reader keeps
+serving what it has; only a cold miss fails (StoreUnavailable), and the caller decides
+what the call gets then (Kamailio answers 503).
+
+Nothing here connects at import or construction: Kamailio forks its workers after
+loading Python, so connections are opened lazily in the process that uses them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+import redis
+
+from .engine import CompiledAccount
+from .numbers import did_candidates
+from .store import CHANNEL, account_key, redis_url, version_key
+
+
+class StoreUnavailable(Exception):
+    """Redis cannot be reached and the answer is not cached."""
+
+
+class ConfigReader:
+    def __init__(
+        self,
+        url: str | None = None,
+        max_accounts: int = 10_000,
+        max_unknown: int = 10_000,
+        check_interval: float = 0.1,
+        retry_interval: float = 1.0,
+        timeout: float = 0.25,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.url = redis_url(url)
+        self.max_accounts = max_accounts
+        self.max_unknown = max_unknown
+        self.check_interval = check_interval
+        self.retry_interval = retry_interval
+        self.timeout = timeout
+        self.clock = clock
+        self._redis: redis.Redis | None = None
+        self._pubsub: Any = None
+        self._next_check = 0.0
+        self._retry_at = 0.0
+        self._generation: int | None = None
+        self._epoch: bytes | None = None
+        self._numbers: dict[str, str] = {}  # number -> account, as last known
+        self._unknown: OrderedDict[str, None] = OrderedDict()  # numbers known not to exist
+        self._versions: dict[str, int] = {}  # account -> current version, as last known
+        self._compiled: OrderedDict[tuple[str, int], CompiledAccount] = OrderedDict()
+        self._countries: frozenset[str] = frozenset()
+        self.stats = {"hits": 0, "misses": 0, "redis_errors": 0, "invalidations": 0, "resyncs": 0}
+
+    # --- public API --------------------------------------------------------------------
+
+    def account_for_number(self, raw_number: str) -> CompiledAccount | None:
+        """The compiled account that owns a dialled number (any of its E.164 forms), or None."""
+        self._refresh()
+        for number in did_candidates(raw_number, self._countries):
+            account = self._numbers.get(number)
+            if account is None and number not in self._unknown:
+                account = self._fetch_owner(number)
+            if account is not None:
+                return self.account(account)
+        return None
+
+    def account(self, account_id: str) -> CompiledAccount | None:
+        self._refresh()
+        version = self._versions.get(account_id)
+        if version is None:
+            version = self._fetch_version(account_id)
+            if version is None:
+                return None
+        key = (account_id, version)
+        compiled = self._compiled.get(key)
+        if compiled is not None:
+            self._compiled.move_to_end(key)
+            self.stats["hits"] += 1
+            return compiled
+        self.stats["misses"] += 1
+        raw = self._call(lambda r: r.get(version_key(account_id, version)))
+        if raw is None:
+            # The version was trimmed after we learnt of it: re-read the pointer once.
+            self._versions.pop(account_id, None)
+            version = self._fetch_version(account_id)
+            if version is None:
+                return None
+            raw = self._call(lambda r: r.get(version_key(account_id, version)))
+            if raw is None:
+                return None
+        compiled = CompiledAccount(msgpack.unpackb(raw, raw=False))
+        self._compiled[(account_id, version)] = compiled
+        while len(self._compiled) > self.max_accounts:
+            self._compiled.popitem(last=False)
+        return compiled
+
+    def cached_accounts(self) -> int:
+        return len(self._compiled)
+
+    # --- Redis access --------------------------------------------------------------------
+
+    def _client(self) -> redis.Redis:
+        if self._redis is None:
+            self._redis = redis.Redis.from_url(
+                self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout
+            )
+        return self._redis
+
+    def _call(self, fn: Callable[[redis.Redis], Any]) -> Any:
+        if self.clock() < self._retry_at:
+            raise StoreUnavailable(f"Redis at {self.url} is down (retrying)")
+        try:
+            return fn(self._client())
+        except redis.RedisError as exc:
+            self.stats["redis_errors"] += 1
+            self._retry_at = self.clock() + self.retry_interval
+            self._drop_subscription()
+            raise StoreUnavailable(f"Redis at {self.url}: {exc}") from exc
+
+    def _fetch_owner(self, number: str) -> str | None:
+        raw = self._call(lambda r: r.hget("vo:numbers", number))
+        if raw is None:
+            self._unknown[number] = None
+            while len(self._unknown) > self.max_unknown:
+                self._unknown.popitem(last=False)
+            return None
+        account = raw.decode()
+        self._numbers[number] = account
+        return account
+
+    def _fetch_version(self, account_id: str) -> int | None:
+        raw = self._call(lambda r: r.hget(account_key(account_id), "current"))
+        if raw is None:
+            return None
+        self._versions[account_id] = int(raw)
+        return int(raw)
+
+    # --- invalidation --------------------------------------------------------------------
+
+    def _refresh(self) -> None:
+        now = self.clock()
+        if now < self._next_check:
+            return
+        self._next_check = now + self.check_interval
+        try:
+            if self._pubsub is None:
+                if now < self._retry_at:
+                    return
+                self._subscribe()
+            while True:
+                message = self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0)
+                if message is None:
+                    break
+                self._apply(message["data"])
+        except (redis.RedisError, OSError):
+            self.stats["redis_errors"] += 1
+            self._retry_at = now + self.retry_interval
+            self._drop_subscription()
+
+    def _subscribe(self) -> None:
+        client = self._client()
+        pubsub = client.pubsub()
+        pubsub.subscribe(CHANNEL)
+        # Subscribed first, then read the state: a load between the two is seen twice,
+        # which is harmless, rather than not at all.
+        epoch, generation_raw = client.mget("vo:epoch", "vo:generation")
+        generation = int(generation_raw or 0)
+        countries = frozenset(c.decode() for c in client.smembers("vo:countries"))
+        if self._epoch is not None and epoch != self._epoch:
+            # Redis lost its data and was loaded anew: version numbers restarted, so
+            # nothing cached under (account, version) can be trusted.
+            self._forget_everything()
+        elif self._generation is not None and generation != self._generation:
+            self._resync(client)
+        self._epoch = epoch
+        self._generation = generation
+        self._countries = countries
+        self._pubsub = pubsub
+
+    def _forget_everything(self) -> None:
+        self._numbers.clear()
+        self._unknown.clear()
+        self._versions.clear()
+        self._compiled.clear()
+        self.stats["resyncs"] += 1
+
+    def _resync(self, client: redis.Redis) -> None:
+        """Loads happened while we were not listening: re-read what we had cached.
+        The old maps are replaced only once the new ones are complete."""
+        numbers = {k.decode(): v.decode() for k, v in client.hgetall("vo:numbers").items()}
+        accounts = list(self._versions)
+        pipe = client.pipeline(transaction=False)
+        for account in accounts:
+            pipe.hget(account_key(account), "current")
+        versions = {a: int(v) for a, v in zip(accounts, pipe.execute()) if v is not None}
+        self._numbers = numbers
+        self._versions = versions
+        self._unknown.clear()
+        self.stats["resyncs"] += 1
+
+    def _drop_subscription(self) -> None:
+        if self._pubsub is not None:
+            try:
+                self._pubsub.close()
+            except Exception:  # already broken: nothing more to release
+                pass
+        self._pubsub = None
+
+    def _apply(self, data: bytes) -> None:
+        generation_text, _, payload_text = data.decode().partition(" ")
+        payload = json.loads(payload_text)
+        self.stats["invalidations"] += 1
+        self._generation = int(generation_text)
+        for account, version in payload["accounts"].items():
+            self._versions[account] = int(version)
+        for number, owner in payload["numbers"].items():
+            if owner is None:
+                self._numbers.pop(number, None)
+            else:
+                self._numbers[number] = owner
+            self._unknown.pop(number, None)
+        if payload.get("countries"):
+            self._countries = self._countries | frozenset(payload["countries"])

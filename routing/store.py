@@ -1,0 +1,330 @@
+"""The versioned config store in Redis: load, rollback, history, show.
+
+Layout (every key under the `vo:` prefix):
+
+    vo:numbers                      hash  E.164 number -> account id (who owns each number)
+    vo:accounts                     set   account ids
+    vo:countries                    set   calendar countries in use (for national DID forms)
+    vo:generation                   int   bumped by every load; readers compare it
+    vo:epoch                        str   random, set by the first load into an empty Redis:
+                                          versions restart if Redis loses its data, so readers
+                                          drop their caches when the epoch changes
+    vo:account:{id}                 hash  current, seq, sha256, numbers (JSON), updated_at
+    vo:account:{id}:v:{n}           str   msgpack of the compiled account, version n
+    vo:account:{id}:src:{n}         str   the source document (JSON) of version n
+    vo:account:{id}:versions        list  kept versions, newest first
+    vo:account:{id}:history         list  audit entries (JSON), newest first
+    channel vo:invalidate                 "GENERATION {accounts, numbers}" after each load
+
+A load writes the new versions' blobs first (invisible: nothing points at them), then one
+Lua script checks that no account moved since we read it and no number belongs to another
+account, and swaps every account's pointer and number mapping at once. Readers therefore
+see all accounts of a load switch together, or none.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import redis
+
+from .compiler import compile_account, document_sha256
+from .diff import summarize
+from .problems import Problem, pointer
+from .validation import parse_document, validate_document
+
+DEFAULT_URL = "redis://127.0.0.1:6479/0"
+DEFAULT_KEEP = 10
+HISTORY_LIMIT = 1000
+CHANNEL = "vo:invalidate"
+
+
+def redis_url(explicit: str | None = None) -> str:
+    return explicit or os.environ.get("VOFFICE_REDIS_URL") or DEFAULT_URL
+
+
+def connect(url: str | None = None, timeout: float = 2.0) -> redis.Redis:
+    return redis.Redis.from_url(
+        redis_url(url), socket_timeout=timeout, socket_connect_timeout=timeout
+    )
+
+
+def account_key(account: str) -> str:
+    return f"vo:account:{account}"
+
+
+def version_key(account: str, version: int) -> str:
+    return f"vo:account:{account}:v:{version}"
+
+
+def source_key(account: str, version: int) -> str:
+    return f"vo:account:{account}:src:{version}"
+
+
+class StoreError(Exception):
+    """A store operation refused for a reason the user can act on (one line)."""
+
+
+# KEYS: none (keys are derived from arguments, so this is for a single Redis, not Cluster).
+# ARGV[1]: JSON list of {account, version, expected, numbers, sha256, country, entry}
+# ARGV[2]: versions to keep; ARGV[3]: now (unix seconds); ARGV[4]: invalidation payload;
+# ARGV[5]: a fresh epoch, used only if Redis has none
+_SWAP = """
+local batch = cjson.decode(ARGV[1])
+local keep = tonumber(ARGV[2])
+local moving = {}
+for _, a in ipairs(batch) do
+  local new = {}
+  for _, n in ipairs(a.numbers) do new[n] = true end
+  moving[a.account] = new
+end
+for _, a in ipairs(batch) do
+  local key = 'vo:account:' .. a.account
+  local current = tonumber(redis.call('HGET', key, 'current') or '0')
+  if current ~= a.expected then
+    return {'conflict', a.account, tostring(current)}
+  end
+  for _, n in ipairs(a.numbers) do
+    local owner = redis.call('HGET', 'vo:numbers', n)
+    if owner and owner ~= a.account and (moving[owner] == nil or moving[owner][n]) then
+      return {'number', n, owner}
+    end
+  end
+end
+for _, a in ipairs(batch) do
+  local key = 'vo:account:' .. a.account
+  local old = redis.call('HGET', key, 'numbers')
+  if old then
+    for _, n in ipairs(cjson.decode(old)) do
+      if not moving[a.account][n] and redis.call('HGET', 'vo:numbers', n) == a.account then
+        redis.call('HDEL', 'vo:numbers', n)
+      end
+    end
+  end
+end
+for _, a in ipairs(batch) do
+  local key = 'vo:account:' .. a.account
+  for _, n in ipairs(a.numbers) do redis.call('HSET', 'vo:numbers', n, a.account) end
+  redis.call('HSET', key, 'current', a.version, 'sha256', a.sha256,
+             'numbers', a.numbers_json, 'updated_at', ARGV[3])
+  redis.call('SADD', 'vo:accounts', a.account)
+  if a.country ~= '' then redis.call('SADD', 'vo:countries', a.country) end
+  redis.call('LPUSH', key .. ':history', a.entry)
+  redis.call('LTRIM', key .. ':history', 0, 999)
+  redis.call('LPUSH', key .. ':versions', a.version)
+  while redis.call('LLEN', key .. ':versions') > keep do
+    local gone = redis.call('RPOP', key .. ':versions')
+    redis.call('DEL', key .. ':v:' .. gone, key .. ':src:' .. gone)
+  end
+end
+redis.call('SET', 'vo:epoch', ARGV[5], 'NX')
+local generation = redis.call('INCR', 'vo:generation')
+redis.call('PUBLISH', 'vo:invalidate', generation .. ' ' .. ARGV[4])
+return {'ok', tostring(generation)}
+"""
+
+
+@dataclass
+class PlannedChange:
+    file: str
+    account: str
+    doc: dict[str, Any]
+    compiled: dict[str, Any]
+    current: int  # version now in Redis, 0 for a new account
+    old_doc: dict[str, Any] | None
+    summary: list[str]
+    unchanged: bool
+
+
+@dataclass
+class LoadResult:
+    changes: list[PlannedChange]
+    versions: dict[str, int]  # account -> new version (absent for unchanged accounts)
+    generation: int | None
+
+
+def _decode(value: bytes | str | None) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def current_version(r: redis.Redis, account: str) -> int:
+    return int(_decode(r.hget(account_key(account), "current")) or 0)
+
+
+def read_source(r: redis.Redis, account: str, version: int) -> dict[str, Any] | None:
+    raw = _decode(r.get(source_key(account, version)))
+    return json.loads(raw) if raw else None
+
+
+def plan_load(r: redis.Redis, documents: list[tuple[str, dict[str, Any]]]) -> tuple[list[PlannedChange], list[Problem]]:
+    """Compile every document and diff it against what Redis holds; nothing is written.
+
+    Also refuses numbers owned by an account that is not part of this load.
+    """
+    changes: list[PlannedChange] = []
+    problems: list[Problem] = []
+    loading = {doc["account"] for _, doc in documents}
+    new_numbers = {n: doc["account"] for _, doc in documents for n in doc["numbers"]}
+    owners = dict(zip(new_numbers, r.hmget("vo:numbers", list(new_numbers)))) if new_numbers else {}
+    for file, doc in documents:
+        account = doc["account"]
+        for i, number in enumerate(doc["numbers"]):
+            owner = _decode(owners.get(number))
+            if owner and owner != account and owner not in loading:
+                problems.append(Problem(file, pointer("numbers", i), f"number {number} already belongs to loaded account {owner!r}"))
+        current = current_version(r, account)
+        old_doc = read_source(r, account, current) if current else None
+        compiled = compile_account(doc)
+        unchanged = old_doc is not None and document_sha256(old_doc) == compiled["sha256"]
+        changes.append(PlannedChange(file, account, doc, compiled, current, old_doc, summarize(old_doc, doc), unchanged))
+    return changes, problems
+
+
+def apply_load(
+    r: redis.Redis,
+    changes: list[PlannedChange],
+    keep: int = DEFAULT_KEEP,
+    action: str = "load",
+    user: str | None = None,
+) -> LoadResult:
+    """Write new versions and swap them in atomically (see the module docstring)."""
+    todo = [c for c in changes if not c.unchanged]
+    if not todo:
+        return LoadResult(changes, {}, None)
+    user = user or os.environ.get("USER") or getpass.getuser()
+    now = time.time()
+    versions: dict[str, int] = {}
+    batch = []
+    written: list[str] = []
+    pipe = r.pipeline(transaction=False)
+    for change in todo:
+        versions[change.account] = int(r.hincrby(account_key(change.account), "seq", 1))
+    for change in todo:
+        version = versions[change.account]
+        keys = (version_key(change.account, version), source_key(change.account, version))
+        pipe.set(keys[0], msgpack.packb(change.compiled, use_bin_type=True))
+        pipe.set(keys[1], json.dumps(change.doc, ensure_ascii=False))
+        written += keys
+        entry = {
+            "version": version,
+            "previous": change.current or None,
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+            "user": user,
+            "action": action,
+            "file": change.file,
+            "sha256": change.compiled["sha256"],
+            "summary": change.summary,
+        }
+        batch.append(
+            {
+                "account": change.account,
+                "version": version,
+                "expected": change.current,
+                "numbers": change.doc["numbers"],
+                "numbers_json": json.dumps(change.doc["numbers"]),
+                "sha256": change.compiled["sha256"],
+                "country": change.compiled["calendar"]["country"] or "",
+                "entry": json.dumps(entry, ensure_ascii=False),
+            }
+        )
+    pipe.execute()
+    released = {
+        n: None
+        for c in todo
+        if c.old_doc
+        for n in set(c.old_doc["numbers"]) - set(c.doc["numbers"])
+    }
+    payload = {
+        "accounts": versions,
+        "numbers": {**released, **{n: c.account for c in todo for n in c.doc["numbers"]}},
+        "countries": sorted({b["country"] for b in batch if b["country"]}),
+    }
+    try:
+        outcome = r.eval(_SWAP, 0, json.dumps(batch), keep, int(now), json.dumps(payload), uuid.uuid4().hex)
+    except redis.RedisError:
+        r.delete(*written)
+        raise
+    status = [_decode(x) for x in outcome]
+    if status[0] != "ok":
+        r.delete(*written)
+        if status[0] == "conflict":
+            raise StoreError(f"account {status[1]!r} changed to version {status[2]} while loading; nothing was loaded, run the load again")
+        raise StoreError(f"number {status[1]} belongs to account {status[2]!r}; nothing was loaded")
+    return LoadResult(changes, versions, int(status[1] or 0))
+
+
+def rollback(r: redis.Redis, account: str, to: int | None = None, keep: int = DEFAULT_KEEP) -> LoadResult:
+    """Make an earlier version current again, as a new version (history stays linear)."""
+    current = current_version(r, account)
+    if not current:
+        raise StoreError(f"account {account!r} is not loaded")
+    kept = [int(v) for v in r.lrange(account_key(account) + ":versions", 0, -1)]
+    if to is None:
+        older = [v for v in kept if v < current]
+        if not older:
+            raise StoreError(f"account {account!r} has no earlier version kept to roll back to")
+        to = max(older)
+    if to == current:
+        raise StoreError(f"version {to} of {account!r} is already current")
+    doc = read_source(r, account, to)
+    if doc is None:
+        raise StoreError(f"version {to} of {account!r} is not kept (kept: {', '.join(map(str, kept)) or 'none'})")
+    problems = [p for p in validate_document(doc, f"{account}@v{to}") if p.severity == "error"]
+    if problems:
+        raise StoreError(f"version {to} no longer validates: {problems[0].line()}")
+    changes, number_problems = plan_load(r, [(f"{account}@v{to}", doc)])
+    if number_problems:
+        raise StoreError(number_problems[0].message)
+    changes[0].unchanged = False
+    return apply_load(r, changes, keep, action=f"rollback to v{to}")
+
+
+def history(r: redis.Redis, account: str, limit: int = 50) -> list[dict[str, Any]]:
+    if not r.exists(account_key(account)):
+        raise StoreError(f"account {account!r} is not loaded")
+    return [json.loads(e) for e in r.lrange(account_key(account) + ":history", 0, limit - 1)]
+
+
+def owner_of(r: redis.Redis, number: str) -> str | None:
+    return _decode(r.hget("vo:numbers", number))
+
+
+def describe(r: redis.Redis, account: str) -> dict[str, Any]:
+    """What `voffice show ACCOUNT` prints: the current version and its document."""
+    current = current_version(r, account)
+    if not current:
+        raise StoreError(f"account {account!r} is not loaded")
+    meta = {_decode(k): _decode(v) for k, v in r.hgetall(account_key(account)).items()}
+    return {
+        "account": account,
+        "version": current,
+        "sha256": meta.get("sha256"),
+        "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(meta.get("updated_at") or 0))),
+        "versions_kept": [int(v) for v in r.lrange(account_key(account) + ":versions", 0, -1)],
+        "numbers": json.loads(meta.get("numbers") or "[]"),
+        "document": read_source(r, account, current),
+    }
+
+
+def load_compiled(r: redis.Redis, account: str, version: int) -> dict[str, Any] | None:
+    raw = r.get(version_key(account, version))
+    if raw is None:
+        return None
+    plain: dict[str, Any] = msgpack.unpackb(raw, raw=False, strict_map_key=False)
+    return plain
+
+
+def parse_source(text: str, name: str) -> dict[str, Any]:
+    doc, problems = parse_document(text, name)
+    if problems:
+        raise StoreError(problems[0].line())
+    return doc  # type: ignore[no-any-return]

@@ -1,0 +1,659 @@
+"""Validation of account documents: the schema first, then what the schema cannot say.
+
+Both layers run on every document and report together, so a NOC engineer fixes a file in
+one pass. The meaning checks walk the document defensively (it may be schema-invalid) and
+never raise on a malformed shape: a user's mistake is a Problem, never a traceback.
+
+Anything that later reaches a SIP header or Request-URI (numbers, operator phones) is
+re-checked here with `fullmatch`: JSON Schema patterns are run with `re.search`, where `$`
+also matches before a trailing newline.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jsonschema
+from jsonschema.exceptions import ValidationError
+
+from .compiler import minutes
+from .day_type import DEFAULT_WEEKEND, WEEKDAY_NAMES, known_country, national_year
+from .numbers import E164, pattern_problem
+from .problems import ERROR, WARNING, Problem, pointer
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "account.schema.json"
+MAX_FILE_BYTES = 5 * 1024 * 1024
+MAX_SCENARIO_DEPTH = 16
+SIP_URI = re.compile(
+    r"sip:[A-Za-z0-9._~+-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(?::[0-9]{1,5})?"
+)
+CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+COLLECTIONS = (
+    "operators", "groups", "sounds", "operations", "schedules", "caller_lists", "scenarios", "rules",
+)
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict[str, Any]:
+    with SCHEMA_PATH.open(encoding="utf-8") as f:
+        loaded: dict[str, Any] = json.load(f)
+    return loaded
+
+
+@lru_cache(maxsize=1)
+def _validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(schema())
+
+
+# --- reading files ----------------------------------------------------------------------
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_document(text: str, file: str) -> tuple[Any, list[Problem]]:
+    """Parse JSON strictly: duplicate keys, NaN and Infinity are errors, not silently kept."""
+    try:
+        return json.loads(
+            text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants
+        ), []
+    except json.JSONDecodeError as exc:
+        return None, [Problem(file, "", f"not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")]
+    except _DuplicateKey as exc:
+        return None, [Problem(file, "", f"the key {exc.args[0]!r} appears twice in one object")]
+    except (ValueError, RecursionError) as exc:
+        return None, [Problem(file, "", f"not valid JSON: {exc}")]
+
+
+def read_document(path: Path) -> tuple[Any, list[Problem]]:
+    file = str(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            return None, [Problem(file, "", f"file is {size} bytes; the limit is {MAX_FILE_BYTES}")]
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        return None, [Problem(file, "", f"not UTF-8 text (byte {exc.start})")]
+    except OSError as exc:
+        return None, [Problem(file, "", f"cannot read: {exc.strerror or exc}")]
+    return parse_document(text, file)
+
+
+def expand_paths(paths: list[str]) -> tuple[list[Path], list[Problem]]:
+    """FILE|DIR arguments -> the JSON files they name (a directory: its *.json, sorted)."""
+    files: list[Path] = []
+    problems: list[Problem] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*.json") if p.is_file())
+            if not found:
+                problems.append(Problem(raw, "", "directory has no .json files"))
+            files.extend(found)
+        elif path.exists():
+            files.append(path)
+        else:
+            problems.append(Problem(raw, "", "no such file or directory"))
+    return files, problems
+
+
+# --- the schema layer -------------------------------------------------------------------
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _schema_message(err: ValidationError) -> str:
+    kind = err.validator
+    schema_node = err.schema if isinstance(err.schema, dict) else {}
+    what = schema_node.get("description", "")
+    if kind == "required":
+        return f"missing required field {str(err.message).split(chr(39))[1]!r}"
+    if kind == "additionalProperties":
+        extra = sorted(set(err.instance) - set(schema_node.get("properties", {})))
+        return f"unknown field {', '.join(repr(e) for e in extra)}" + _suggest(extra, schema_node)
+    if kind == "pattern":
+        return f"{_short(err.instance)} is not valid; expected {_lower(what) or 'a match of ' + str(err.validator_value)}"
+    if kind == "type":
+        return f"must be {err.validator_value}, not {_json_type(err.instance)}"
+    if kind == "enum":
+        allowed = ", ".join(json.dumps(v, ensure_ascii=False) for v in err.validator_value)
+        return f"{_short(err.instance)} is not one of {allowed}"
+    if kind in ("oneOf", "anyOf"):
+        if kind == "anyOf" and "required" in json.dumps(err.validator_value):
+            fields = " or ".join(repr(alt["required"][0]) for alt in err.validator_value)
+            return f"needs {fields}"
+        return f"{_short(err.instance)} is not valid; expected {_lower(what) or 'one of the allowed forms'}"
+    if kind == "uniqueItems":
+        return "has duplicate items"
+    if kind in ("minimum", "maximum", "minItems", "maxItems", "minLength", "maxLength"):
+        return f"{_short(err.instance)}: {err.message.split(' is ', 1)[-1] if ' is ' in err.message else err.message}"
+    return str(err.message)
+
+
+def _lower(text: str) -> str:
+    return text[:1].lower() + text[1:].rstrip(".")
+
+
+def _suggest(extra: list[str], schema_node: dict[str, Any]) -> str:
+    import difflib
+
+    known = list(schema_node.get("properties", {}))
+    for name in extra:
+        close = difflib.get_close_matches(name, known, n=1)
+        if close:
+            return f" (did you mean {close[0]!r}?)"
+    return ""
+
+
+def schema_problems(doc: Any, file: str) -> list[Problem]:
+    problems = []
+    for err in sorted(_validator().iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
+        where = pointer(*err.absolute_path)
+        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+            extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+            if len(extra) == 1:
+                where = pointer(*err.absolute_path, extra[0])
+        if err.validator == "if":
+            continue  # its "then" error is reported on its own
+        problems.append(Problem(file, where, _schema_message(err)))
+    return problems
+
+
+# --- the meaning layer ------------------------------------------------------------------
+
+
+def _walk_strings(value: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield path + (key,), key
+            yield from _walk_strings(item, path + (key,))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _walk_strings(item, path + (index,))
+
+
+def _items(doc: dict[str, Any], key: str) -> list[tuple[int, dict[str, Any]]]:
+    value = doc.get(key)
+    if not isinstance(value, list):
+        return []
+    return [(i, item) for i, item in enumerate(value) if isinstance(item, dict)]
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+@dataclass
+class _Index:
+    """Ids per collection, for reference checks: id -> position in its list."""
+
+    ids: dict[str, dict[str, int]]
+
+    def has(self, collection: str, ref: Any) -> bool:
+        return isinstance(ref, str) and ref in self.ids[collection]
+
+
+class _Checker:
+    def __init__(self, doc: dict[str, Any], file: str):
+        self.doc = doc
+        self.file = file
+        self.problems: list[Problem] = []
+        self.used: dict[str, set[str]] = {c: set() for c in COLLECTIONS}
+
+    def error(self, where: str, message: str) -> None:
+        self.problems.append(Problem(self.file, where, message, ERROR))
+
+    def warn(self, where: str, message: str) -> None:
+        self.problems.append(Problem(self.file, where, message, WARNING))
+
+    def run(self) -> list[Problem]:
+        doc = self.doc
+        for path, text in _walk_strings(doc):
+            found = CONTROL.search(text)
+            if found:
+                self.error(pointer(*path), f"contains a control character (U+{ord(found.group()):04X})")
+        index = self.check_ids()
+        self.check_account()
+        self.check_operators()
+        self.check_groups(index)
+        self.check_operations(index)
+        self.check_schedules()
+        self.check_caller_lists()
+        self.check_scenarios(index)
+        self.check_rules(index)
+        if not any(p.severity == ERROR for p in self.problems):
+            self.check_unused(index)
+            self.check_coverage()
+        return self.problems
+
+    def check_ids(self) -> _Index:
+        ids: dict[str, dict[str, int]] = {}
+        for collection in COLLECTIONS:
+            seen: dict[str, int] = {}
+            for i, item in _items(self.doc, collection):
+                ident = _str(item.get("id"))
+                if ident is None:
+                    continue
+                if ident in seen:
+                    self.error(pointer(collection, i, "id"), f"duplicate id {ident!r} (first at {pointer(collection, seen[ident])})")
+                else:
+                    seen[ident] = i
+            ids[collection] = seen
+        return _Index(ids)
+
+    def check_account(self) -> None:
+        doc = self.doc
+        tz = _str(doc.get("timezone"))
+        if tz is not None:
+            try:
+                ZoneInfo(tz)
+            except (ValueError, OSError, KeyError):
+                self.error("/timezone", f"unknown time zone {tz!r} (an IANA name such as Europe/Moscow)")
+        for i, number in enumerate(doc.get("numbers") or []):
+            if isinstance(number, str) and not E164.fullmatch(number):
+                self.error(pointer("numbers", i), f"{_short(number)} is not an E.164 number")
+        calendar = doc.get("calendar")
+        if not isinstance(calendar, dict):
+            return
+        country = _str(calendar.get("country"))
+        if country is not None:
+            why = known_country(country, _str(calendar.get("subdivision")))
+            if why:
+                self.error("/calendar/country", why)
+        dates: dict[str, dict[str, int]] = {}
+        for key in ("holidays", "workdays"):
+            dates[key] = {}
+            values = calendar.get(key)
+            for i, value in enumerate(values if isinstance(values, list) else []):
+                if not isinstance(value, str):
+                    continue
+                try:
+                    date.fromisoformat(value)
+                except ValueError:
+                    self.error(pointer("calendar", key, i), f"{value!r} is not a real date")
+                    continue
+                dates[key][value] = i
+        for value, i in dates["workdays"].items():
+            if value in dates["holidays"]:
+                self.error(pointer("calendar", "workdays", i), f"{value} is listed both as a holiday and as a working day")
+
+    def check_operators(self) -> None:
+        digits = self.doc.get("extension_digits", 3)
+        digits = digits if isinstance(digits, int) else 3
+        own_numbers = {n for n in self.doc.get("numbers") or [] if isinstance(n, str)}
+        extensions: dict[str, int] = {}
+        for i, op in _items(self.doc, "operators"):
+            phone = _str(op.get("phone"))
+            if phone is not None:
+                if not (E164.fullmatch(phone) or SIP_URI.fullmatch(phone)):
+                    self.error(pointer("operators", i, "phone"), f"{_short(phone)} is neither an E.164 number nor a plain sip: URI")
+                elif phone in own_numbers:
+                    self.error(pointer("operators", i, "phone"), f"{phone} is one of this account's own numbers: ringing it would loop")
+            ext = _str(op.get("extension"))
+            if ext is None:
+                continue
+            where = pointer("operators", i, "extension")
+            if ext.startswith("0"):
+                self.error(where, f"extension {ext!r} starts with 0")
+            elif len(ext) != digits or not ext.isdigit():
+                self.error(where, f"extension {ext!r} must have exactly {digits} digits (extension_digits)")
+            if ext in extensions:
+                self.error(where, f"extension {ext} is already used by {pointer('operators', extensions[ext])}")
+            else:
+                extensions[ext] = i
+
+    def check_groups(self, index: _Index) -> None:
+        for i, group in _items(self.doc, "groups"):
+            seen: set[str] = set()
+            for j, member in _items(group, "members"):
+                ref = member.get("operator")
+                where = pointer("groups", i, "members", j, "operator")
+                if not index.has("operators", ref):
+                    self.error(where, f"no operator with id {_short(ref)}")
+                elif ref in seen:
+                    self.error(where, f"operator {ref!r} is in this group twice")
+                else:
+                    seen.add(ref)
+                    self.used["operators"].add(ref)
+
+    def check_operations(self, index: _Index) -> None:
+        for i, op in _items(self.doc, "operations"):
+            sound = op.get("sound")
+            if sound is not None:
+                if index.has("sounds", sound):
+                    self.used["sounds"].add(sound)
+                else:
+                    self.error(pointer("operations", i, "sound"), f"no sound with id {_short(sound)}")
+            group = op.get("group")
+            if group is not None:
+                if op.get("type") != "group":
+                    self.error(pointer("operations", i, "group"), "only operations of type 'group' ring a group")
+                elif index.has("groups", group):
+                    self.used["groups"].add(group)
+                else:
+                    self.error(pointer("operations", i, "group"), f"no group with id {_short(group)}")
+            if op.get("type") != "menu":
+                for key in ("repeat_key", "max_repeats"):
+                    if key in op:
+                        self.error(pointer("operations", i, key), f"{key} applies to menus only")
+            if op.get("type") == "extension" and not any(
+                isinstance(o.get("extension"), str) for _, o in _items(self.doc, "operators")
+            ):
+                self.warn(pointer("operations", i), "no operator has an extension, so this step can never ring anyone")
+
+    def check_schedules(self) -> None:
+        for i, schedule in _items(self.doc, "schedules"):
+            spans: list[tuple[int, int, int]] = []
+            for j, interval in enumerate(schedule.get("intervals") or []):
+                if not (isinstance(interval, list) and len(interval) == 2 and all(isinstance(t, str) for t in interval)):
+                    continue
+                try:
+                    start, end = minutes(interval[0]), minutes(interval[1])
+                except ValueError:
+                    continue
+                if start >= end:
+                    self.error(
+                        pointer("schedules", i, "intervals", j),
+                        f"interval {interval[0]}-{interval[1]} does not end after it starts; "
+                        "write a span over midnight as two intervals",
+                    )
+                    continue
+                spans.append((start, end, j))
+            spans.sort()
+            for (s1, e1, j1), (s2, _e2, j2) in zip(spans, spans[1:]):
+                if s2 < e1:
+                    self.warn(pointer("schedules", i, "intervals", j2), f"overlaps interval {j1} of this schedule")
+
+    def check_caller_lists(self) -> None:
+        for i, caller_list in _items(self.doc, "caller_lists"):
+            for j, pattern in enumerate(caller_list.get("patterns") or []):
+                if isinstance(pattern, str):
+                    why = pattern_problem(pattern)
+                    if why:
+                        self.error(pointer("caller_lists", i, "patterns", j), f"{why}: it can match nothing")
+
+    def check_scenarios(self, index: _Index) -> None:
+        ops = {
+            op.get("id"): op for _, op in _items(self.doc, "operations") if isinstance(op.get("id"), str)
+        }
+        for i, scenario in _items(self.doc, "scenarios"):
+            root = scenario.get("root")
+            if isinstance(root, dict):
+                self._check_node(root, ("scenarios", i, "root"), ops, 1)
+
+    def _check_node(self, node: dict[str, Any], path: tuple[str | int, ...], ops: dict[Any, dict[str, Any]], depth: int) -> None:
+        if depth > MAX_SCENARIO_DEPTH:
+            self.error(pointer(*path), f"scenario nested deeper than {MAX_SCENARIO_DEPTH} levels")
+            return
+        ref = node.get("operation")
+        op = ops.get(ref) if isinstance(ref, str) else None
+        if isinstance(ref, str) and op is None:
+            self.error(pointer(*path, "operation"), f"no operation with id {ref!r}")
+        elif op is not None:
+            self.used["operations"].add(ref)  # type: ignore[arg-type]
+        kind = op.get("type") if op else None
+        keys = node.get("keys")
+        if isinstance(keys, dict) and keys and op is not None and kind != "menu":
+            self.error(pointer(*path, "keys"), f"keys apply to menus only; {ref!r} is of type {kind!r}")
+        if kind == "menu" and isinstance(keys, dict):
+            repeat = op.get("repeat_key", "0") if op else "0"
+            if repeat in keys:
+                self.error(pointer(*path, "keys", repeat), f"key {repeat} is the repeat key of menu {ref!r}; choose another key or another repeat_key")
+        if kind in ("voicemail", "fax") and isinstance(node.get("next"), dict):
+            self.warn(pointer(*path, "next"), f"never taken: {kind} ends the call")
+        nxt = node.get("next")
+        if isinstance(nxt, dict):
+            self._check_node(nxt, path + ("next",), ops, depth + 1)
+        if isinstance(keys, dict):
+            for key, child in keys.items():
+                if isinstance(child, dict):
+                    self._check_node(child, path + ("keys", key), ops, depth + 1)
+
+    def check_rules(self, index: _Index) -> None:
+        priorities: dict[int, int] = {}
+        for i, rule in _items(self.doc, "rules"):
+            for field, collection in (("schedule", "schedules"), ("caller_list", "caller_lists"), ("scenario", "scenarios")):
+                ref = rule.get(field)
+                if ref is None and field == "caller_list":
+                    continue
+                if index.has(collection, ref):
+                    self.used[collection].add(ref)
+                elif ref is not None:
+                    self.error(pointer("rules", i, field), f"no {field.replace('_', ' ')} with id {_short(ref)}")
+            priority = rule.get("priority")
+            if isinstance(priority, int) and not isinstance(priority, bool):
+                if priority in priorities:
+                    self.error(pointer("rules", i, "priority"), f"priority {priority} is also used by {pointer('rules', priorities[priority])}; rule order must be unambiguous")
+                else:
+                    priorities[priority] = i
+        default = self.doc.get("default_scenario")
+        if isinstance(default, str):
+            if index.has("scenarios", default):
+                self.used["scenarios"].add(default)
+            else:
+                self.error("/default_scenario", f"no scenario with id {default!r}")
+
+    # --- warnings, only for documents without errors --------------------------------
+
+    def check_unused(self, index: _Index) -> None:
+        for collection in ("groups", "sounds", "operations", "schedules", "caller_lists", "scenarios"):
+            for ident, i in index.ids[collection].items():
+                if ident not in self.used[collection]:
+                    what = collection[:-1].replace("_", " ")
+                    self.warn(pointer(collection, i), f"{what} {ident!r} is not used by any {_USERS[collection]}")
+        for i, op in _items(self.doc, "operators"):
+            if op["id"] not in self.used["operators"] and "extension" not in op:
+                self.warn(pointer("operators", i), f"operator {op['id']!r} has no extension and is in no group: nobody can reach them")
+        rules = [r for _, r in _items(self.doc, "rules")]
+        if not rules:
+            self.warn("/rules", "no rules: every call gets the default scenario")
+
+    def check_coverage(self) -> None:
+        """Shadowed rules, and hours of the week that fall to the default scenario."""
+        doc = self.doc
+        schedules = {s["id"]: s for _, s in _items(doc, "schedules")}
+        weekend = DEFAULT_WEEKEND
+        country = (doc.get("calendar") or {}).get("country")
+        if country:
+            weekend = national_year(country, (doc.get("calendar") or {}).get("subdivision"), 2026).weekend
+        combos = [
+            (kind, wd)
+            for kind in ("working", "weekend", "holiday")
+            for wd in range(7)
+            if kind != "weekend" or wd in weekend
+        ]
+        enabled = sorted(
+            ((i, r) for i, r in _items(doc, "rules") if r.get("enabled", True)),
+            key=lambda ir: ir[1]["priority"],
+        )
+        covered_any: dict[tuple[str, int], list[tuple[int, int]]] = {c: [] for c in combos}
+        covered_by_list: dict[tuple[str | None, str, int], list[tuple[int, int]]] = {}
+        for i, rule in enabled:
+            spans_by_combo = _schedule_spans(schedules[rule["schedule"]], combos)
+            caller_list = rule.get("caller_list")
+            live = False
+            for combo, spans in spans_by_combo.items():
+                before = covered_any[combo] + covered_by_list.get((caller_list, *combo), [])
+                if _subtract(spans, before):
+                    live = True
+                if caller_list is None:
+                    covered_any[combo] = _union(covered_any[combo], spans)
+                else:
+                    key = (caller_list, *combo)
+                    covered_by_list[key] = _union(covered_by_list.get(key, []), spans)
+            if not live:
+                self.warn(pointer("rules", i), f"rule {rule['id']!r} can never match: higher-priority rules always win first")
+        default = doc["default_scenario"]
+        for kind in ("working", "weekend", "holiday"):
+            by_gap: dict[tuple[tuple[int, int], ...], list[int]] = {}
+            for wd in range(7):
+                if (kind, wd) in covered_any:
+                    gap = tuple(_subtract([(0, 1440)], covered_any[(kind, wd)]))
+                    if gap:
+                        by_gap.setdefault(gap, []).append(wd)
+            possible = [wd for wd in range(7) if (kind, wd) in covered_any]
+            for gap, wds in by_gap.items():
+                days = "" if wds == possible else " (" + ", ".join(WEEKDAY_NAMES[w] for w in wds) + ")"
+                hours = ", ".join(f"{_hhmm(s)}-{_hhmm(e)}" for s, e in gap)
+                self.warn(
+                    "/default_scenario",
+                    f"on {kind} days{days} {hours} no rule applies to every caller; "
+                    f"those calls get the default scenario {default!r}",
+                )
+
+
+_USERS = {
+    "groups": "operation", "sounds": "operation", "operations": "scenario",
+    "schedules": "rule", "caller_lists": "rule", "scenarios": "rule or default_scenario",
+}
+
+
+def _hhmm(m: int) -> str:
+    return f"{m // 60:02d}:{m % 60:02d}"
+
+
+def _schedule_spans(schedule: dict[str, Any], combos: list[tuple[str, int]]) -> dict[tuple[str, int], list[tuple[int, int]]]:
+    weekdays = {WEEKDAY_NAMES.index(w) for w in schedule.get("weekdays", WEEKDAY_NAMES)}
+    intervals = _union([], [(minutes(a), minutes(b)) for a, b in schedule.get("intervals", [["00:00", "24:00"]])])
+    return {
+        (kind, wd): intervals
+        for kind, wd in combos
+        if kind in schedule["days"] and wd in weekdays
+    }
+
+
+def _union(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(a + b):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def _subtract(spans: list[tuple[int, int]], holes: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out = []
+    for start, end in spans:
+        cursor = start
+        for h_start, h_end in _union([], holes):
+            if h_end <= cursor or h_start >= end:
+                continue
+            if h_start > cursor:
+                out.append((cursor, h_start))
+            cursor = max(cursor, h_end)
+        if cursor < end:
+            out.append((cursor, end))
+    return out
+
+
+def validate_document(doc: Any, file: str) -> list[Problem]:
+    """Schema and meaning problems of one parsed document, errors and warnings."""
+    if not isinstance(doc, dict):
+        return [Problem(file, "", f"the document must be a JSON object, not {_json_type(doc)}")]
+    problems = schema_problems(doc, file)
+    try:
+        problems += _Checker(doc, file).run()
+    except RecursionError:
+        problems.append(Problem(file, "", "document nested too deeply"))
+    return _dedupe(problems)
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    seen: set[tuple[str, str, str]] = set()
+    out = []
+    for p in problems:
+        key = (p.pointer, p.message, p.severity)
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out
+
+
+@dataclass
+class ValidatedSet:
+    documents: list[tuple[str, dict[str, Any]]]  # (file, document) for every valid file
+    problems: list[Problem]
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.severity == ERROR for p in self.problems)
+
+
+def validate_paths(paths: list[str]) -> ValidatedSet:
+    """Validate files and directories as one set: across files, account ids and numbers
+    must be unique too (a number belongs to one account only)."""
+    files, problems = expand_paths(paths)
+    documents: list[tuple[str, dict[str, Any]]] = []
+    for path in files:
+        doc, read_problems = read_document(path)
+        problems += read_problems
+        if read_problems:
+            continue
+        found = validate_document(doc, str(path))
+        problems += found
+        if not any(p.severity == ERROR for p in found):
+            documents.append((str(path), doc))
+    problems += cross_file_problems(documents)
+    return ValidatedSet(documents, problems)
+
+
+def cross_file_problems(documents: list[tuple[str, dict[str, Any]]]) -> list[Problem]:
+    problems = []
+    accounts: dict[str, str] = {}
+    numbers: dict[str, tuple[str, str]] = {}
+    for file, doc in documents:
+        account = doc["account"]
+        if account in accounts:
+            problems.append(Problem(file, "/account", f"account {account!r} is also defined in {accounts[account]}"))
+            continue
+        accounts[account] = file
+        for i, number in enumerate(doc["numbers"]):
+            if number in numbers:
+                other_account, other_file = numbers[number]
+                problems.append(Problem(file, pointer("numbers", i), f"number {number} already belongs to account {other_account!r} ({other_file})"))
+            else:
+                numbers[number] = (account, file)
+    return problems

@@ -1,0 +1,199 @@
+"""The versioned store and the per-process reader against a real redis-server."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+import redis
+
+from routing import store
+from routing.reader import ConfigReader, StoreUnavailable
+from routing.validation import validate_paths
+
+from .conftest import SEED, RedisServer
+
+pytestmark = pytest.mark.redis
+
+
+def write(tmp_path: Path, name: str, doc: dict[str, Any]) -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    return str(path)
+
+
+def load(r: redis.Redis, *paths: str) -> store.LoadResult:
+    result = validate_paths(list(paths))
+    assert result.ok, [p.line() for p in result.problems]
+    changes, problems = store.plan_load(r, result.documents)
+    assert not problems, problems
+    return store.apply_load(r, changes)
+
+
+def other_account(seed_doc: dict[str, Any], account: str, number: str) -> dict[str, Any]:
+    doc = copy.deepcopy(seed_doc)
+    doc["account"] = account
+    doc["numbers"] = [number]
+    return doc
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_load_show_history(redis_server: RedisServer, seed_doc: dict[str, Any], tmp_path: Path) -> None:
+    r = store.connect(redis_server.url)
+    result = load(r, str(SEED))
+    assert result.versions == {"berry-demo": 1}
+    assert r.hget("vo:numbers", "+74951234567") == b"berry-demo"
+    compiled = msgpack.unpackb(r.get(store.version_key("berry-demo", 1)), raw=False)
+    assert compiled["account"] == "berry-demo"
+    info = store.describe(r, "berry-demo")
+    assert info["version"] == 1 and info["document"] == seed_doc
+    [entry] = store.history(r, "berry-demo")
+    assert entry["version"] == 1 and entry["action"] == "load" and entry["user"]
+    assert entry["sha256"] == compiled["sha256"]
+    # loading the same document again changes nothing
+    again = load(r, str(SEED))
+    assert again.versions == {} and again.generation is None
+    assert store.current_version(r, "berry-demo") == 1
+
+
+def test_failed_load_changes_nothing(redis_server: RedisServer, seed_doc: dict[str, Any], tmp_path: Path) -> None:
+    r = store.connect(redis_server.url)
+    load(r, str(SEED))
+    before = {k: r.dump(k) for k in r.keys("*")}
+    good = write(tmp_path, "good.json", other_account(seed_doc, "acme", "+74950000001"))
+    bad_doc = other_account(seed_doc, "broken", "+74950000002")
+    bad_doc["rules"][0]["scenario"] = "missing"
+    bad = write(tmp_path, "bad.json", bad_doc)
+    result = validate_paths([good, bad])
+    assert not result.ok  # the CLI stops here; the store is never touched
+    # a number owned by a loaded account that is not part of this load is refused too
+    thief = write(tmp_path, "thief.json", other_account(seed_doc, "thief", "+74951234567"))
+    changes, problems = store.plan_load(r, validate_paths([good, thief]).documents)
+    assert [p.message for p in problems] == ["number +74951234567 already belongs to loaded account 'berry-demo'"]
+    assert {k: r.dump(k) for k in r.keys("*")} == before
+
+
+def test_swap_is_atomic_and_refuses_a_concurrent_change(redis_server: RedisServer, seed_doc: dict[str, Any], tmp_path: Path) -> None:
+    r = store.connect(redis_server.url)
+    load(r, str(SEED))
+    changed = copy.deepcopy(seed_doc)
+    changed["name"] = "Renamed"
+    path = write(tmp_path, "seed.json", changed)
+    changes, _ = store.plan_load(r, validate_paths([path]).documents)
+    load(r, write(tmp_path, "other.json", {**seed_doc, "name": "Someone else"}))  # v2 lands meanwhile
+    keys_before = set(r.keys("*"))
+    with pytest.raises(store.StoreError, match="changed to version 2"):
+        store.apply_load(r, changes)
+    assert store.current_version(r, "berry-demo") == 2
+    assert set(r.keys("*")) == keys_before  # the blobs written for the refused load are gone
+
+
+def test_two_accounts_two_numbers_and_moving_a_number(redis_server: RedisServer, seed_doc: dict[str, Any], tmp_path: Path) -> None:
+    r = store.connect(redis_server.url)
+    a = other_account(seed_doc, "alpha", "+74950000001")
+    b = other_account(seed_doc, "beta", "+74950000002")
+    load(r, write(tmp_path, "a.json", a), write(tmp_path, "b.json", b))
+    assert r.hgetall("vo:numbers") == {b"+74950000001": b"alpha", b"+74950000002": b"beta"}
+    # the same number in both files of one load is refused before Redis is touched
+    b_dup = {**b, "numbers": ["+74950000001"]}
+    assert not validate_paths([write(tmp_path, "a.json", a), write(tmp_path, "b2.json", b_dup)]).ok
+    # a number moves from alpha to beta in one load: allowed, swapped together
+    a2 = {**a, "numbers": ["+74950000003"]}
+    b2 = {**b, "numbers": ["+74950000002", "+74950000001"]}
+    load(r, write(tmp_path, "a.json", a2), write(tmp_path, "b.json", b2))
+    assert r.hgetall("vo:numbers") == {
+        b"+74950000001": b"beta", b"+74950000002": b"beta", b"+74950000003": b"alpha",
+    }
+
+
+def test_rollback_and_version_trimming(redis_server: RedisServer, seed_doc: dict[str, Any], tmp_path: Path) -> None:
+    r = store.connect(redis_server.url)
+    for i in range(12):
+        doc = {**seed_doc, "name": f"Name {i}"}
+        result = validate_paths([write(tmp_path, "seed.json", doc)])
+        changes, _ = store.plan_load(r, result.documents)
+        store.apply_load(r, changes, keep=3)
+    assert store.current_version(r, "berry-demo") == 12
+    assert [int(v) for v in r.lrange("vo:account:berry-demo:versions", 0, -1)] == [12, 11, 10]
+    assert r.get(store.version_key("berry-demo", 9)) is None
+    with pytest.raises(store.StoreError, match="not kept"):
+        store.rollback(r, "berry-demo", 5)
+    result = store.rollback(r, "berry-demo", keep=3)  # default: the version before
+    assert result.versions == {"berry-demo": 13}
+    assert store.describe(r, "berry-demo")["document"]["name"] == "Name 10"
+    assert store.history(r, "berry-demo", 1)[0]["action"] == "rollback to v11"
+    with pytest.raises(store.StoreError, match="not loaded"):
+        store.rollback(r, "nobody")
+
+
+def test_reader_caches_and_sees_loads(redis_server: RedisServer, seed_doc: dict[str, Any], tmp_path: Path) -> None:
+    r = store.connect(redis_server.url)
+    load(r, str(SEED))
+    clock = FakeClock()
+    reader = ConfigReader(redis_server.url, check_interval=0.1, clock=clock)
+    account = reader.account_for_number("+74951234567")
+    assert account is not None and account.plain["name"] == seed_doc["name"]
+    assert reader.account_for_number("84951234567") is account  # national form of the DID
+    assert reader.account_for_number("+74959999999") is None
+    # cache hits make no Redis round trip: count commands on the server
+    calls_before = int(r.info("commandstats").get("cmdstat_hget", {}).get("calls", 0))
+    gets_before = int(r.info("commandstats").get("cmdstat_get", {}).get("calls", 0))
+    for _ in range(100):
+        assert reader.account_for_number("+74951234567") is account
+        assert reader.account_for_number("+74959999999") is None
+    assert int(r.info("commandstats").get("cmdstat_hget", {}).get("calls", 0)) == calls_before
+    assert int(r.info("commandstats").get("cmdstat_get", {}).get("calls", 0)) == gets_before
+    # a load is published; the reader applies it at its next check
+    load(r, write(tmp_path, "seed.json", {**seed_doc, "name": "v2", "numbers": ["+74951234567", "+74959999999"]}))
+    clock.now += 0.2
+    fresh = reader.account_for_number("+74951234567")
+    assert fresh is not None and fresh.plain["name"] == "v2"
+    assert reader.account_for_number("+74959999999") is fresh  # no longer negatively cached
+    assert reader.stats["invalidations"] == 1
+
+
+def test_reader_serves_cached_configs_while_redis_is_down(redis_server: RedisServer, seed_doc: dict[str, Any], tmp_path: Path) -> None:
+    r = store.connect(redis_server.url)
+    load(r, str(SEED))
+    clock = FakeClock()
+    reader = ConfigReader(redis_server.url, check_interval=0.1, retry_interval=1.0, clock=clock)
+    assert reader.account_for_number("+74951234567") is not None
+    redis_server.stop()
+    clock.now += 0.5
+    account = reader.account_for_number("+74951234567")
+    assert account is not None and account.id == "berry-demo"
+    with pytest.raises(StoreUnavailable):
+        reader.account_for_number("+74950000042")  # a cold miss cannot be answered
+    # Redis comes back (empty: a new instance on the same port) and a load happens
+    redis_server.start()
+    r = store.connect(redis_server.url)
+    load(r, write(tmp_path, "seed.json", {**seed_doc, "name": "after restart"}))
+    clock.now += 2.0  # past retry_interval: the reader reconnects and resynchronises
+    account = reader.account_for_number("+74951234567")
+    assert account is not None and account.plain["name"] == "after restart"
+    assert reader.stats["redis_errors"] >= 1
+
+
+def test_reader_cache_is_bounded(redis_server: RedisServer, seed_doc: dict[str, Any], tmp_path: Path) -> None:
+    r = store.connect(redis_server.url)
+    paths = [
+        write(tmp_path, f"a{i}.json", other_account(seed_doc, f"acct-{i}", f"+7495000{i:04d}"))
+        for i in range(20)
+    ]
+    load(r, *paths)
+    reader = ConfigReader(redis_server.url, max_accounts=5)
+    for i in range(20):
+        account = reader.account_for_number(f"+7495000{i:04d}")
+        assert account is not None and account.id == f"acct-{i}"
+    assert reader.cached_accounts() == 5

@@ -272,6 +272,140 @@ def format_simulation(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@main.command()
+@click.argument("what", metavar="ACCOUNT|FILE")
+@click.option("--week", required=True, help="ISO week, e.g. 2026-W48.")
+@click.option("--slot", "slot_minutes", default=15, show_default=True, type=click.IntRange(5, 240), help="Slot length in minutes.")
+@click.option("--png", "png_path", type=click.Path(dir_okay=False), help="Also draw the week as a heat map.")
+@click.option("--json", "as_json", is_flag=True)
+@redis_option
+@user_errors
+def coverage(what: str, week: str, slot_minutes: int, png_path: str | None, as_json: bool, redis_url: str | None) -> None:
+    """Which rule and scenario apply in each slot of a week, per caller list."""
+    from .coverage import format_text, parse_iso_week, render_png, week_coverage
+
+    try:
+        monday = parse_iso_week(week)
+    except ValueError as exc:
+        fail(f"--week: {exc}")
+    if Path(what).is_file():
+        result = validate_paths([what])
+        errors = [p for p in result.problems if p.severity == ERROR]
+        if errors:
+            _print_problems(errors, False)
+            fail(f"{what} is not valid ({len(errors)} error(s))")
+        account = CompiledAccount(compile_account(result.documents[0][1]))
+    else:
+        found = ConfigReader(redis_url, timeout=2.0).account(what)
+        if found is None:
+            fail(f"{what!r} is neither a file nor a loaded account")
+        account = found
+    try:
+        cov = week_coverage(account, monday, slot_minutes)
+    except ValueError as exc:
+        fail(f"--slot: {exc}")
+    if as_json:
+        click.echo(json.dumps(cov.to_json(), ensure_ascii=False, indent=2))
+    else:
+        click.echo(format_text(cov, account))
+    if png_path:
+        render_png(cov, account, png_path)
+        click.echo(f"wrote {png_path}", err=as_json)
+
+
+@main.group()
+def bench() -> None:
+    """Benchmarks (figures, not tests)."""
+
+
+@bench.command(name="decide")
+@click.option("--accounts", default=10_000, show_default=True, type=click.IntRange(1, 200_000))
+@click.option("--decisions", default=200_000, show_default=True, type=click.IntRange(1000, 10_000_000))
+@click.option("--template", type=click.Path(exists=True, dir_okay=False), default=None, help="Account document to clone (default: the seed example).")
+@click.option("--redis", "redis_url", default=None, metavar="URL", help="Use this Redis (default: start a throwaway redis-server).")
+@user_errors
+def bench_decide(accounts: int, decisions: int, template: str | None, redis_url: str | None) -> None:
+    """Decisions per second and p50/p99 latency with ACCOUNTS compiled and cached."""
+    from .bench import run_decide_bench
+
+    path = Path(template) if template else Path(__file__).resolve().parent.parent / "examples" / "seed-office.json"
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    run_decide_bench(doc, accounts, decisions, redis_url, click.echo)
+
+
+def _stack_config(run_dir: str | None, redis_port: int, load_paths: tuple[str, ...] = ()) -> Any:
+    from .stack import DEFAULT_RUN_DIR, SEED, StackConfig
+
+    return StackConfig(
+        run_dir=Path(run_dir) if run_dir else DEFAULT_RUN_DIR,
+        redis_port=redis_port,
+        load=load_paths or (str(SEED),),
+    )
+
+
+run_dir_option = click.option("--run-dir", envvar="VOFFICE_RUN_DIR", default=None, help="Pid files and data (default: .run in the project).")
+redis_port_option = click.option("--redis-port", default=6479, show_default=True, type=click.IntRange(1, 65535))
+
+
+@main.command()
+@click.option("--foreground", is_flag=True, help="Stay attached; Ctrl-C stops everything.")
+@click.option("--load", "load_paths", multiple=True, metavar="FILE|DIR", help="Configs to load (default: the seed example).")
+@run_dir_option
+@redis_port_option
+def up(foreground: bool, load_paths: tuple[str, ...], run_dir: str | None, redis_port: int) -> None:
+    """Start the stack on loopback with the seed example loaded."""
+    import signal
+    import time
+
+    from .stack import StackError, down
+    from .stack import up as stack_up
+
+    config = _stack_config(run_dir, redis_port, load_paths)
+    try:
+        server = stack_up(config, click.echo)
+    except StackError as exc:
+        fail(str(exc))
+    click.echo(f"try:      VOFFICE_REDIS_URL={config.redis_url} voffice simulate --number +74951234567 --caller +79031112233 --at 2026-11-25T10:00 --event digits:101")
+    if not foreground:
+        click.echo("stop with: voffice down")
+        return
+    click.echo("running in the foreground; Ctrl-C stops it")
+    stopping = False
+
+    def stop(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while not stopping and server.proc is not None and server.proc.poll() is None:
+        time.sleep(0.2)
+    down(config, click.echo)
+
+
+@main.command()
+@run_dir_option
+@redis_port_option
+def down(run_dir: str | None, redis_port: int) -> None:
+    """Stop the stack started by `voffice up`."""
+    from .stack import down as stack_down
+
+    stack_down(_stack_config(run_dir, redis_port), click.echo)
+
+
+@main.command()
+@run_dir_option
+@redis_port_option
+def status(run_dir: str | None, redis_port: int) -> None:
+    """Health of each component; exit 1 if any is down."""
+    from .stack import status as stack_status
+
+    rows = stack_status(_stack_config(run_dir, redis_port))
+    for name, ok, detail in rows:
+        click.echo(f"{name:<10}{'up' if ok else 'DOWN':<6}{detail}")
+    sys.exit(0 if all(ok for _, ok, _ in rows) else 1)
+
+
 def run() -> None:
     main(prog_name="voffice")
 

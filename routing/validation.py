@@ -12,8 +12,10 @@ also matches before a trailing newline.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -32,6 +34,7 @@ from .problems import ERROR, WARNING, Problem, pointer
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "account.schema.json"
 MAX_FILE_BYTES = 5 * 1024 * 1024
 MAX_SCENARIO_DEPTH = 16
+PARALLEL_FROM = 200  # files; below this a process pool costs more than it saves
 SIP_URI = re.compile(
     r"sip:[A-Za-z0-9._~+-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(?::[0-9]{1,5})?"
@@ -49,9 +52,29 @@ def schema() -> dict[str, Any]:
     return loaded
 
 
+def _inline_refs(node: Any, defs: dict[str, Any], stack: tuple[str, ...] = ()) -> Any:
+    """Replace `#/$defs/...` references by their targets (recursive ones stay references).
+
+    Resolving references is most of jsonschema's work on our documents; inlining them
+    once makes validation about twice as fast, with the same results and messages.
+    """
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            name = ref.rsplit("/", 1)[1]
+            if name not in stack:
+                rest = {k: _inline_refs(v, defs, stack) for k, v in node.items() if k != "$ref"}
+                return {**_inline_refs(defs[name], defs, (*stack, name)), **rest}
+        return {k: _inline_refs(v, defs, stack) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_inline_refs(v, defs, stack) for v in node]
+    return node
+
+
 @lru_cache(maxsize=1)
 def _validator() -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(schema())
+    full = schema()
+    return jsonschema.Draft202012Validator(_inline_refs(full, full["$defs"]))
 
 
 # --- reading files ----------------------------------------------------------------------
@@ -627,17 +650,28 @@ def validate_paths(paths: list[str]) -> ValidatedSet:
     must be unique too (a number belongs to one account only)."""
     files, problems = expand_paths(paths)
     documents: list[tuple[str, dict[str, Any]]] = []
-    for path in files:
-        doc, read_problems = read_document(path)
-        problems += read_problems
-        if read_problems:
-            continue
-        found = validate_document(doc, str(path))
+    workers = min(os.cpu_count() or 1, 8)
+    if len(files) >= PARALLEL_FROM and workers > 1:
+        chunk = max(1, len(files) // (workers * 4))
+        with ProcessPoolExecutor(workers) as pool:
+            results = list(pool.map(validate_file, files, chunksize=chunk))
+    else:
+        results = [validate_file(path) for path in files]
+    for path, (doc, found) in zip(files, results):
         problems += found
-        if not any(p.severity == ERROR for p in found):
+        if doc is not None:
             documents.append((str(path), doc))
     problems += cross_file_problems(documents)
     return ValidatedSet(documents, problems)
+
+
+def validate_file(path: Path) -> tuple[dict[str, Any] | None, list[Problem]]:
+    """(the document if it is valid, its problems)."""
+    doc, problems = read_document(path)
+    if problems:
+        return None, problems
+    problems = validate_document(doc, str(path))
+    return (None if any(p.severity == ERROR for p in problems) else doc), problems
 
 
 def cross_file_problems(documents: list[tuple[str, dict[str, Any]]]) -> list[Problem]:

@@ -1,0 +1,190 @@
+"""`voffice bench decide`: how fast the engine answers, with thousands of accounts cached.
+
+Not a test: it prints figures. Each run also measures its baselines on the same machine
+in the same run: an in-process dict lookup (the floor) and one Redis GET round trip on
+loopback (what every decision would cost if the cache were not there).
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import json
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from . import store
+from .engine import decide
+from .reader import ConfigReader
+from .redis_server import RedisServer
+from .validation import validate_paths
+
+ZONES = [
+    ("Europe/Moscow", "RU", "+7495", "+7916"),
+    ("Europe/Berlin", "DE", "+4930", "+49151"),
+    ("America/New_York", "US", "+1212", "+1917"),
+    ("Asia/Tokyo", "JP", "+813", "+8190"),
+    ("Europe/London", "GB", "+4420", "+447700"),
+    ("Asia/Dubai", "AE", "+9714", "+97150"),
+]
+
+
+def generate_accounts(template: dict[str, Any], count: int, numbers_per_account: int = 2, seed: int = 1) -> list[dict[str, Any]]:
+    """Distinct, valid accounts shaped like the seed, spread over six time zones."""
+    rng = random.Random(seed)
+    docs = []
+    for i in range(count):
+        zone, country, landline, mobile = ZONES[i % len(ZONES)]
+        doc = copy.deepcopy(template)
+        doc.pop("$schema", None)
+        doc["account"] = f"bench-{i:05d}"
+        doc["name"] = f"Bench account {i}"
+        doc["timezone"] = zone
+        doc["calendar"] = {"country": country, "holidays": [], "workdays": []}
+        doc["numbers"] = [f"+1555{i:05d}{k:02d}" for k in range(numbers_per_account)]
+        for j, op in enumerate(doc["operators"]):
+            op["phone"] = f"+1556{i:05d}{j:02d}"
+        doc["caller_lists"][0]["patterns"] = [
+            f"{landline}{rng.randrange(10)}*",
+            f"{mobile}{rng.randrange(10)}" + "?" * (11 - len(mobile)),
+        ]
+        start = rng.choice([8, 9, 10])
+        doc["schedules"][0]["intervals"] = [[f"{start:02d}:00", f"{start + 9:02d}:00"]]
+        docs.append(doc)
+    return docs
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    index = min(len(sorted_values) - 1, int(fraction * len(sorted_values)))
+    return sorted_values[index]
+
+
+def rss_kib() -> int:
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+@dataclass
+class Timing:
+    name: str
+    samples_ns: list[int]
+
+    def row(self) -> str:
+        values = sorted(self.samples_ns)
+        mean = statistics.fmean(values)
+        return (
+            f"{self.name:<34} {1e9 / mean:>12,.0f}/s  p50 {percentile(values, 0.5) / 1000:>7.2f} us"
+            f"  p99 {percentile(values, 0.99) / 1000:>7.2f} us  max {values[-1] / 1000:>8.1f} us"
+        )
+
+
+def time_each(name: str, fn: Callable[[int], object], n: int) -> Timing:
+    clock = time.perf_counter_ns
+    samples = [0] * n
+    gc.disable()
+    try:
+        for i in range(n):
+            t0 = clock()
+            fn(i)
+            samples[i] = clock() - t0
+    finally:
+        gc.enable()
+    return Timing(name, samples)
+
+
+def run_decide_bench(template: dict[str, Any], accounts: int, decisions: int, redis_url: str | None, echo: Callable[[str], None]) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix="voffice-bench-"))
+    server = None
+    if redis_url is None:
+        server = RedisServer(workdir / "redis")
+        server.start()
+        redis_url = server.url
+    try:
+        return _bench(template, accounts, decisions, redis_url, workdir, echo)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _bench(template: dict[str, Any], accounts: int, decisions: int, url: str, workdir: Path, echo: Callable[[str], None]) -> dict[str, Any]:
+    docs = generate_accounts(template, accounts)
+    files_dir = workdir / "accounts"
+    files_dir.mkdir()
+    for doc in docs:
+        (files_dir / f"{doc['account']}.json").write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    echo(f"{accounts} accounts, {sum(len(d['numbers']) for d in docs)} numbers, Redis {url}")
+
+    r = store.connect(url, timeout=30)
+    t0 = time.perf_counter()
+    validated = validate_paths([str(files_dir)])
+    t1 = time.perf_counter()
+    assert validated.ok, validated.problems[:3]
+    changes, problems = store.plan_load(r, validated.documents)
+    assert not problems
+    t2 = time.perf_counter()
+    result = store.apply_load(r, changes)
+    t3 = time.perf_counter()
+    echo(
+        f"load: validate {t1 - t0:.1f} s + compile/diff {t2 - t1:.1f} s + write/swap {t3 - t2:.1f} s"
+        f" = {t3 - t0:.1f} s for {len(result.versions)} accounts (target < 60 s)"
+    )
+
+    rng = random.Random(7)
+    numbers = [n for d in docs for n in d["numbers"]]
+    base = datetime(2026, 11, 23, tzinfo=timezone.utc)
+    calls = []
+    for _ in range(decisions):
+        zone = rng.choice(ZONES)
+        caller = rng.choice([zone[2], zone[3], "+7903", "8495"]) + "".join(rng.choice("0123456789") for _ in range(7))
+        at = base + timedelta(minutes=rng.randrange(7 * 24 * 60))
+        calls.append((rng.choice(numbers), caller, at))
+
+    gc.collect()
+    rss_before = rss_kib()
+    reader = ConfigReader(url, max_accounts=accounts, check_interval=0.1)
+    t4 = time.perf_counter()
+    compiled = {n: reader.account_for_number(n) for n in numbers}
+    t5 = time.perf_counter()
+    gc.collect()
+    rss_after = rss_kib()
+    assert all(a is not None for a in compiled.values())
+    echo(f"cache: {reader.cached_accounts()} compiled accounts warmed in {t5 - t4:.1f} s, RSS +{(rss_after - rss_before) / 1024:.1f} MiB ({(rss_after - rss_before) / accounts:.1f} KiB per account)")
+
+    accounts_by_number = {n: a for n, a in compiled.items() if a is not None}
+    plain_dict = {n: a.id for n, a in accounts_by_number.items()}
+    client = store.connect(url)
+    timings = [
+        time_each("baseline: dict lookup", lambda i: plain_dict.get(calls[i][0]), decisions),
+        time_each("baseline: Redis GET (loopback)", lambda i: client.hget("vo:numbers", calls[i][0]), min(decisions, 20_000)),
+        time_each("decide (account in hand)", lambda i: decide(accounts_by_number[calls[i][0]], calls[i][0], calls[i][1], calls[i][2]), decisions),
+        time_each(
+            "lookup + decide (cached reader)",
+            lambda i: decide(reader.account_for_number(calls[i][0]), calls[i][0], calls[i][1], calls[i][2]),  # type: ignore[arg-type]
+            decisions,
+        ),
+    ]
+    for timing in timings:
+        echo(timing.row())
+    full = sorted(timings[3].samples_ns)
+    p99_us = percentile(full, 0.99) / 1000
+    echo(f"p99 of a cached decision: {p99_us:.1f} us (target < 50 us): {'OK' if p99_us < 50 else 'MISSED'}")
+    return {
+        "accounts": accounts,
+        "load_seconds": t3 - t0,
+        "validate_seconds": t1 - t0,
+        "cache_rss_mib": (rss_after - rss_before) / 1024,
+        "decide_p50_us": percentile(sorted(timings[2].samples_ns), 0.5) / 1000,
+        "decide_p99_us": percentile(sorted(timings[2].samples_ns), 0.99) / 1000,
+        "lookup_decide_p99_us": p99_us,
+        "reader_stats": reader.stats,
+    }

@@ -14,9 +14,9 @@ import random
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,7 @@ def generate_accounts(template: dict[str, Any], count: int, numbers_per_account:
     return docs
 
 
-def percentile(sorted_values: list[float], fraction: float) -> float:
+def percentile(sorted_values: Sequence[float], fraction: float) -> float:
     index = min(len(sorted_values) - 1, int(fraction * len(sorted_values)))
     return sorted_values[index]
 
@@ -141,7 +141,7 @@ def _bench(template: dict[str, Any], accounts: int, decisions: int, url: str, wo
 
     rng = random.Random(7)
     numbers = [n for d in docs for n in d["numbers"]]
-    base = datetime(2026, 11, 23, tzinfo=timezone.utc)
+    base = datetime(2026, 11, 23, tzinfo=UTC)
     calls = []
     for _ in range(decisions):
         zone = rng.choice(ZONES)

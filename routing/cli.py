@@ -178,7 +178,7 @@ def show(what: str, as_json: bool, redis_url: str | None) -> None:
     r = store.connect(redis_url)
     account = what
     if what[:1] in "+0123456789":
-        countries = frozenset(c.decode() for c in r.smembers("vo:countries"))
+        countries = frozenset(c.decode() if isinstance(c, bytes) else str(c) for c in r.smembers("vo:countries"))
         owners = [o for n in did_candidates(what, countries) if (o := store.owner_of(r, n))]
         if not owners:
             fail(f"number {what} is not in any loaded account")
@@ -216,8 +216,9 @@ def _account_from_file(path: str, number: str) -> CompiledAccount:
         fail(f"--config must name one account document, {path} has {len(result.documents)}")
     doc = result.documents[0][1]
     account = CompiledAccount(compile_account(doc))
-    if not set(did_candidates(number, {account.country} if account.country else set())) & set(doc["numbers"]):
-        fail(f"number {number} is not one of account {doc['account']!r}'s numbers ({', '.join(doc['numbers'])})")
+    countries = frozenset({account.country} if account.country else ())
+    if not set(did_candidates(number, countries)) & set(doc["numbers"]):
+        fail(f"number {number} is not a number of account {doc['account']!r} ({', '.join(doc['numbers'])})")
     return account
 
 

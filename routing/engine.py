@@ -47,7 +47,7 @@ class CompiledRule:
 class CompiledAccount:
     """A compiled account ready to answer decisions; `plain` is what Redis stores."""
 
-    __slots__ = ("plain", "id", "tz", "country", "subdivision", "holidays", "workdays", "rules")
+    __slots__ = ("country", "holidays", "id", "plain", "rules", "subdivision", "tz", "workdays")
 
     def __init__(self, plain: dict[str, Any]):
         self.plain = plain

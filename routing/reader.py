@@ -29,6 +29,10 @@ from .numbers import did_candidates
 from .store import CHANNEL, account_key, redis_url, version_key
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 class StoreUnavailable(Exception):
     """Redis cannot be reached and the answer is not cached."""
 
@@ -84,6 +88,9 @@ class ConfigReader:
             version = self._fetch_version(account_id)
             if version is None:
                 return None
+        return self._compiled_version(account_id, version)
+
+    def _compiled_version(self, account_id: str, version: int) -> CompiledAccount | None:
         key = (account_id, version)
         compiled = self._compiled.get(key)
         if compiled is not None:
@@ -95,10 +102,11 @@ class ConfigReader:
         if raw is None:
             # The version was trimmed after we learnt of it: re-read the pointer once.
             self._versions.pop(account_id, None)
-            version = self._fetch_version(account_id)
-            if version is None:
+            fresh = self._fetch_version(account_id)
+            if fresh is None:
                 return None
-            raw = self._call(lambda r: r.get(version_key(account_id, version)))
+            version = fresh
+            raw = self._call(lambda r: r.get(version_key(account_id, fresh)))
             if raw is None:
                 return None
         compiled = CompiledAccount(msgpack.unpackb(raw, raw=False))
@@ -137,7 +145,7 @@ class ConfigReader:
             while len(self._unknown) > self.max_unknown:
                 self._unknown.popitem(last=False)
             return None
-        account = raw.decode()
+        account = _text(raw)
         self._numbers[number] = account
         return account
 
@@ -172,20 +180,20 @@ class ConfigReader:
 
     def _subscribe(self) -> None:
         client = self._client()
-        pubsub = client.pubsub()
+        pubsub = client.pubsub()  # type: ignore[no-untyped-call]
         pubsub.subscribe(CHANNEL)
         # Subscribed first, then read the state: a load between the two is seen twice,
         # which is harmless, rather than not at all.
         epoch, generation_raw = client.mget("vo:epoch", "vo:generation")
         generation = int(generation_raw or 0)
-        countries = frozenset(c.decode() for c in client.smembers("vo:countries"))
+        countries = frozenset(_text(c) for c in client.smembers("vo:countries"))
         if self._epoch is not None and epoch != self._epoch:
             # Redis lost its data and was loaded anew: version numbers restarted, so
             # nothing cached under (account, version) can be trusted.
             self._forget_everything()
         elif self._generation is not None and generation != self._generation:
             self._resync(client)
-        self._epoch = epoch
+        self._epoch = epoch if isinstance(epoch, bytes) else None
         self._generation = generation
         self._countries = countries
         self._pubsub = pubsub
@@ -200,12 +208,12 @@ class ConfigReader:
     def _resync(self, client: redis.Redis) -> None:
         """Loads happened while we were not listening: re-read what we had cached.
         The old maps are replaced only once the new ones are complete."""
-        numbers = {k.decode(): v.decode() for k, v in client.hgetall("vo:numbers").items()}
+        numbers = {_text(k): _text(v) for k, v in client.hgetall("vo:numbers").items()}
         accounts = list(self._versions)
         pipe = client.pipeline(transaction=False)
         for account in accounts:
             pipe.hget(account_key(account), "current")
-        versions = {a: int(v) for a, v in zip(accounts, pipe.execute()) if v is not None}
+        versions = {a: int(v) for a, v in zip(accounts, pipe.execute(), strict=False) if v is not None}
         self._numbers = numbers
         self._versions = versions
         self._unknown.clear()

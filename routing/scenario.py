@@ -88,7 +88,7 @@ def phase(account: dict[str, Any], cursor: Cursor) -> str:
         return "record"
     if kind == "group" or cursor.ringing is not None:
         return "ring"
-    return kind
+    return str(kind)
 
 
 def terminal_end(account: dict[str, Any], cursor: Cursor) -> str | None:

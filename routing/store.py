@@ -174,7 +174,7 @@ def plan_load(r: redis.Redis, documents: list[tuple[str, dict[str, Any]]]) -> tu
     problems: list[Problem] = []
     loading = {doc["account"] for _, doc in documents}
     new_numbers = {n: doc["account"] for _, doc in documents for n in doc["numbers"]}
-    owners = dict(zip(new_numbers, r.hmget("vo:numbers", list(new_numbers)))) if new_numbers else {}
+    owners = dict(zip(new_numbers, r.hmget("vo:numbers", list(new_numbers)), strict=False)) if new_numbers else {}
     for file, doc in documents:
         account = doc["account"]
         for i, number in enumerate(doc["numbers"]):

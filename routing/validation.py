@@ -11,6 +11,7 @@ also matches before a trailing newline.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -99,6 +100,8 @@ def _no_constants(name: str) -> Any:
 
 def parse_document(text: str, file: str) -> tuple[Any, list[Problem]]:
     """Parse JSON strictly: duplicate keys, NaN and Infinity are errors, not silently kept."""
+    if not text.strip():
+        return None, [Problem(file, "", "the file is empty")]
     try:
         return json.loads(
             text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants
@@ -167,23 +170,23 @@ def _short(value: Any) -> str:
 
 def _schema_message(err: ValidationError) -> str:
     kind = err.validator
-    schema_node = err.schema if isinstance(err.schema, dict) else {}
+    schema_node: dict[str, Any] = err.schema if isinstance(err.schema, dict) else {}
     what = schema_node.get("description", "")
     if kind == "required":
         return f"missing required field {str(err.message).split(chr(39))[1]!r}"
     if kind == "additionalProperties":
-        extra = sorted(set(err.instance) - set(schema_node.get("properties", {})))
+        extra = sorted(set(err.instance if isinstance(err.instance, dict) else ()) - set(schema_node.get("properties", {})))
         return f"unknown field {', '.join(repr(e) for e in extra)}" + _suggest(extra, schema_node)
     if kind == "pattern":
         return f"{_short(err.instance)} is not valid; expected {_lower(what) or 'a match of ' + str(err.validator_value)}"
     if kind == "type":
         return f"must be {err.validator_value}, not {_json_type(err.instance)}"
     if kind == "enum":
-        allowed = ", ".join(json.dumps(v, ensure_ascii=False) for v in err.validator_value)
+        allowed = ", ".join(json.dumps(v, ensure_ascii=False) for v in _listed(err.validator_value))
         return f"{_short(err.instance)} is not one of {allowed}"
     if kind in ("oneOf", "anyOf"):
         if kind == "anyOf" and "required" in json.dumps(err.validator_value):
-            fields = " or ".join(repr(alt["required"][0]) for alt in err.validator_value)
+            fields = " or ".join(repr(alt["required"][0]) for alt in _listed(err.validator_value))
             return f"needs {fields}"
         return f"{_short(err.instance)} is not valid; expected {_lower(what) or 'one of the allowed forms'}"
     if kind == "uniqueItems":
@@ -191,6 +194,10 @@ def _schema_message(err: ValidationError) -> str:
     if kind in ("minimum", "maximum", "minItems", "maxItems", "minLength", "maxLength"):
         return f"{_short(err.instance)}: {err.message.split(' is ', 1)[-1] if ' is ' in err.message else err.message}"
     return str(err.message)
+
+
+def _listed(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list) else []
 
 
 def _lower(text: str) -> str:
@@ -230,11 +237,11 @@ def _walk_strings(value: Any, path: tuple[str | int, ...] = ()) -> Iterator[tupl
         yield path, value
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield path + (key,), key
-            yield from _walk_strings(item, path + (key,))
+            yield (*path, key), key
+            yield from _walk_strings(item, (*path, key))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from _walk_strings(item, path + (index,))
+            yield from _walk_strings(item, (*path, index))
 
 
 def _items(doc: dict[str, Any], key: str) -> list[tuple[int, dict[str, Any]]]:
@@ -263,7 +270,7 @@ class _Checker:
         self.doc = doc
         self.file = file
         self.problems: list[Problem] = []
-        self.used: dict[str, set[str]] = {c: set() for c in COLLECTIONS}
+        self.used: dict[str, set[Any]] = {c: set() for c in COLLECTIONS}
 
     def error(self, where: str, message: str) -> None:
         self.problems.append(Problem(self.file, where, message, ERROR))
@@ -369,7 +376,7 @@ class _Checker:
 
     def check_groups(self, index: _Index) -> None:
         for i, group in _items(self.doc, "groups"):
-            seen: set[str] = set()
+            seen: set[Any] = set()
             for j, member in _items(group, "members"):
                 ref = member.get("operator")
                 where = pointer("groups", i, "members", j, "operator")
@@ -425,7 +432,7 @@ class _Checker:
                     continue
                 spans.append((start, end, j))
             spans.sort()
-            for (s1, e1, j1), (s2, _e2, j2) in zip(spans, spans[1:]):
+            for (_s1, e1, j1), (s2, _e2, j2) in itertools.pairwise(spans):
                 if s2 < e1:
                     self.warn(pointer("schedules", i, "intervals", j2), f"overlaps interval {j1} of this schedule")
 
@@ -455,7 +462,7 @@ class _Checker:
         if isinstance(ref, str) and op is None:
             self.error(pointer(*path, "operation"), f"no operation with id {ref!r}")
         elif op is not None:
-            self.used["operations"].add(ref)  # type: ignore[arg-type]
+            self.used["operations"].add(ref)
         kind = op.get("type") if op else None
         keys = node.get("keys")
         if isinstance(keys, dict) and keys and op is not None and kind != "menu":
@@ -468,11 +475,11 @@ class _Checker:
             self.warn(pointer(*path, "next"), f"never taken: {kind} ends the call")
         nxt = node.get("next")
         if isinstance(nxt, dict):
-            self._check_node(nxt, path + ("next",), ops, depth + 1)
+            self._check_node(nxt, (*path, "next"), ops, depth + 1)
         if isinstance(keys, dict):
             for key, child in keys.items():
                 if isinstance(child, dict):
-                    self._check_node(child, path + ("keys", key), ops, depth + 1)
+                    self._check_node(child, (*path, "keys", key), ops, depth + 1)
 
     def check_rules(self, index: _Index) -> None:
         priorities: dict[int, int] = {}
@@ -657,7 +664,7 @@ def validate_paths(paths: list[str]) -> ValidatedSet:
             results = list(pool.map(validate_file, files, chunksize=chunk))
     else:
         results = [validate_file(path) for path in files]
-    for path, (doc, found) in zip(files, results):
+    for path, (doc, found) in zip(files, results, strict=False):
         problems += found
         if doc is not None:
             documents.append((str(path), doc))

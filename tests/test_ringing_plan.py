@@ -348,10 +348,15 @@ def test_plan_properties(data: tuple[Plain, list[list[Any]], str, str | None, st
         assert len(plan) == max(m[2] for m in members)
         assert {r["operator"] for r in plan[0]} == set(by_id)
     if strategy in ("priority", "simultaneous"):
-        # within one priority level, a wave holds every member still having that attempt
+        # a wave is one attempt of everyone (of its priority level) who still has that attempt
         for wave in plan:
             attempt = wave[0]["attempt"]
             assert all(r["attempt"] == attempt for r in wave)
+            level = by_id[wave[0]["operator"]][1]
+            expected = {
+                m[0] for m in members if m[2] >= attempt and (strategy == "simultaneous" or m[1] == level)
+            }
+            assert {r["operator"] for r in wave} == expected
     if strategy == "sequential":
         assert plan[0][0]["operator"] == members[0][0]
         first_round = [w[0]["operator"] for w in plan if w[0]["attempt"] == 1]

@@ -79,7 +79,7 @@ def test_failed_load_changes_nothing(redis_server: RedisServer, seed_doc: dict[s
     assert not result.ok  # the CLI stops here; the store is never touched
     # a number owned by a loaded account that is not part of this load is refused too
     thief = write(tmp_path, "thief.json", other_account(seed_doc, "thief", "+74951234567"))
-    changes, problems = store.plan_load(r, validate_paths([good, thief]).documents)
+    _changes, problems = store.plan_load(r, validate_paths([good, thief]).documents)
     assert [p.message for p in problems] == ["number +74951234567 already belongs to loaded account 'berry-demo'"]
     assert {k: r.dump(k) for k in r.keys("*")} == before
 

@@ -1,0 +1,183 @@
+"""The `voffice` console script as NOC engineers run it: exit codes, one-line errors, JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from routing.redis_server import RedisServer
+
+from .conftest import ROOT, SEED
+
+VOFFICE = ROOT / ".venv" / "bin" / "voffice"
+
+
+def voffice(*args: str, redis_url: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env.pop("VOFFICE_REDIS_URL", None)
+    if redis_url:
+        env["VOFFICE_REDIS_URL"] = redis_url
+    return subprocess.run([str(VOFFICE), *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def no_traceback(result: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def write(tmp_path: Path, name: str, doc: Any) -> str:
+    path = tmp_path / name
+    path.write_text(doc if isinstance(doc, str) else json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    return str(path)
+
+
+def test_schema_is_printed() -> None:
+    result = voffice("schema")
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+
+
+def test_validate_examples() -> None:
+    result = voffice("validate", str(ROOT / "examples"))
+    assert result.returncode == 0, result.stderr
+    assert "warning: " in result.stdout  # the seed's evenings fall to the default scenario
+    assert "0 error(s)" in result.stderr + result.stdout
+
+
+def test_validate_reports_every_problem_with_file_and_pointer(tmp_path: Path, seed_doc: dict[str, Any]) -> None:
+    seed_doc["operators"][0]["extension"] = "0101"
+    seed_doc["rules"][1]["scenario"] = "nope"
+    bad = write(tmp_path, "bad.json", seed_doc)
+    result = voffice("validate", bad)
+    assert result.returncode == 1
+    no_traceback(result)
+    lines = result.stderr.splitlines()
+    assert f"{bad}: /operators/0/extension: extension '0101' starts with 0" in lines
+    assert f"{bad}: /rules/1/scenario: no scenario with id \"nope\"" in lines
+    as_json = voffice("validate", "--json", bad)
+    assert as_json.returncode == 1
+    problems = json.loads(as_json.stdout)
+    assert {"file": bad, "pointer": "/rules/1/scenario", "severity": "error", "message": 'no scenario with id "nope"'} in problems
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ('{"account": ', "not valid JSON at line 1 column 13"),
+        ("[1, 2]", "the document must be a JSON object, not an array"),
+        ("", "the file is empty"),
+        ('{"a": 1, "a": 2}', "the key 'a' appears twice in one object"),
+    ],
+)
+def test_validate_malformed_input_is_one_clean_line(tmp_path: Path, content: str, expected: str) -> None:
+    path = write(tmp_path, "x.json", content)
+    result = voffice("validate", path)
+    assert result.returncode == 1
+    no_traceback(result)
+    assert result.stderr.splitlines()[0].startswith(f"{path}: /: {expected}")
+
+
+def test_validate_missing_file() -> None:
+    result = voffice("validate", "/nonexistent/file.json")
+    assert result.returncode == 1
+    assert "/nonexistent/file.json: /: no such file or directory" in result.stderr
+
+
+def test_simulate_json_contract() -> None:
+    result = voffice(
+        "simulate", "--config", str(SEED), "--number", "+74951234567", "--caller", "+79031112233",
+        "--at", "2026-11-25T11:00", "--event", "timeout", "--event", "answer:petrov", "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    for key in ("account", "number", "local_time", "day_type", "rule", "scenario", "steps", "end"):
+        assert key in out
+    assert out["rule"] == {"id": "r2", "name": "Правило №2"}
+    assert out["scenario"] == {"id": "workday", "name": "Будни"}
+    assert out["local_time"] == "2026-11-25T11:00:00+03:00"
+    ext, group = out["steps"]
+    assert ext["operation"] == {"id": "ext", "name": "Переадресация на внутренний номер сотрудника", "type": "extension"}
+    assert ext["event"] == "timeout"
+    assert group["waves"][0] == [
+        {"operator": "ivanov", "phone": "+79161230001", "ring_seconds": 20, "attempt": 1},
+        {"operator": "petrov", "phone": "+79161230002", "ring_seconds": 20, "attempt": 1},
+    ]
+    assert out["end"] == "answered"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--at", "yesterday"], "--at: 'yesterday' is not an ISO 8601 time"),
+        (["--at", "2026-11-25T11:00", "--event", "jump"], "unknown event 'jump'"),
+        (["--at", "2026-11-25T11:00", "--event", "key:12"], "a key is one of 0-9, * or #"),
+        (["--at", "2026-11-25T11:00", "--number", "+74990000000"], "is not a number of account 'berry-demo' (+74951234567)"),
+    ],
+)
+def test_simulate_user_errors(args: list[str], expected: str) -> None:
+    base = {"--number": "+74951234567", "--caller": "+79031112233"}
+    for i in range(0, len(args), 2):
+        base[args[i]] = args[i + 1]
+    flat = [x for kv in base.items() for x in kv if kv[0] != "--event"]
+    events = [x for i in range(0, len(args), 2) if args[i] == "--event" for x in ("--event", args[i + 1])]
+    result = voffice("simulate", "--config", str(SEED), *flat, *events)
+    assert result.returncode == 1
+    no_traceback(result)
+    assert expected in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unreachable_redis_is_one_line() -> None:
+    result = voffice("simulate", "--number", "+74951234567", "--caller", "1", "--at", "2026-11-25T11:00",
+                     redis_url="redis://127.0.0.1:1/0")
+    assert result.returncode == 1
+    no_traceback(result)
+    assert result.stderr.startswith("voffice: error: cannot reach Redis at redis://127.0.0.1:1/0")
+
+
+@pytest.mark.redis
+def test_load_dry_run_rollback_history_show(redis_server: RedisServer, tmp_path: Path, seed_doc: dict[str, Any]) -> None:
+    url = redis_server.url
+    dry = voffice("load", "--dry-run", str(SEED), redis_url=url)
+    assert dry.returncode == 0, dry.stderr
+    assert "berry-demo: would load (new)" in dry.stdout
+    assert voffice("show", "berry-demo", redis_url=url).returncode == 1  # dry run loaded nothing
+
+    first = voffice("load", str(SEED), redis_url=url)
+    assert first.returncode == 0 and "berry-demo: v1 (new)" in first.stdout
+    seed_doc["operators"][1]["phone"] = "+79161239999"
+    changed = write(tmp_path, "seed.json", seed_doc)
+    second = voffice("load", changed, redis_url=url)
+    assert "berry-demo: v2 (was v1)" in second.stdout and "operators: ~petrov" in second.stdout
+
+    # one invalid file among valid ones: nothing is loaded
+    broken = dict(seed_doc, account="other", numbers=["+74950000001"], default_scenario="missing")
+    refused = voffice("load", changed, write(tmp_path, "broken.json", broken), redis_url=url)
+    assert refused.returncode == 1 and "nothing was loaded" in refused.stderr
+    no_traceback(refused)
+
+    show = voffice("show", "84951234567", "--json", redis_url=url)
+    assert json.loads(show.stdout)["version"] == 2
+    back = voffice("rollback", "berry-demo", redis_url=url)
+    assert back.returncode == 0 and "v3 (was v2): rollback to v1" in back.stdout
+    sim = voffice("simulate", "--number", "+74951234567", "--caller", "+79031112233", "--at", "2026-11-25T11:00",
+                  "--event", "timeout", "--json", redis_url=url)
+    assert json.loads(sim.stdout)["steps"][1]["waves"][0][1]["phone"] == "+79161230002"  # v1's phone again
+    hist = voffice("history", "berry-demo", "--json", redis_url=url)
+    assert [e["version"] for e in json.loads(hist.stdout)] == [3, 2, 1]
+    unknown = voffice("rollback", "nobody", redis_url=url)
+    assert unknown.returncode == 1 and "voffice: error: account 'nobody' is not loaded" in unknown.stderr
+
+
+def test_coverage_text_and_png(tmp_path: Path) -> None:
+    png = tmp_path / "week.png"
+    result = voffice("coverage", str(SEED), "--week", "2026-W48", "--png", str(png))
+    assert result.returncode == 0, result.stderr
+    assert "Правило №1" in result.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = voffice("coverage", str(SEED), "--week", "2026-W99")
+    assert bad.returncode == 1 and bad.stderr.startswith("voffice: error: --week:")

@@ -73,16 +73,23 @@ class ConfigReader:
     def account_for_number(self, raw_number: str) -> CompiledAccount | None:
         """The compiled account that owns a dialled number (any of its E.164 forms), or None."""
         self._refresh()
+        known = self._numbers.get(raw_number)
+        if known is not None:  # the usual case: the trunk sends the E.164 form we store
+            return self._account(known)
         for number in did_candidates(raw_number, self._countries):
             account = self._numbers.get(number)
             if account is None and number not in self._unknown:
                 account = self._fetch_owner(number)
             if account is not None:
-                return self.account(account)
+                return self._account(account)
         return None
 
     def account(self, account_id: str) -> CompiledAccount | None:
+        """The current compiled version of an account, or None if it is not loaded."""
         self._refresh()
+        return self._account(account_id)
+
+    def _account(self, account_id: str) -> CompiledAccount | None:
         version = self._versions.get(account_id)
         if version is None:
             version = self._fetch_version(account_id)

@@ -40,7 +40,8 @@ SIP_URI = re.compile(
     r"sip:[A-Za-z0-9._~+-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(?::[0-9]{1,5})?"
 )
-CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+CONTROL_MESSAGE = "contains a control character"
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # C0, DEL, C1 (U+009B is CSI)
 COLLECTIONS = (
     "operators", "groups", "sounds", "operations", "schedules", "caller_lists", "scenarios", "rules",
 )
@@ -81,37 +82,65 @@ def _validator() -> jsonschema.Draft202012Validator:
 # --- reading files ----------------------------------------------------------------------
 
 
-class _DuplicateKey(ValueError):
-    pass
+class _Pairs(dict[str, Any]):
+    """An object as parsed, remembering keys that appeared more than once."""
+
+    duplicates: list[str]
 
 
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise _DuplicateKey(key)
-        out[key] = value
+def _keep_pairs(pairs: list[tuple[str, Any]]) -> _Pairs:
+    out = _Pairs(pairs)
+    out.duplicates = []
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                out.duplicates.append(key)
+            seen.add(key)
     return out
 
 
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+class _Constant:
+    """Where NaN, Infinity or -Infinity stood in the document."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+
+def _find_strict_json_problems(value: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[str, str]]:
+    if isinstance(value, _Constant):
+        yield pointer(*path), f"{value.name} is not valid JSON"
+    elif isinstance(value, dict):
+        for key in getattr(value, "duplicates", ()):
+            yield pointer(*path, key), f"the key {key!r} appears twice in one object"
+        for key, item in value.items():
+            yield from _find_strict_json_problems(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _find_strict_json_problems(item, (*path, index))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def parse_document(text: str, file: str) -> tuple[Any, list[Problem]]:
-    """Parse JSON strictly: duplicate keys, NaN and Infinity are errors, not silently kept."""
+    """Parse JSON strictly: duplicate keys, NaN and Infinity are errors (with the pointer of
+    where they stand), not silently kept."""
     if not text.strip():
         return None, [Problem(file, "", "the file is empty")]
     try:
-        return json.loads(
-            text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants
-        ), []
+        doc = json.loads(text, object_pairs_hook=_keep_pairs, parse_constant=_Constant)
     except json.JSONDecodeError as exc:
         return None, [Problem(file, "", f"not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")]
-    except _DuplicateKey as exc:
-        return None, [Problem(file, "", f"the key {exc.args[0]!r} appears twice in one object")]
     except (ValueError, RecursionError) as exc:
         return None, [Problem(file, "", f"not valid JSON: {exc}")]
+    problems = [Problem(file, where, message) for where, message in _find_strict_json_problems(doc)]
+    return (None, problems) if problems else (_plain(doc), [])
 
 
 def read_document(path: Path) -> tuple[Any, list[Problem]]:
@@ -225,6 +254,15 @@ def schema_problems(doc: Any, file: str) -> list[Problem]:
                 where = pointer(*err.absolute_path, extra[0])
         if err.validator == "if":
             continue  # its "then" error is reported on its own
+        if err.validator == "uniqueItems" and isinstance(err.instance, list):
+            seen: list[Any] = []
+            for index, item in enumerate(err.instance):
+                if item in seen:
+                    where = pointer(*err.absolute_path, index)
+                    problems.append(Problem(file, where, f"{_short(item)} is listed twice"))
+                    break
+                seen.append(item)
+            continue
         problems.append(Problem(file, where, _schema_message(err)))
     return problems
 
@@ -283,7 +321,7 @@ class _Checker:
         for path, text in _walk_strings(doc):
             found = CONTROL.search(text)
             if found:
-                self.error(pointer(*path), f"contains a control character (U+{ord(found.group()):04X})")
+                self.error(pointer(*path), f"{CONTROL_MESSAGE} (U+{ord(found.group()):04X})")
         index = self.check_ids()
         self.check_account()
         self.check_operators()
@@ -623,12 +661,14 @@ def validate_document(doc: Any, file: str) -> list[Problem]:
     """Schema and meaning problems of one parsed document, errors and warnings."""
     if not isinstance(doc, dict):
         return [Problem(file, "", f"the document must be a JSON object, not {_json_type(doc)}")]
-    problems = schema_problems(doc, file)
     try:
-        problems += _Checker(doc, file).run()
+        meaning = _Checker(doc, file).run()
     except RecursionError:
-        problems.append(Problem(file, "", "document nested too deeply"))
-    return _dedupe(problems)
+        meaning = [Problem(file, "", "document nested too deeply")]
+    # A control character also breaks the schema's pattern; the specific message is enough.
+    controls = {p.pointer for p in meaning if p.message.startswith(CONTROL_MESSAGE)}
+    problems = [p for p in schema_problems(doc, file) if p.pointer not in controls]
+    return _dedupe(problems + meaning)
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:

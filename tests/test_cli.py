@@ -70,7 +70,6 @@ def test_validate_reports_every_problem_with_file_and_pointer(tmp_path: Path, se
         ('{"account": ', "not valid JSON at line 1 column 13"),
         ("[1, 2]", "the document must be a JSON object, not an array"),
         ("", "the file is empty"),
-        ('{"a": 1, "a": 2}', "the key 'a' appears twice in one object"),
     ],
 )
 def test_validate_malformed_input_is_one_clean_line(tmp_path: Path, content: str, expected: str) -> None:
@@ -79,6 +78,13 @@ def test_validate_malformed_input_is_one_clean_line(tmp_path: Path, content: str
     assert result.returncode == 1
     no_traceback(result)
     assert result.stderr.splitlines()[0].startswith(f"{path}: /: {expected}")
+
+
+def test_duplicate_key_is_located(tmp_path: Path) -> None:
+    path = write(tmp_path, "x.json", '{"a": {"b": 1, "b": 2}}')
+    result = voffice("validate", path)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[0] == f"{path}: /a/b: the key 'b' appears twice in one object"
 
 
 def test_validate_missing_file() -> None:

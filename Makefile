@@ -35,7 +35,7 @@ test: install lint
 	$(PY) -m pytest -q tests
 
 lint: install
-	$(VENV)/bin/ruff check routing tests
+	$(VENV)/bin/ruff check routing media-server tests
 	$(VENV)/bin/mypy
 
 clean:

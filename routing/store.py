@@ -38,7 +38,7 @@ import redis
 from .compiler import compile_account, document_sha256
 from .diff import summarize
 from .problems import Problem, pointer
-from .validation import parse_document, validate_document
+from .validation import validate_document
 
 DEFAULT_URL = "redis://127.0.0.1:6479/0"
 DEFAULT_KEEP = 10
@@ -323,8 +323,3 @@ def load_compiled(r: redis.Redis, account: str, version: int) -> dict[str, Any] 
     return plain
 
 
-def parse_source(text: str, name: str) -> dict[str, Any]:
-    doc, problems = parse_document(text, name)
-    if problems:
-        raise StoreError(problems[0].line())
-    return doc  # type: ignore[no-any-return]

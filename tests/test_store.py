@@ -13,9 +13,10 @@ import redis
 
 from routing import store
 from routing.reader import ConfigReader, StoreUnavailable
+from routing.redis_server import RedisServer
 from routing.validation import validate_paths
 
-from .conftest import SEED, RedisServer
+from .conftest import SEED
 
 pytestmark = pytest.mark.redis
 

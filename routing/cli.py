@@ -334,74 +334,83 @@ def bench_decide(accounts: int, decisions: int, template: str | None, redis_url:
     run_decide_bench(doc, accounts, decisions, redis_url, click.echo)
 
 
-def _stack_config(run_dir: str | None, redis_port: int, load_paths: tuple[str, ...] = ()) -> Any:
-    from .stack import DEFAULT_RUN_DIR, SEED, StackConfig
+def _stack_config(run_dir: str | None, ports: dict[str, Any], **extra: Any) -> Any:
+    from .stack import DEFAULT_RUN_DIR, StackConfig
 
-    return StackConfig(
-        run_dir=Path(run_dir) if run_dir else DEFAULT_RUN_DIR,
-        redis_port=redis_port,
-        load=load_paths or (str(SEED),),
-    )
+    config = StackConfig(run_dir=Path(run_dir) if run_dir else DEFAULT_RUN_DIR, **extra)
+    for key, value in ports.items():
+        if value is not None:
+            setattr(config, key, value)
+    return config
 
 
-run_dir_option = click.option("--run-dir", envvar="VOFFICE_RUN_DIR", default=None, help="Pid files and data (default: .run in the project).")
-redis_port_option = click.option("--redis-port", default=6479, show_default=True, type=click.IntRange(1, 65535))
+def stack_options(fn: F) -> F:
+    options = [
+        click.option("--run-dir", envvar="VOFFICE_RUN_DIR", default=None, help="Pid files, logs and data (default: .run in the project)."),
+        click.option("--redis-port", type=click.IntRange(1, 65535), default=None, help="Default 6479."),
+        click.option("--sip-port", type=click.IntRange(1, 65535), default=None, help="Kamailio's SIP port (default 5060)."),
+        click.option("--media-port", type=click.IntRange(1, 65535), default=None, help="First media server's SIP port (default 5070)."),
+        click.option("--rtpengine-port", type=click.IntRange(1, 65535), default=None, help="rtpengine's ng port (default 2223)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _ports(kw: dict[str, Any]) -> dict[str, Any]:
+    return {k: kw.pop(k) for k in ("redis_port", "sip_port", "media_port", "rtpengine_port")}
 
 
 @main.command()
-@click.option("--foreground", is_flag=True, help="Stay attached; Ctrl-C stops everything.")
+@click.option("--foreground", is_flag=True, help="Stay attached with logs; Ctrl-C stops everything.")
 @click.option("--load", "load_paths", multiple=True, metavar="FILE|DIR", help="Configs to load (default: the seed example).")
-@run_dir_option
-@redis_port_option
-def up(foreground: bool, load_paths: tuple[str, ...], run_dir: str | None, redis_port: int) -> None:
-    """Start the stack on loopback with the seed example loaded."""
-    import signal
-    import time
+@click.option("--operator-gateway", default="127.0.0.1:5080", show_default=True, metavar="HOST:PORT", help="Where E.164 operators are rung.")
+@click.option("--media-servers", default=1, show_default=True, type=click.IntRange(1, 8))
+@click.option("--now", envvar="VOFFICE_NOW", default=None, help="Start every clock at this ISO 8601 instant (env VOFFICE_NOW).")
+@stack_options
+def up(foreground: bool, load_paths: tuple[str, ...], operator_gateway: str, media_servers: int, now: str | None, run_dir: str | None, **kw: Any) -> None:
+    """Start Redis, rtpengine, the media server(s) and Kamailio on loopback, the seed loaded."""
+    from .call_step import GATEWAY
+    from .clock import ClockError
+    from .stack import SEED, Stack, StackError
 
-    from .stack import StackError, down
-    from .stack import up as stack_up
-
-    config = _stack_config(run_dir, redis_port, load_paths)
+    if not GATEWAY.fullmatch(operator_gateway):
+        fail(f"--operator-gateway: {operator_gateway!r} is not HOST:PORT")
+    config = _stack_config(run_dir, _ports(kw), operator_gateway=operator_gateway, media_servers=media_servers,
+                           now=now, load=load_paths or (str(SEED),))
+    stack = Stack(config, click.echo)
     try:
-        server = stack_up(config, click.echo)
-    except StackError as exc:
+        stack.start(detach=not foreground)
+    except (StackError, ClockError) as exc:
         fail(str(exc))
-    click.echo(f"try:      VOFFICE_REDIS_URL={config.redis_url} voffice simulate --number +74951234567 --caller +79031112233 --at 2026-11-25T10:00 --event digits:101")
+    click.echo(f"SIP       udp:{config.host}:{config.sip_port}   Redis {config.redis_url}   operator gateway {operator_gateway}")
+    if now:
+        click.echo(f"clock     starts at {now}")
     if not foreground:
         click.echo("stop with: voffice down")
         return
-    click.echo("running in the foreground; Ctrl-C stops it")
-    stopping = False
-
-    def stop(signum: int, frame: Any) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    while not stopping and server.proc is not None and server.proc.poll() is None:
-        time.sleep(0.2)
-    down(config, click.echo)
+    click.echo("running in the foreground; Ctrl-C stops everything")
+    stack.wait()
+    stack.stop()
+    click.echo("stopped")
 
 
 @main.command()
-@run_dir_option
-@redis_port_option
-def down(run_dir: str | None, redis_port: int) -> None:
+@stack_options
+def down(run_dir: str | None, **kw: Any) -> None:
     """Stop the stack started by `voffice up`."""
     from .stack import down as stack_down
 
-    stack_down(_stack_config(run_dir, redis_port), click.echo)
+    stack_down(_stack_config(run_dir, _ports(kw)), click.echo)
 
 
 @main.command()
-@run_dir_option
-@redis_port_option
-def status(run_dir: str | None, redis_port: int) -> None:
-    """Health of each component; exit 1 if any is down."""
+@stack_options
+def status(run_dir: str | None, **kw: Any) -> None:
+    """Health of each component (sipsak OPTIONS for the SIP parts); exit 1 if any is down."""
     from .stack import status as stack_status
 
-    rows = stack_status(_stack_config(run_dir, redis_port))
+    rows = stack_status(_stack_config(run_dir, _ports(kw)))
     for name, ok, detail in rows:
         click.echo(f"{name:<10}{'up' if ok else 'DOWN':<6}{detail}")
     sys.exit(0 if all(ok for _, ok, _ in rows) else 1)

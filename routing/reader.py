@@ -89,6 +89,14 @@ class ConfigReader:
         self._refresh()
         return self._account(account_id)
 
+    def version_of(self, account_id: str) -> int:
+        """The version `account()` last returned for this account."""
+        return self._versions[account_id]
+
+    def account_version(self, account_id: str, version: int) -> CompiledAccount | None:
+        """A specific version: a call keeps the version it started with, even after a load."""
+        return self._compiled_version(account_id, version, exact=True)
+
     def _account(self, account_id: str) -> CompiledAccount | None:
         version = self._versions.get(account_id)
         if version is None:
@@ -97,7 +105,7 @@ class ConfigReader:
                 return None
         return self._compiled_version(account_id, version)
 
-    def _compiled_version(self, account_id: str, version: int) -> CompiledAccount | None:
+    def _compiled_version(self, account_id: str, version: int, exact: bool = False) -> CompiledAccount | None:
         key = (account_id, version)
         compiled = self._compiled.get(key)
         if compiled is not None:
@@ -106,6 +114,8 @@ class ConfigReader:
             return compiled
         self.stats["misses"] += 1
         raw = self._call(lambda r: r.get(version_key(account_id, version)))
+        if raw is None and exact:
+            return None
         if raw is None:
             # The version was trimmed after we learnt of it: re-read the pointer once.
             self._versions.pop(account_id, None)

@@ -1,45 +1,189 @@
-"""`voffice up|down|status`: the stack on this machine, on loopback, with embedded defaults.
+"""`voffice up|down|status`: the whole stack on this machine, on loopback, embedded defaults.
 
-Today the stack is Redis (the config store) with the seed example loaded; Kamailio,
-rtpengine and the media server join it as their issues land. Each component is a child
-process whose pid is kept in the run directory, so `down` and `status` work from another
-shell, and `up --foreground` stops everything on Ctrl-C.
+Components start in dependency order (Redis, rtpengine, media servers, Kamailio), each a
+child process with its pid in the run directory (so `down` and `status` work from another
+shell) and its log next to it. Every component gets the same clock: VOFFICE_NOW plus
+VOFFICE_NOW_AT (the real instant `up` ran), see routing/clock.py.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
 
 from . import store
-from .redis_server import RedisServer
+from .clock import offset_from_env
 from .validation import validate_paths
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RUN_DIR = ROOT / ".run"
 SEED = ROOT / "examples" / "seed-office.json"
+KAMAILIO_CFG = ROOT / "kamailio" / "kamailio.cfg"
+KEMI_SCRIPT = ROOT / "kamailio" / "voffice_kemi.py"
+
+
+class StackError(Exception):
+    pass
 
 
 @dataclass
 class StackConfig:
     run_dir: Path = DEFAULT_RUN_DIR
-    redis_port: int = 6479
     host: str = "127.0.0.1"
+    redis_port: int = 6479
+    sip_port: int = 5060
+    media_port: int = 5070
+    media_servers: int = 1
+    rtpengine_port: int = 2223
+    rtp_ports: tuple[int, int] = (30000, 34999)
+    media_rtp_ports: tuple[int, int] = (35000, 39999)
+    operator_gateway: str = "127.0.0.1:5080"
+    kamailio_children: int = 4
     load: tuple[str, ...] = (str(SEED),)
+    now: str | None = None  # VOFFICE_NOW
+    components: tuple[str, ...] = ("redis", "rtpengine", "media", "kamailio")
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def redis_url(self) -> str:
         return f"redis://{self.host}:{self.redis_port}/0"
 
+    def media_ports(self) -> list[int]:
+        return [self.media_port + 2 * i for i in range(self.media_servers)]
 
-class StackError(Exception):
-    pass
+
+@dataclass
+class Component:
+    name: str
+    argv: list[str]
+    ready: Callable[[], bool]
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+
+# --- probes ------------------------------------------------------------------------------
+
+
+def sip_options(host: str, port: int, timeout: float = 1.0) -> int | None:
+    """Send one OPTIONS over UDP; the status code of the reply, or None."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((host, 0))
+        sock.settimeout(timeout)
+        local = sock.getsockname()[1]
+        tag = os.urandom(4).hex()
+        msg = (
+            f"OPTIONS sip:ping@{host}:{port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {host}:{local};branch=z9hG4bK{tag}\r\n"
+            f"From: <sip:probe@{host}>;tag={tag}\r\nTo: <sip:ping@{host}:{port}>\r\n"
+            f"Call-ID: probe-{tag}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 5\r\nContent-Length: 0\r\n\r\n"
+        )
+        try:
+            sock.sendto(msg.encode(), (host, port))
+            data = sock.recv(65535)
+        except OSError:
+            return None
+    parts = data.split(b" ", 2)
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+
+
+def rtpengine_ping(host: str, port: int, timeout: float = 1.0) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        cookie = os.urandom(4).hex()
+        try:
+            sock.sendto(f"{cookie} d7:command4:pinge".encode(), (host, port))
+            data = sock.recv(4096)
+        except OSError:
+            return False
+    return data.startswith(cookie.encode()) and b"pong" in data
+
+
+def redis_ping(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+# --- components --------------------------------------------------------------------------
+
+
+def clock_env(now: str | None) -> dict[str, str]:
+    if not now:
+        return {}
+    env = {"VOFFICE_NOW": now, "VOFFICE_NOW_AT": f"{time.time():.3f}"}
+    offset_from_env(env)  # raises ClockError for a bad value before anything starts
+    return env
+
+
+def components(config: StackConfig) -> list[Component]:
+    run = config.run_dir
+    h = config.host
+    env = {
+        "VOFFICE_REDIS_URL": config.redis_url,
+        "VOFFICE_OPERATOR_GATEWAY": config.operator_gateway,
+        "VOFFICE_ROOT": str(ROOT),
+        **clock_env(config.now),
+        **config.extra_env,
+    }
+    out: list[Component] = []
+    if "redis" in config.components:
+        redis_bin = shutil.which("redis-server") or "/usr/bin/redis-server"
+        (run / "redis").mkdir(parents=True, exist_ok=True)
+        out.append(Component(
+            "redis",
+            [redis_bin, "--port", str(config.redis_port), "--bind", h, "--dir", str(run / "redis"),
+             "--appendonly", "yes", "--save", "60 1", "--loglevel", "warning"],
+            lambda: redis_ping(config.redis_url),
+        ))
+    if "rtpengine" in config.components:
+        low, high = config.rtp_ports
+        out.append(Component(
+            "rtpengine",
+            [shutil.which("rtpengine") or "/usr/bin/rtpengine", "--config-file=none", "--table=-1",
+             f"--interface={h}", f"--listen-ng={h}:{config.rtpengine_port}", f"--port-min={low}",
+             f"--port-max={high}", "--foreground", "--log-stderr", "--log-level=5", "--delete-delay=0",
+             "--num-threads=2", "--timeout=60"],
+            lambda: rtpengine_ping(h, config.rtpengine_port),
+        ))
+    if "media" in config.components:
+        low, high = config.media_rtp_ports
+        span = (high - low) // max(1, config.media_servers)
+        for i, port in enumerate(config.media_ports()):
+            out.append(Component(
+                f"media{i + 1}",
+                [sys.executable, "-m", "voffice_media", "--listen", f"{h}:{port}", "--kamailio", h,
+                 "--data-dir", str(run / "media"), "--rtp-ports", f"{low + i * span}-{low + (i + 1) * span - 1}",
+                 "--metrics", f"{h}:{port + 1}", "--redis", config.redis_url],
+                lambda port=port: sip_options(h, port) == 200,  # type: ignore[misc]
+                env,
+            ))
+    if "kamailio" in config.components:
+        ds_list = run / "dispatcher.list"
+        ds_list.write_text("".join(f"1 sip:{h}:{p}\n" for p in config.media_ports()))
+        out.append(Component(
+            "kamailio",
+            [shutil.which("kamailio") or "/usr/sbin/kamailio", "-f", str(KAMAILIO_CFG), "-DD", "-E",
+             "-w", str(run), "-m", "128", "-M", "16",
+             "-A", f"VO_LISTEN=udp:{h}:{config.sip_port}",
+             "-A", f'VO_KEMI_SCRIPT="{KEMI_SCRIPT}"',
+             "-A", f'VO_DISPATCHER_LIST="{ds_list}"',
+             "-A", f'VO_RTPENGINE_SOCK="udp:{h}:{config.rtpengine_port}"',
+             "-A", f"VO_CHILDREN={config.kamailio_children}"],
+            lambda: sip_options(h, config.sip_port) == 200,
+            env,
+        ))
+    return out
 
 
 def _pid_file(config: StackConfig, name: str) -> Path:
@@ -64,64 +208,138 @@ def _read_pid(path: Path) -> int | None:
     return pid if _alive(pid) else None
 
 
-def up(config: StackConfig, echo: Callable[[str], None]) -> RedisServer:
-    """Start what is not running yet and load the configs; returns the Redis server."""
-    config.run_dir.mkdir(parents=True, exist_ok=True)
-    pid_path = _pid_file(config, "redis")
-    if _read_pid(pid_path):
-        raise StackError(f"the stack is already up (redis pid {pid_path.read_text().strip()}); run `voffice down` first")
-    server = RedisServer(config.run_dir / "redis", port=config.redis_port, persistent=True, host=config.host)
-    try:
-        server.start()
-    except RuntimeError as exc:
-        raise StackError(f"redis-server: {exc}") from exc
-    assert server.proc is not None
-    pid_path.write_text(str(server.proc.pid))
-    echo(f"redis     {server.url}  (pid {server.proc.pid}, data in {server.workdir})")
-    if config.load:
-        result = validate_paths(list(config.load))
+class Stack:
+    def __init__(self, config: StackConfig, echo: Callable[[str], None] = lambda s: None):
+        self.config = config
+        self.echo = echo
+        self.parts: list[Component] = []
+
+    def start(self, detach: bool = False, timeout: float = 20.0) -> None:
+        config = self.config
+        config.run_dir.mkdir(parents=True, exist_ok=True)
+        for part in components(config):
+            pid = _read_pid(_pid_file(config, part.name))
+            if pid:
+                raise StackError(f"{part.name} is already running (pid {pid}); run `voffice down` first")
+        try:
+            for part in components(config):
+                self._start(part, detach, timeout)
+                if part.name == "redis" and config.load:
+                    self.load(config.load)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, part: Component, detach: bool, timeout: float) -> None:
+        log = open(self.config.run_dir / f"{part.name}.log", "ab")
+        env = {**os.environ, **part.env}
+        part.proc = subprocess.Popen(part.argv, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                     stdin=subprocess.DEVNULL, start_new_session=detach)
+        log.close()
+        self.parts.append(part)
+        _pid_file(self.config, part.name).write_text(str(part.proc.pid))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if part.proc.poll() is not None:
+                tail = (self.config.run_dir / f"{part.name}.log").read_text(errors="replace")[-600:]
+                raise StackError(f"{part.name} exited with code {part.proc.returncode}:\n{tail}")
+            if part.ready():
+                self.echo(f"{part.name:<10} up    pid {part.proc.pid}, log {self.config.run_dir / (part.name + '.log')}")
+                return
+            time.sleep(0.1)
+        raise StackError(f"{part.name} did not become ready within {timeout:.0f} s; see {self.config.run_dir / (part.name + '.log')}")
+
+    def load(self, paths: tuple[str, ...]) -> None:
+        result = validate_paths(list(paths))
         if not result.ok:
-            for p in result.problems:
-                echo(p.line())
-            raise StackError("the configs to load are invalid; nothing was loaded")
-        r = store.connect(server.url)
+            raise StackError("; ".join(p.line() for p in result.problems if p.severity == "error")[:500])
+        r = store.connect(self.config.redis_url)
         changes, problems = store.plan_load(r, result.documents)
         if problems:
             raise StackError(problems[0].line())
         loaded = store.apply_load(r, changes)
         for change in changes:
             version = loaded.versions.get(change.account, change.current)
-            echo(f"loaded    {change.account} v{version} ({', '.join(change.doc['numbers'])})")
-    return server
+            self.echo(f"loaded     {change.account} v{version} ({', '.join(change.doc['numbers'])})")
+
+    def wait(self) -> None:
+        """Foreground: until Ctrl-C / SIGTERM or a component dies."""
+        stopping = False
+
+        def stop(signum: int, frame: object) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        while not stopping:
+            for part in self.parts:
+                if part.proc is not None and part.proc.poll() is not None:
+                    self.echo(f"{part.name} exited with code {part.proc.returncode}; stopping")
+                    stopping = True
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        for part in reversed(self.parts):
+            if part.proc is not None and part.proc.poll() is None:
+                part.proc.terminate()
+                try:
+                    part.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    part.proc.kill()
+                    part.proc.wait()
+            _pid_file(self.config, part.name).unlink(missing_ok=True)
+        self.parts.clear()
 
 
 def down(config: StackConfig, echo: Callable[[str], None]) -> bool:
-    pid_path = _pid_file(config, "redis")
-    pid = _read_pid(pid_path)
-    if pid is None:
+    """Stop what a detached `up` started (found by the pid files)."""
+    stopped = False
+    for path in sorted(config.run_dir.glob("*.pid")):
+        pid = _read_pid(path)
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(100):
+                if not _alive(pid):
+                    break
+                time.sleep(0.05)
+            echo(f"stopped {path.stem} (pid {pid})")
+            stopped = True
+        path.unlink(missing_ok=True)
+    if not stopped:
         echo("the stack is not running")
-        pid_path.unlink(missing_ok=True)
-        return False
-    os.kill(pid, signal.SIGTERM)
-    for _ in range(100):
-        if not _alive(pid):
-            break
-        time.sleep(0.05)
-    pid_path.unlink(missing_ok=True)
-    echo(f"stopped redis (pid {pid})")
-    return True
+    return stopped
+
+
+def sipsak_ping(host: str, port: int) -> tuple[bool, str]:
+    """The card's sipsak harness: one OPTIONS, the reply's status line."""
+    binary = shutil.which("sipsak")
+    if binary is None:
+        code = sip_options(host, port)
+        return code == 200, f"OPTIONS -> {code}" if code else "no answer"
+    result = subprocess.run([binary, "-s", f"sip:ping@{host}:{port}", "-v"], capture_output=True, text=True, timeout=10)
+    line = next((ln for ln in result.stdout.splitlines() if ln.startswith("SIP/2.0")), "")
+    return result.returncode == 0 and " 200 " in line, f"sipsak OPTIONS -> {line or 'no answer'}"
 
 
 def status(config: StackConfig) -> list[tuple[str, bool, str]]:
     """(component, healthy, detail) for each component."""
     rows = []
-    pid = _read_pid(_pid_file(config, "redis"))
-    try:
-        client = redis.Redis.from_url(config.redis_url, socket_timeout=1, socket_connect_timeout=1)
-        client.ping()
-        accounts = client.scard("vo:accounts")
-        numbers = client.hlen("vo:numbers")
-        rows.append(("redis", True, f"{config.redis_url} PONG, {accounts} accounts, {numbers} numbers" + (f", pid {pid}" if pid else "")))
-    except redis.RedisError as exc:
-        rows.append(("redis", False, f"{config.redis_url}: {exc}"))
+    h = config.host
+    if "redis" in config.components:
+        if redis_ping(config.redis_url):
+            client = redis.Redis.from_url(config.redis_url, socket_timeout=1)
+            rows.append(("redis", True, f"{config.redis_url} PONG, {client.scard('vo:accounts')} accounts, {client.hlen('vo:numbers')} numbers"))
+        else:
+            rows.append(("redis", False, f"{config.redis_url} does not answer"))
+    if "rtpengine" in config.components:
+        ok = rtpengine_ping(h, config.rtpengine_port)
+        rows.append(("rtpengine", ok, f"ng {h}:{config.rtpengine_port} {'pong' if ok else 'no answer'}"))
+    if "media" in config.components:
+        for i, port in enumerate(config.media_ports()):
+            ok, detail = sipsak_ping(h, port)
+            rows.append((f"media{i + 1}", ok, f"{h}:{port} {detail}"))
+    if "kamailio" in config.components:
+        ok, detail = sipsak_ping(h, config.sip_port)
+        rows.append(("kamailio", ok, f"{h}:{config.sip_port} {detail}"))
     return rows

@@ -1,0 +1,175 @@
+"""Helpers for call-path tests: a real stack on free loopback ports, sipp callers and
+sipp operators, and what they saw."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from routing.redis_server import free_port
+from routing.stack import Stack, StackConfig
+
+SIPP_DIR = Path(__file__).resolve().parent / "sipp"
+SIPP = shutil.which("sipp") or "/usr/bin/sipp"
+
+
+def free_udp_port() -> int:
+    while True:
+        port = free_port()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+
+
+def free_port_range(size: int) -> tuple[int, int]:
+    base = 20000 + (free_port() % 20000)
+    return base, base + size - 1
+
+
+def short_ring_config(seed: dict[str, Any], operator_ports: dict[str, int] | None = None, ring_seconds: int = 5) -> dict[str, Any]:
+    """The seed with short ring times; operators in `operator_ports` are dialled directly
+    at their own sipp (sip: URIs), the others through the operator gateway (E.164)."""
+    doc = copy.deepcopy(seed)
+    doc["defaults"]["ring_seconds"] = ring_seconds
+    for op in doc["operators"]:
+        if operator_ports and op["id"] in operator_ports:
+            op["phone"] = f"sip:{op['id']}@127.0.0.1:{operator_ports[op['id']]}"
+    return doc
+
+
+@dataclass
+class CallStack:
+    workdir: Path
+    now: str
+    config_doc: dict[str, Any]
+    with_media: bool = True
+    stack: Stack | None = None
+    config: StackConfig | None = None
+    gateway_port: int = field(default_factory=free_udp_port)
+
+    def start(self) -> None:
+        path = self.workdir / "account.json"
+        path.write_text(json.dumps(self.config_doc, ensure_ascii=False))
+        parts = ("redis", "rtpengine", "media", "kamailio") if self.with_media else ("redis", "rtpengine", "kamailio")
+        self.config = StackConfig(
+            run_dir=self.workdir / "run",
+            redis_port=free_port(),
+            sip_port=free_udp_port(),
+            media_port=free_udp_port(),
+            rtpengine_port=free_udp_port(),
+            rtp_ports=free_port_range(400),
+            media_rtp_ports=free_port_range(400),
+            operator_gateway=f"127.0.0.1:{self.gateway_port}",
+            kamailio_children=2,
+            load=(str(path),),
+            now=self.now,
+            components=parts,
+        )
+        self.stack = Stack(self.config)
+        self.stack.start()
+
+    def stop(self) -> None:
+        if self.stack is not None:
+            self.stack.stop()
+
+    @property
+    def sip_port(self) -> int:
+        assert self.config is not None
+        return self.config.sip_port
+
+    def redis(self) -> redis.Redis:
+        assert self.config is not None
+        return redis.Redis.from_url(self.config.redis_url, decode_responses=True)
+
+    def events(self) -> list[dict[str, str]]:
+        return [fields for _id, fields in self.redis().xrange("voffice:events")]
+
+
+class Sipp:
+    """One sipp process with its own folder for logs."""
+
+    def __init__(self, workdir: Path, name: str, scenario: str, port: int, args: list[str], calls: int = 1):
+        self.dir = workdir / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = port
+        self.argv = [SIPP, "-sf", str(SIPP_DIR / scenario), "-i", "127.0.0.1", "-p", str(port), "-m", str(calls),
+                     "-trace_msg", "-trace_err", "-nostdin", "-deadcall_wait", "0", "-timeout", "60", "-timeout_error", *args]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Sipp:
+        self.proc = subprocess.Popen(self.argv, cwd=self.dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        time.sleep(0.2)
+        return self
+
+    def wait(self, timeout: float = 60) -> int:
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return -9
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def messages(self) -> str:
+        return "".join(p.read_text(errors="replace") for p in self.dir.glob("*_messages.log"))
+
+    def received_at(self, prefix: str) -> list[float]:
+        """Times (seconds of the day) at which messages starting with `prefix` arrived."""
+        out = []
+        for match in re.finditer(r"-{20,} \S+ (\d+):(\d+):([\d.]+)\n.*message received.*\n\n(.*)", self.messages()):
+            if match.group(4).startswith(prefix):
+                out.append(int(match.group(1)) * 3600 + int(match.group(2)) * 60 + float(match.group(3)))
+        return out
+
+    def received(self) -> list[str]:
+        """First lines of the messages this sipp received, in order."""
+        text = self.messages()
+        out = []
+        for block in re.split(r"-{20,}.*\n", text):
+            if "message received" in block:
+                lines = [ln for ln in block.splitlines() if ln.strip()]
+                first = next((ln for ln in lines[1:] if ln.startswith(("SIP/2.0", "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS"))), "")
+                out.append(first.strip())
+        return out
+
+
+def operator(workdir: Path, name: str, behaviour: str, port: int, calls: int = 1, ring_ms: int = 300) -> Sipp:
+    """An operator (or the operator gateway): answer | busy | decline | unavailable | no-answer."""
+    if behaviour == "answer":
+        return Sipp(workdir, name, "operator-answer.xml", port, ["-key", "ring", str(ring_ms), "-rtp_echo"], calls)
+    if behaviour == "no-answer":
+        return Sipp(workdir, name, "operator-no-answer.xml", port, [], calls)
+    status, reason = REJECTIONS[behaviour]
+    template = (SIPP_DIR / "operator-reject.xml").read_text()
+    scenario = workdir / f"operator-{behaviour}.xml"
+    scenario.write_text(template.replace("STATUS REASON", f"{status} {reason}"))
+    return Sipp(workdir, name, str(scenario), port, ["-key", "ring", str(ring_ms)], calls)
+
+
+REJECTIONS = {"busy": (486, "Busy Here"), "decline": (603, "Decline"), "unavailable": (503, "Service Unavailable")}
+
+
+def caller(workdir: Path, stack: CallStack, number: str, caller_number: str, scenario: str = "caller.xml", extra: list[str] | None = None, name: str = "caller") -> Sipp:
+    return Sipp(workdir, name, scenario, free_udp_port(),
+                ["-key", "caller", caller_number, "-key", "talk", "300", "-s", number, *(extra or []), f"127.0.0.1:{stack.sip_port}"])

@@ -1,0 +1,133 @@
+"""The call path end to end: real redis-server, rtpengine, Kamailio (KEMI routing), media
+server and sipp on free loopback ports, with VOFFICE_NOW placing the calls in time."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from routing.stack import sip_options
+
+from .callpath import CallStack, caller, free_udp_port, operator, short_ring_config
+
+pytestmark = [
+    pytest.mark.callpath,
+    pytest.mark.skipif(not (shutil.which("kamailio") and shutil.which("rtpengine") and shutil.which("sipp")),
+                       reason="kamailio, rtpengine and sipp are installed by `make install`"),
+]
+
+NUMBER = "+74951234567"
+
+
+def first_media_port(log: str, start: str) -> int:
+    """The m=audio port of the first message in a sipp log whose first line starts so."""
+    block = log[log.index("\n" + start) :]
+    return int(re.search(r"m=audio (\d+)", block).group(1))  # type: ignore[union-attr]
+WEDNESDAY_LUNCH = "2026-11-25T13:30:00+03:00"
+
+
+@pytest.fixture
+def lunch_stack(tmp_path: Path, seed_doc: dict[str, Any]) -> Iterator[CallStack]:
+    stack = CallStack(tmp_path, WEDNESDAY_LUNCH, short_ring_config(seed_doc), with_media=False)
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+def test_options_answered_by_kamailio(lunch_stack: CallStack) -> None:
+    assert sip_options("127.0.0.1", lunch_stack.sip_port) == 200
+    sipsak = shutil.which("sipsak")
+    if sipsak:
+        result = subprocess.run([sipsak, "-s", f"sip:ping@127.0.0.1:{lunch_stack.sip_port}"], capture_output=True, timeout=10)
+        assert result.returncode == 0
+
+
+def test_lunch_secretary_answers_through_the_gateway(tmp_path: Path, lunch_stack: CallStack) -> None:
+    gateway = operator(tmp_path, "gateway", "answer", lunch_stack.gateway_port).start()
+    call = caller(tmp_path, lunch_stack, NUMBER, "+79031112233").start()
+    assert call.wait() == 0
+    assert gateway.wait() == 0
+    invite = gateway.messages()
+    assert "INVITE sip:+79161230004@127.0.0.1" in invite  # the secretary, E.164 via the gateway
+    assert "X-VO-" not in invite.split("INVITE", 1)[1].split("\n\n", 1)[0]  # stripped from outside
+    assert lunch_stack.config is not None
+    low, high = lunch_stack.config.rtp_ports
+    assert low <= first_media_port(invite, "INVITE") <= high  # the operator sees rtpengine's port
+    assert low <= first_media_port(call.messages(), "SIP/2.0 200") <= high  # so does the caller
+    [record] = [e for e in lunch_stack.events() if e["type"] == "call"]
+    assert record["status"] == "answered" and record["answered_by"] == "smirnova"
+    assert (record["rule"], record["scenario"], record["caller"]) == ("r1", "lunch", "+79031112233")
+
+
+def test_unknown_number_gets_404_and_nothing_is_relayed(tmp_path: Path, lunch_stack: CallStack) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as gateway:
+        gateway.bind(("127.0.0.1", lunch_stack.gateway_port))
+        gateway.settimeout(1.0)
+        call = caller(tmp_path, lunch_stack, "+74990000000", "+79031112233").start()
+        assert call.wait() != 0
+        assert any(line.startswith("SIP/2.0 404") for line in call.received())
+        with pytest.raises(socket.timeout):
+            gateway.recv(65535)
+    assert lunch_stack.events() == []
+
+
+def test_a_load_changes_new_calls_only(tmp_path: Path, lunch_stack: CallStack, seed_doc: dict[str, Any]) -> None:
+    slow = operator(tmp_path, "gateway1", "answer", lunch_stack.gateway_port, ring_ms=2500).start()
+    first = caller(tmp_path, lunch_stack, NUMBER, "+79031112233", name="first").start()
+    time.sleep(1.0)  # the first call is ringing the secretary
+    changed = short_ring_config(seed_doc)
+    changed["operators"][3]["phone"] = "+79161239999"  # a new phone for the secretary
+    path = tmp_path / "changed.json"
+    path.write_text(json.dumps(changed, ensure_ascii=False))
+    assert lunch_stack.stack is not None
+    lunch_stack.stack.load((str(path),))
+    assert first.wait() == 0 and slow.wait() == 0
+    assert "INVITE sip:+79161230004@" in slow.messages()  # the call in progress kept its version
+    time.sleep(0.3)  # > the workers' check interval
+    gateway = operator(tmp_path, "gateway2", "answer", lunch_stack.gateway_port).start()
+    second = caller(tmp_path, lunch_stack, NUMBER, "+79031112233", name="second").start()
+    assert second.wait() == 0 and gateway.wait() == 0
+    assert "INVITE sip:+79161239999@" in gateway.messages()
+
+
+def test_parallel_then_serial_waves(tmp_path: Path, seed_doc: dict[str, Any]) -> None:
+    """The client department on its own (weekday, caller skips the extension): both
+    managers ring at once per attempt, then the head of department."""
+    ports = {name: free_udp_port() for name in ("ivanov", "petrov", "sidorov")}
+    doc = short_ring_config(seed_doc, ports)
+    doc["scenarios"][0]["root"] = {"operation": "to-clients"}  # weekday scenario without the prompt
+    # petrov rings once: sipp cannot hold two INVITEs of one Call-ID at once, and the next
+    # wave's INVITE may overtake the CANCEL of the branch whose ring timer just fired.
+    doc["groups"][0]["members"][1]["attempts"] = 1
+    stack = CallStack(tmp_path, "2026-11-25T10:00:00+03:00", doc, with_media=False)
+    stack.start()
+    try:
+        ivanov = operator(tmp_path, "ivanov", "busy", ports["ivanov"], calls=2).start()
+        petrov = operator(tmp_path, "petrov", "no-answer", ports["petrov"], calls=1).start()
+        sidorov = operator(tmp_path, "sidorov", "answer", ports["sidorov"]).start()
+        call = caller(tmp_path, stack, NUMBER, "+79031112233").start()
+        assert call.wait(90) == 0
+        assert sidorov.wait() == 0 and ivanov.wait() == 0 and petrov.wait() == 0
+        assert ivanov.received().count("INVITE sip:ivanov@127.0.0.1:%d SIP/2.0" % ports["ivanov"]) == 2
+        assert petrov.received().count("CANCEL sip:petrov@127.0.0.1:%d SIP/2.0" % ports["petrov"]) == 1
+        # both managers at once in the first wave; the head only after their plan ran out
+        first_ivanov, second_ivanov = ivanov.received_at("INVITE")
+        [first_petrov] = petrov.received_at("INVITE")
+        [head] = sidorov.received_at("INVITE")
+        assert abs(first_ivanov - first_petrov) < 0.2
+        assert first_petrov + 4.5 < second_ivanov < head  # petrov's 5 s ring timer ran out first
+        [record] = [e for e in stack.events() if e["type"] == "call"]
+        assert record["status"] == "answered" and record["answered_by"] == "sidorov"
+    finally:
+        stack.stop()

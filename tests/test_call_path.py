@@ -131,3 +131,31 @@ def test_parallel_then_serial_waves(tmp_path: Path, seed_doc: dict[str, Any]) ->
         assert record["status"] == "answered" and record["answered_by"] == "sidorov"
     finally:
         stack.stop()
+
+
+@pytest.fixture
+def media_stack_factory(tmp_path: Path, seed_doc: dict[str, Any]) -> Iterator[Any]:
+    stacks: list[CallStack] = []
+
+    def make(now: str, doc: dict[str, Any] | None = None) -> CallStack:
+        stack = CallStack(tmp_path / f"stack{len(stacks)}", now, doc or short_ring_config(seed_doc), with_media=True)
+        stack.workdir.mkdir(parents=True, exist_ok=True)
+        stacks.append(stack)
+        stack.start()
+        return stack
+
+    yield make
+    for stack in stacks:
+        stack.stop()
+
+
+def test_weekend_other_caller_hears_the_greeting_and_the_call_ends(tmp_path: Path, media_stack_factory: Any) -> None:
+    stack = media_stack_factory("2026-11-28T13:00:00+03:00")  # Saturday
+    call = caller(tmp_path, stack, NUMBER, "+79031112233", scenario="caller-unanswered.xml").start()
+    assert call.wait(90) == 0
+    received = call.received()
+    assert any(line.startswith("SIP/2.0 183") for line in received)  # the greeting as early media
+    assert received[-1].startswith("SIP/2.0 480")
+    [record] = [e for e in stack.events() if e["type"] == "call"]
+    assert (record["status"], record["rule"], record["scenario"]) == ("missed", "r4", "weekend")
+    assert json.loads(record["steps"]) == [{"operation": "greeting", "type": "menu", "ringing": None, "event": "done"}]

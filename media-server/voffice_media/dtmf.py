@@ -1,0 +1,220 @@
+"""DTMF: RFC 4733 telephone events and in-band tone detection, one digit per key press.
+
+Public API:
+
+    TelephoneEvent(event, end=False, volume=10, duration=0)
+        .parse(payload: bytes) -> TelephoneEvent (raises ValueError) / .serialize() / .digit
+    Rfc4733Detector(payload_type=None).feed(packet: RtpPacket) -> str | None
+    ToneDetector(rate=8000, *, min_level_dbm0=-33, normal_twist_db=8, reverse_twist_db=4,
+                 dominance=0.8, min_windows=2, gap_windows=4).feed(samples) -> list[str]
+    dtmf_tone(digit, ms, rate=8000, *, amplitude=7000, twist_db=0.0) -> NDArray[int16]
+    DIGITS = "0123456789*#ABCD"
+
+RFC 4733: every packet of one event carries the event's RTP timestamp; the detector emits
+the digit on the first packet of a new timestamp it sees (so a lost start packet costs
+nothing), and ignores the event's later, end and retransmitted end packets, and late packets
+of older events. A new segment of a long event (RFC 4733 2.5.1.3: same event, previous
+segment not ended, duration near 0xFFFF) is not a new key press.
+
+In-band: 20 ms analysis windows every 10 ms. For each window the power at the eight DTMF
+frequencies is the squared magnitude of the signal's DFT at exactly those frequencies: the
+Goertzel output, computed for all windows and tones at once as one matrix product with a
+cosine/sine basis (a few microseconds per 20 ms frame). A window shows a digit when
+- the strongest row and column tones each reach `min_level_dbm0`;
+- each is `peak_ratio_db` above the other tones of its group;
+- twist: the row tone at most `normal_twist_db` above the column tone, the column tone at
+  most `reverse_twist_db` above the row tone;
+- the two tones carry at least `dominance` of the window's power (speech and music spread
+  theirs over many frequencies, so they fail here).
+A digit is emitted once it is seen in `min_windows` consecutive windows (2: 30 ms of tone,
+so every press of 40 ms or more is caught whatever its alignment to the frames), and not
+again until `gap_windows` windows without it have passed (a new press of the same key).
+"""
+
+from __future__ import annotations
+
+import collections
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .rtp import RtpPacket
+
+__all__ = ["DIGITS", "Rfc4733Detector", "TelephoneEvent", "ToneDetector", "dtmf_tone"]
+
+DIGITS = "0123456789*#ABCD"
+ROWS = (697.0, 770.0, 852.0, 941.0)
+COLUMNS = (1209.0, 1336.0, 1477.0, 1633.0)
+KEYPAD = ("123A", "456B", "789C", "*0#D")
+FULL_SCALE_DBM0 = 3.17  # a full-scale sine in G.711 is +3.17 dBm0
+LONG_EVENT = 0xFF00  # a segment this long was cut by the 16-bit duration field
+
+
+# ------------------------------------------------------------------------ RFC 4733
+
+
+@dataclass(frozen=True, slots=True)
+class TelephoneEvent:
+    event: int  # 0-9, 10 "*", 11 "#", 12-15 A-D, 16 flash...
+    end: bool = False
+    volume: int = 10  # -dBm0, 0-63
+    duration: int = 0  # timestamp units
+
+    @classmethod
+    def parse(cls, payload: bytes) -> TelephoneEvent:
+        if len(payload) < 4:
+            raise ValueError("telephone-event payload shorter than 4 bytes")
+        event, flags, duration = struct.unpack_from("!BBH", payload)
+        return cls(event, bool(flags & 0x80), flags & 0x3F, duration)
+
+    def serialize(self) -> bytes:
+        if not 0 <= self.event < 256 or not 0 <= self.volume < 64 or not 0 <= self.duration <= 0xFFFF:
+            raise ValueError("telephone-event field out of range")
+        return struct.pack("!BBH", self.event, (0x80 if self.end else 0) | self.volume, self.duration)
+
+    @property
+    def digit(self) -> str | None:
+        return DIGITS[self.event] if self.event < len(DIGITS) else None
+
+
+class Rfc4733Detector:
+    """Digits from the telephone-event packets of one stream, each key press once."""
+
+    def __init__(self, payload_type: int | None = None) -> None:
+        self.payload_type = payload_type
+        self._recent: collections.deque[int] = collections.deque(maxlen=16)
+        self._timestamp: int | None = None
+        self._event = -1
+        self._ended = False
+        self._duration = 0
+
+    def feed(self, packet: RtpPacket) -> str | None:
+        if self.payload_type is not None and packet.payload_type != self.payload_type:
+            return None
+        try:
+            event = TelephoneEvent.parse(packet.payload)
+        except ValueError:
+            return None
+        timestamp = packet.timestamp
+        if timestamp == self._timestamp:
+            self._ended = self._ended or event.end
+            self._duration = max(self._duration, event.duration)
+            return None
+        if timestamp in self._recent:
+            return None
+        if self._timestamp is not None and (self._timestamp - timestamp) & 0xFFFFFFFF < 0x80000000:
+            return None  # a late packet of an event older than the current one
+        continuation = event.event == self._event and not self._ended and self._duration >= LONG_EVENT
+        self._recent.append(timestamp)
+        self._timestamp, self._event = timestamp, event.event
+        self._ended, self._duration = event.end, event.duration
+        return None if continuation else event.digit
+
+
+# ------------------------------------------------------------------------- in-band
+
+
+class ToneDetector:
+    """DTMF digits in 8 kHz int16 audio, fed in frames of any length."""
+
+    def __init__(
+        self,
+        rate: int = 8000,
+        *,
+        min_level_dbm0: float = -33.0,
+        normal_twist_db: float = 8.0,
+        reverse_twist_db: float = 4.0,
+        peak_ratio_db: float = 6.0,
+        dominance: float = 0.8,
+        min_windows: int = 2,
+        gap_windows: int = 4,
+    ) -> None:
+        self.window = rate // 50
+        self.hop = rate // 100
+        n = np.arange(self.window)
+        angles = 2 * np.pi * np.outer(n, np.array(ROWS + COLUMNS)) / rate
+        basis = np.hstack([np.cos(angles), np.sin(angles)])  # (window, 16): cos then sin
+        self._basis = np.hstack([basis[: self.hop], basis[self.hop :]])  # (hop, 32): head, tail
+        self._scale = 2.0 / self.window**2  # |X|^2 -> mean power of a sine, A^2 / 2
+        amplitude = 32767 * 10 ** ((min_level_dbm0 - FULL_SCALE_DBM0) / 20)
+        self._min_power = amplitude**2 / 2
+        self._normal_twist = 10 ** (normal_twist_db / 10)
+        self._reverse_twist = 10 ** (reverse_twist_db / 10)
+        self._peak_ratio = 10 ** (peak_ratio_db / 10)
+        self._dominance = dominance
+        self.min_windows = min_windows
+        self.gap_windows = gap_windows
+        self._pending: NDArray[np.float64] = np.zeros(0)
+        self._candidate: str | None = None
+        self._count = 0
+        self._held: str | None = None  # the digit emitted last, while its key is down
+        self._absent = 0
+
+    def feed(self, samples: NDArray[np.int16]) -> list[str]:
+        """Analyse `samples`; return the digits whose key press was recognised in them."""
+        buffer = np.concatenate((self._pending, np.asarray(samples, dtype=np.float64)))
+        blocks = len(buffer) // self.hop
+        if blocks < 2:
+            self._pending = buffer
+            return []
+        # A window is two consecutive hop-long blocks: one matrix product projects every
+        # block on both halves of the basis, neighbours add up to the windows' projections.
+        used = buffer[: blocks * self.hop].reshape(blocks, self.hop)
+        self._pending = buffer[(blocks - 1) * self.hop :]
+        halves = used @ self._basis
+        projections = halves[:-1, :16] + halves[1:, 16:]
+        squares = projections * projections
+        powers = (squares[:, :8] + squares[:, 8:]) * self._scale
+        digits: list[str] = []
+        for i, tone_powers in enumerate(powers.tolist()):
+            emitted = self._step(self._classify(tone_powers, buffer[i * self.hop : i * self.hop + self.window]))
+            if emitted is not None:
+                digits.append(emitted)
+        return digits
+
+    def _classify(self, powers: list[float], window: NDArray[np.float64]) -> str | None:
+        """The digit one window shows, if any (see the module docstring)."""
+        rows, columns = powers[:4], powers[4:]
+        row_power, column_power = max(rows), max(columns)
+        if (
+            row_power < self._min_power
+            or column_power < self._min_power
+            or row_power > self._normal_twist * column_power
+            or column_power > self._reverse_twist * row_power
+            or row_power < self._peak_ratio * sorted(rows)[2]
+            or column_power < self._peak_ratio * sorted(columns)[2]
+            or row_power + column_power < self._dominance * float(window @ window) / self.window
+        ):
+            return None
+        return KEYPAD[rows.index(row_power)][columns.index(column_power)]
+
+    def _step(self, digit: str | None) -> str | None:
+        if digit is not None and digit == self._candidate:
+            self._count += 1
+        else:
+            self._candidate, self._count = digit, (0 if digit is None else 1)
+        if digit != self._held:
+            self._absent += 1
+            if self._absent >= self.gap_windows:
+                self._held = None
+        else:
+            self._absent = 0
+        if digit is not None and self._count >= self.min_windows and digit != self._held:
+            self._held, self._absent = digit, 0
+            return digit
+        return None
+
+
+def dtmf_tone(digit: str, ms: int, rate: int = 8000, *, amplitude: int = 7000, twist_db: float = 0.0) -> NDArray[np.int16]:
+    """`ms` milliseconds of the DTMF `digit`: row tone at `amplitude`, column tone
+    `twist_db` louder (negative: quieter)."""
+    if len(digit) != 1 or digit not in DIGITS:
+        raise ValueError(f"not a DTMF digit: {digit!r}")
+    r = next(i for i, keys in enumerate(KEYPAD) if digit in keys)
+    c = KEYPAD[r].index(digit)
+    t = np.arange(rate * ms // 1000) / rate
+    high = amplitude * 10 ** (twist_db / 20)
+    signal = amplitude * np.sin(2 * np.pi * ROWS[r] * t) + high * np.sin(2 * np.pi * COLUMNS[c] * t)
+    return np.clip(np.round(signal), -32768, 32767).astype(np.int16)

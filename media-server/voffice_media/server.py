@@ -1,0 +1,492 @@
+"""The media server: asyncio sockets and one 20 ms ticker around the sans-IO parts.
+
+SIP goes through `uas.UAS`, RTP through one UDP socket per call, the call's behaviour through
+`operations`. The ticker is the only clock: every 20 ms it asks each active call for its
+next frame, sends it, and feeds what arrived since the last tick; it never sleeps per
+stream. Blocking work (prompt conversion, fsync of recordings, fax PDF) runs in a thread
+so the ticker keeps time.
+
+Contract with Kamailio (DESIGN.md section 5, routing/media_contract.py): INVITEs carry
+`X-VO-Op` and `X-VO-Call`; early-media operations answer 183 with SDP and end with a
+final 480 carrying `X-VO-Result`; voicemail and fax answer 200, record, store, emit an event
+on `voffice:events` and hang up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from routing.media_contract import CALL_ID, ContractError, decode_op
+from routing.reader import ConfigReader, StoreUnavailable
+
+from . import events as events_mod
+from .dtmf import Rfc4733Detector, ToneDetector
+from .fax import FaxSession, spandsp_available, tiff_to_pdf
+from .g711 import PCMA, PCMU, Codec
+from .operations import FRAME, Fax, Operation, Pcm, Voicemail, build
+from .prompts import PromptCache, PromptError, beep
+from .recording import RecordingStore
+from .rtp import RtpError, RtpPacket, RtpPeer, RtpSender
+from .sdp import SdpError, answer, negotiate, parse_offer
+from .uas import UAS, Acked, Action, CallCancelled, CallEnded, IncomingCall, Send
+
+log = logging.getLogger("voffice_media")
+TICK = 0.020
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 5070
+    kamailio: frozenset[str] = frozenset({"127.0.0.1"})
+    data_dir: Path = Path(".run/media")
+    sounds_dir: Path = Path("sounds")
+    rtp_ports: tuple[int, int] = (40000, 49999)
+    redis_url: str | None = None
+    metrics: tuple[str, int] | None = None
+    silence_seconds: int = 10
+
+
+@dataclass
+class Metrics:
+    counters: Counter[str] = field(default_factory=Counter)
+    late_ms: list[float] = field(default_factory=list)  # tick lateness samples (bounded)
+
+    def late(self, ms: float) -> None:
+        if len(self.late_ms) >= 100_000:
+            del self.late_ms[:50_000]
+        self.late_ms.append(ms)
+        if ms > TICK * 1000:
+            self.counters["packets_late"] += 1
+
+
+class RtpSocket(asyncio.DatagramProtocol):
+    def __init__(self, call: Call):
+        self.call = call
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.call.on_rtp(data, addr)
+
+
+@dataclass
+class Call:
+    call_id: str
+    op: dict[str, str]
+    vo_call: str
+    operation: Operation
+    codec: Codec
+    dtmf_pt: int | None
+    peer: RtpPeer
+    sender: RtpSender
+    remote: tuple[str, int]
+    server: MediaServer
+    rtp: RtpSocket | None = None
+    port: int = 0
+    rx: list[Pcm] = field(default_factory=list)
+    rfc4733: Rfc4733Detector = field(init=False)
+    tones: ToneDetector = field(default_factory=ToneDetector)
+    finished: bool = False
+    started: float = field(default_factory=time.time)
+    recording: Any = None  # RecordingWriter for fax
+
+    def __post_init__(self) -> None:
+        self.rfc4733 = Rfc4733Detector(self.dtmf_pt)
+
+    def on_rtp(self, data: bytes, addr: tuple[str, int]) -> None:
+        if not self.peer.accept(addr):
+            self.server.metrics.counters["rtp_rejected"] += 1
+            return
+        try:
+            packet = RtpPacket.parse(data)
+        except RtpError:
+            self.server.metrics.counters["rtp_malformed"] += 1
+            return
+        if self.dtmf_pt is not None and packet.payload_type == self.dtmf_pt:
+            digit = self.rfc4733.feed(packet)
+            if digit:
+                self.digit(digit)
+            return
+        if packet.payload_type != self.codec.payload_type or len(packet.payload) != FRAME:
+            return
+        pcm = self.codec.decode(packet.payload)
+        if len(self.rx) < 10:  # a burst beyond 200 ms is dropped, not queued forever
+            self.rx.append(pcm)
+        if not isinstance(self.operation, (Fax, Voicemail)):
+            for digit in self.tones.feed(pcm):
+                self.digit(digit)
+
+    def digit(self, key: str) -> None:
+        self.server.metrics.counters["dtmf_detected"] += 1
+        self.operation.digit(key)
+
+    def tick(self) -> None:
+        rx = self.rx.pop(0) if self.rx else None
+        out = self.operation.frame(rx)
+        if self.rtp is not None and self.rtp.transport is not None:
+            packet = self.sender.packet(self.codec.encode(out))
+            self.rtp.transport.sendto(packet.serialize(), self.remote)
+            self.server.metrics.counters["packets_sent"] += 1
+
+
+class SipSocket(asyncio.DatagramProtocol):
+    def __init__(self, server: MediaServer):
+        self.server = server
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.server.on_sip(data, addr)
+
+
+class MediaServer:
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self.uas = UAS((config.host, config.port), set(config.kamailio))
+        self.calls: dict[str, Call] = {}
+        self.metrics = Metrics()
+        self.reader = ConfigReader(config.redis_url, check_interval=0.5)
+        self.prompts = PromptCache(config.sounds_dir, config.data_dir / "prompt-cache")
+        self.store = RecordingStore(config.data_dir / "recordings")
+        self.beep = beep()
+        self.sip: asyncio.DatagramTransport | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stopping = False
+        self._ports = list(range(config.rtp_ports[0], config.rtp_ports[1] + 1))
+        self._next_port = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._redis: Any = None
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        for action in self.store.recover():
+            log.warning("recording %s: %s (%s)", action.part, action.action, action.reason)
+            self.metrics.counters[f"recordings_{action.action}"] += 1
+        transport, _ = await self.loop.create_datagram_endpoint(
+            lambda: SipSocket(self), local_addr=(self.config.host, self.config.port)
+        )
+        self.sip = transport  # type: ignore[assignment]
+        if self.config.metrics:
+            await asyncio.start_server(self._serve_metrics, *self.config.metrics)
+        self._spawn(self._ticker())
+        log.info("media server on udp:%s:%d, Kamailio %s", self.config.host, self.config.port, sorted(self.config.kamailio))
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop taking calls, finish recordings in progress, hang up, close."""
+        self.stopping = True
+        for call in list(self.calls.values()):
+            call.operation.hangup()
+        deadline = time.monotonic() + grace
+        while self.calls and time.monotonic() < deadline:
+            await asyncio.sleep(TICK)
+        if self.sip is not None:
+            self.sip.close()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- the ticker --------------------------------------------------------------------
+
+    async def _ticker(self) -> None:
+        assert self.loop is not None
+        start = self.loop.time()
+        n = 0
+        while True:
+            n += 1
+            due = start + n * TICK
+            delay = due - self.loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            now = self.loop.time()
+            self.metrics.late((now - due) * 1000)
+            if now - due > 0.2:  # far behind (suspended): skip ahead rather than burst
+                start, n = now, 0
+            for call in list(self.calls.values()):
+                try:
+                    call.tick()
+                except Exception:
+                    log.exception("call %s failed", call.call_id)
+                    call.operation.result = call.operation.result or None
+                    self._end(call, failed=True)
+                    continue
+                if call.operation.result is not None and not call.finished:
+                    self._finish(call)
+            self.apply(self.uas.tick(now))
+
+    # --- SIP ---------------------------------------------------------------------------
+
+    def on_sip(self, data: bytes, addr: tuple[str, int]) -> None:
+        assert self.loop is not None
+        try:
+            self.apply(self.uas.receive(data, addr, self.loop.time()))
+        except Exception:  # a bug must not stop the server; malformed input is the UAS's job
+            log.exception("SIP message from %s:%d not handled", *addr)
+
+    def apply(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Send):
+                if self.sip is not None:
+                    self.sip.sendto(action.data, action.addr)
+            elif isinstance(action, IncomingCall):
+                self._spawn(self._incoming(action))
+            elif isinstance(action, (CallCancelled, CallEnded)):
+                call = self.calls.get(action.call_id)
+                if call is not None:
+                    call.operation.hangup()
+                    if not call.operation.answered:
+                        self._end(call)
+            elif isinstance(action, Acked):
+                pass
+
+    async def _incoming(self, event: IncomingCall) -> None:
+        call_id = event.call_id
+        if self.stopping:
+            self.apply(self.uas.reject(call_id, 503, "Shutting Down"))
+            return
+        headers = event.request.headers
+        try:
+            op = decode_op(headers.get("X-VO-Op") or "")
+        except ContractError as exc:
+            self.apply(self.uas.reject(call_id, 400, "Bad X-VO-Op"))
+            log.warning("call %s: %s", call_id, exc)
+            return
+        vo_call = headers.get("X-VO-Call") or ""
+        if not CALL_ID.fullmatch(vo_call):
+            vo_call = secrets.token_hex(8)
+        try:
+            offer = parse_offer(event.offer_sdp)
+            media = negotiate(offer)
+        except SdpError as exc:
+            self.apply(self.uas.reject(call_id, 488, "Not Acceptable Here"))
+            log.warning("call %s: %s", call_id, exc)
+            return
+        try:
+            prompt = await self._prompt(op)
+        except (PromptError, StoreUnavailable, OSError) as exc:
+            log.error("call %s: no prompt: %s", call_id, exc)
+            self.apply(self.uas.reject(call_id, 500, "Prompt Unavailable"))
+            return
+        if self.uas.call_state(call_id) is None:
+            return  # cancelled while the prompt was being prepared
+        operation = build(op, prompt, self.beep)
+        g711 = {"PCMU": PCMU, "PCMA": PCMA}[media.codec.name.upper()]
+        codec = Codec(g711.name, media.codec.payload_type, g711.encode, g711.decode)
+        call = Call(call_id, op, vo_call, operation, codec, media.dtmf_payload_type,
+                    RtpPeer(media.remote), RtpSender(codec.payload_type), media.remote, self)
+        try:
+            await self._open_rtp(call)
+        except OSError:
+            self.apply(self.uas.reject(call_id, 503, "No RTP Port"))
+            return
+        if isinstance(operation, Fax):
+            if not spandsp_available():
+                self._close_rtp(call)
+                self.apply(self.uas.reject(call_id, 488, "Fax Unavailable"))
+                return
+            call.recording = self.store.open("fax", op["account"], vo_call, meta=self._meta(op))
+            operation.session = FaxSession(False, rx_file=call.recording.part_path, tx_file=None)
+        sdp = answer(offer, self.config.host, call.port, int(time.time()))
+        self.calls[call_id] = call
+        self.metrics.counters["calls"] += 1
+        if operation.answered:
+            self.apply(self.uas.answer(call_id, 200, sdp))
+        else:
+            self.apply(self.uas.provisional(call_id, 183, sdp))
+
+    @staticmethod
+    def _meta(op: dict[str, str]) -> dict[str, str]:
+        return {k: op[k] for k in ("number", "caller") if k in op}
+
+    async def _prompt(self, op: dict[str, str]) -> Pcm:
+        sound_id = op.get("sound")
+        if not sound_id:
+            return np.zeros(FRAME * 25, dtype=np.int16)  # half a second of silence
+        account = self.reader.account_version(op["account"], int(op["version"]))
+        if account is None:
+            raise PromptError(f"account {op['account']} v{op['version']} is not loaded")
+        sound = account.plain["sounds"].get(sound_id)
+        if sound is None:
+            raise PromptError(f"account {op['account']} has no sound {sound_id}")
+        assert self.loop is not None
+        pcm: Pcm = await self.loop.run_in_executor(None, self.prompts.pcm, op["account"], sound)
+        return pcm
+
+    async def _open_rtp(self, call: Call) -> None:
+        assert self.loop is not None
+        for _ in range(len(self._ports)):
+            port = self._ports[self._next_port]
+            self._next_port = (self._next_port + 2) % len(self._ports)
+            try:
+                transport, protocol = await self.loop.create_datagram_endpoint(
+                    lambda: RtpSocket(call), local_addr=(self.config.host, port)
+                )
+            except OSError:
+                continue
+            call.rtp = protocol
+            call.port = port
+            return
+        raise OSError("no free RTP port")
+
+    def _close_rtp(self, call: Call) -> None:
+        if call.rtp is not None and call.rtp.transport is not None:
+            call.rtp.transport.close()
+
+    # --- the end of an operation -------------------------------------------------------
+
+    def _finish(self, call: Call) -> None:
+        call.finished = True
+        result = call.operation.result
+        assert result is not None
+        if not call.operation.answered:
+            self.metrics.counters[f"result_{result.kind}"] += 1
+            self.apply(self.uas.reject(call.call_id, 480, "Temporarily Unavailable", [("X-VO-Result", result.header())]))
+            self._end(call)
+            return
+        self._spawn(self._store(call))
+
+    async def _store(self, call: Call) -> None:
+        assert self.loop is not None
+        self.apply(self.uas.hangup(call.call_id))
+        try:
+            event = await self.loop.run_in_executor(None, self._store_blocking, call)
+            if event is not None:
+                self.metrics.counters["recordings_stored"] += 1
+                await self.loop.run_in_executor(None, self._emit, event)
+        except Exception:
+            log.exception("call %s: recording not stored", call.call_id)
+            self.metrics.counters["recordings_failed"] += 1
+        finally:
+            self._end(call)
+
+    def _store_blocking(self, call: Call) -> dict[str, Any] | None:
+        op = call.op
+        operation = call.operation
+        result = operation.result
+        if isinstance(operation, Voicemail):
+            writer = self.store.open("voicemail", op["account"], call.vo_call, meta=self._meta(op))
+            audio = operation.audio()
+            for start in range(0, len(audio), FRAME):
+                writer.write_frame(audio[start : start + FRAME])
+            stored = writer.finish()
+            if stored is None:
+                return None
+            return events_mod.recording_event(stored, event_type="voicemail", reason=result.value if result else "")
+        if isinstance(operation, Fax):
+            session = operation.session
+            outcome = session.hangup() if not session.done else session.result
+            session.close()
+            partial = not (outcome is not None and outcome.ok)
+            stored = call.recording.finish(partial=partial)
+            if stored is None:
+                return {"type": "fax", "account": op["account"], "call_id": call.vo_call, "status": "failed",
+                        "error": outcome.error if outcome else "no fax", **self._meta(op)}
+            pdf = self.store.derive(stored, "pdf", lambda path: tiff_to_pdf(stored.path, path))
+            return events_mod.recording_event(stored, event_type="fax", status="partial" if partial else "stored",
+                                              pdf=str(pdf), error=outcome.error if outcome else "")
+        return None
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        if not self.config.redis_url:
+            return
+        import redis
+
+        if self._redis is None:
+            self._redis = redis.Redis.from_url(self.config.redis_url, socket_timeout=1, socket_connect_timeout=1)
+        events_mod.emit(self._redis, event)
+
+    def _end(self, call: Call, failed: bool = False) -> None:
+        self.calls.pop(call.call_id, None)
+        self._close_rtp(call)
+        if failed:
+            self.apply(self.uas.reject(call.call_id, 500, "Server Error"))
+
+    # --- metrics -----------------------------------------------------------------------
+
+    def metrics_text(self) -> str:
+        c = self.metrics.counters
+        late = sorted(self.metrics.late_ms[-5000:]) or [0.0]
+        lines = [
+            "# TYPE voffice_media_active_calls gauge",
+            f"voffice_media_active_calls {len(self.calls)}",
+            "# TYPE voffice_media_calls_total counter",
+            f"voffice_media_calls_total {c['calls']}",
+            "# TYPE voffice_media_packets_sent_total counter",
+            f"voffice_media_packets_sent_total {c['packets_sent']}",
+            "# TYPE voffice_media_packets_late_total counter",
+            f"voffice_media_packets_late_total {c['packets_late']}",
+            "# TYPE voffice_media_dtmf_detected_total counter",
+            f"voffice_media_dtmf_detected_total {c['dtmf_detected']}",
+            "# TYPE voffice_media_recordings_stored_total counter",
+            f"voffice_media_recordings_stored_total {c['recordings_stored']}",
+            "# TYPE voffice_media_tick_lateness_ms summary",
+            f'voffice_media_tick_lateness_ms{{quantile="0.5"}} {late[len(late) // 2]:.3f}',
+            f'voffice_media_tick_lateness_ms{{quantile="0.99"}} {late[int(len(late) * 0.99)]:.3f}',
+        ]
+        return "\n".join(lines) + "\n"
+
+    async def _serve_metrics(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await asyncio.wait_for(reader.readline(), 2)
+            ok = request.startswith(b"GET /metrics ")
+            body = self.metrics_text().encode() if ok else b"not found\n"
+            status = b"200 OK" if ok else b"404 Not Found"
+            writer.write(b"HTTP/1.0 " + status + b"\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: "
+                         + str(len(body)).encode() + b"\r\n\r\n" + body)
+            await writer.drain()
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+def configure_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.Formatter.converter = time.gmtime
+
+
+async def serve(config: ServerConfig) -> None:
+    server = MediaServer(config)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping: finishing %d call(s)", len(server.calls))
+    await server.stop()
+
+
+def run(config: ServerConfig) -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(serve(config))
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def data_dir_default() -> Path:
+    return Path(os.environ.get("VOFFICE_MEDIA_DATA", ".run/media"))

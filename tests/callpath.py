@@ -173,3 +173,29 @@ REJECTIONS = {"busy": (486, "Busy Here"), "decline": (603, "Decline"), "unavaila
 def caller(workdir: Path, stack: CallStack, number: str, caller_number: str, scenario: str = "caller.xml", extra: list[str] | None = None, name: str = "caller") -> Sipp:
     return Sipp(workdir, name, scenario, free_udp_port(),
                 ["-key", "caller", caller_number, "-key", "talk", "300", "-s", number, *(extra or []), f"127.0.0.1:{stack.sip_port}"])
+
+
+PCAPS = Path("/usr/share/sip-tester")
+PCAP_NAMES = {"*": "star", "#": "pound"}
+
+
+def dtmf_caller(workdir: Path, stack: CallStack, number: str, caller_number: str, digits: str, name: str = "caller",
+                message_after_ms: int | None = None, talk_ms: int = 300) -> Sipp:
+    """A caller that keys `digits` as RFC 2833 events (sipp's own pcaps) into the early media;
+    with `message_after_ms`, once answered it waits that long (the prompt and the beep) and
+    plays sipp's g711a.pcap (7 s of speech) as a voicemail message."""
+    # sipp plays a pcap in the background; pauses only between digits, since a reply that
+    # arrives during a pause aborts the call.
+    plays = '  <pause milliseconds="400"/>\n'.join(
+        f'  <nop><action><exec play_pcap_audio="{PCAPS}/dtmf_2833_{PCAP_NAMES.get(d, d)}.pcap"/></action></nop>\n'
+        for d in digits
+    )
+    scenario = workdir / f"caller-dtmf-{len(list(workdir.glob('caller-dtmf-*.xml')))}.xml"
+    talk = ""
+    if message_after_ms is not None:
+        talk = (f'  <pause milliseconds="{message_after_ms}"/>\n'
+                f'  <nop><action><exec play_pcap_audio="{PCAPS}/g711a.pcap"/></action></nop>\n')
+    text = (SIPP_DIR / "caller-dtmf.xml").read_text().replace("DIGITS\n", plays).replace("TALK\n", talk)
+    scenario.write_text(text)
+    return Sipp(workdir, name, str(scenario), free_udp_port(),
+                ["-key", "caller", caller_number, "-key", "talk", str(talk_ms), "-s", number, f"127.0.0.1:{stack.sip_port}"])

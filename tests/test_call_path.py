@@ -3,21 +3,24 @@ server and sipp on free loopback ports, with VOFFICE_NOW placing the calls in ti
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
 import socket
 import subprocess
 import time
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from routing.stack import sip_options
 
-from .callpath import CallStack, caller, free_udp_port, operator, short_ring_config
+from .callpath import CallStack, caller, dtmf_caller, free_udp_port, operator, short_ring_config
 
 pytestmark = [
     pytest.mark.callpath,
@@ -159,3 +162,60 @@ def test_weekend_other_caller_hears_the_greeting_and_the_call_ends(tmp_path: Pat
     [record] = [e for e in stack.events() if e["type"] == "call"]
     assert (record["status"], record["rule"], record["scenario"]) == ("missed", "r4", "weekend")
     assert json.loads(record["steps"]) == [{"operation": "greeting", "type": "menu", "ringing": None, "event": "done"}]
+
+
+def test_weekday_extension_dialled_by_rfc2833_reaches_that_operator(tmp_path: Path, media_stack_factory: Any, seed_doc: dict[str, Any]) -> None:
+    ports = {"petrov": free_udp_port()}
+    stack = media_stack_factory("2026-11-25T10:00:00+03:00", short_ring_config(seed_doc, ports))
+    petrov = operator(tmp_path, "petrov", "answer", ports["petrov"]).start()
+    call = dtmf_caller(tmp_path, stack, NUMBER, "+79031112233", "102").start()
+    assert call.wait(90) == 0
+    assert petrov.wait() == 0
+    [record] = [e for e in stack.events() if e["type"] == "call"]
+    assert (record["status"], record["answered_by"], record["rule"]) == ("answered", "petrov", "r2")
+    steps = json.loads(record["steps"])
+    assert steps[0] == {"operation": "ext", "type": "extension", "ringing": None, "event": "digits:102"}
+    assert steps[1] == {"operation": "ext", "type": "extension", "ringing": "petrov", "event": None}
+
+
+def pcap_alaw_audio(path: Path) -> np.ndarray:
+    """The A-law payload of every RTP packet in a classic pcap, decoded."""
+    from voffice_media.g711 import alaw_decode
+
+    data = path.read_bytes()
+    offset, chunks = 24, []
+    while offset + 16 <= len(data):
+        length = int.from_bytes(data[offset + 8 : offset + 12], "little")
+        frame = data[offset + 16 : offset + 16 + length]
+        offset += 16 + length
+        payload = frame[14 + 20 + 8 + 12 :]  # Ethernet, IPv4, UDP, RTP headers
+        chunks.append(alaw_decode(payload))
+    return np.concatenate(chunks)
+
+
+def test_lunch_busy_secretary_then_menu_key_1_stores_a_voicemail(tmp_path: Path, media_stack_factory: Any) -> None:
+    stack = media_stack_factory(WEDNESDAY_LUNCH)
+    gateway = operator(tmp_path, "gateway", "busy", stack.gateway_port, calls=2).start()
+    call = dtmf_caller(tmp_path, stack, NUMBER, "+79031112233", "1", message_after_ms=6000, talk_ms=8000).start()
+    assert call.wait(120) == 0
+    gateway.stop()
+    assert gateway.received().count("INVITE sip:+79161230004@127.0.0.1:%d SIP/2.0" % stack.gateway_port) == 2
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not any(e["type"] == "voicemail" for e in stack.events()):
+        time.sleep(0.2)
+    by_type = {e["type"]: e for e in stack.events()}
+    record, voicemail = by_type["call"], by_type["voicemail"]
+    assert (record["status"], record["rule"], record["scenario"]) == ("voicemail", "r1", "lunch")
+    assert [s["event"] for s in json.loads(record["steps"])] == ["busy", "key:1", None]
+    assert (voicemail["account"], voicemail["caller"], voicemail["number"]) == ("berry-demo", "+79031112233", NUMBER)
+    path = Path(voicemail["path"])
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == voicemail["sha256"]
+    with wave.open(str(path)) as wav:
+        assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (8000, 1, 2)
+        recorded = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16).astype(np.float64)
+    sent = pcap_alaw_audio(Path("/usr/share/sip-tester/g711a.pcap")).astype(np.float64)
+    # the message is in the recording: normalised cross-correlation of the sent speech
+    window = sent[8000:24000]  # 2 s from the middle of the message
+    corr = np.correlate(recorded, window, mode="valid")
+    energy = np.sqrt(np.convolve(recorded**2, np.ones(len(window)), mode="valid") * np.sum(window**2))
+    assert float(np.max(corr / np.maximum(energy, 1e-9))) > 0.9

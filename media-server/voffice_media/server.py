@@ -43,6 +43,7 @@ from .uas import UAS, Acked, Action, CallCancelled, CallEnded, IncomingCall, Sen
 
 log = logging.getLogger("voffice_media")
 TICK = 0.020
+MAX_BUFFERED = FRAME * 10  # 200 ms of received audio waiting for the ticker
 
 
 @dataclass
@@ -97,7 +98,7 @@ class Call:
     server: MediaServer
     rtp: RtpSocket | None = None
     port: int = 0
-    rx: list[Pcm] = field(default_factory=list)
+    rx_buffer: Pcm = field(default_factory=lambda: np.zeros(0, dtype=np.int16))
     rfc4733: Rfc4733Detector = field(init=False)
     tones: ToneDetector = field(default_factory=ToneDetector)
     finished: bool = False
@@ -121,11 +122,10 @@ class Call:
             if digit:
                 self.digit(digit)
             return
-        if packet.payload_type != self.codec.payload_type or len(packet.payload) != FRAME:
+        if packet.payload_type != self.codec.payload_type or not packet.payload or len(packet.payload) > 1600:
             return
-        pcm = self.codec.decode(packet.payload)
-        if len(self.rx) < 10:  # a burst beyond 200 ms is dropped, not queued forever
-            self.rx.append(pcm)
+        pcm = self.codec.decode(packet.payload)  # any ptime: re-framed to 20 ms below
+        self.rx_buffer = np.concatenate([self.rx_buffer, pcm])[-MAX_BUFFERED:]  # a burst is cut, not queued forever
         if not isinstance(self.operation, (Fax, Voicemail)):
             for digit in self.tones.feed(pcm):
                 self.digit(digit)
@@ -135,7 +135,9 @@ class Call:
         self.operation.digit(key)
 
     def tick(self) -> None:
-        rx = self.rx.pop(0) if self.rx else None
+        rx = None
+        if len(self.rx_buffer) >= FRAME:
+            rx, self.rx_buffer = self.rx_buffer[:FRAME], self.rx_buffer[FRAME:]
         out = self.operation.frame(rx)
         if self.rtp is not None and self.rtp.transport is not None:
             packet = self.sender.packet(self.codec.encode(out))
@@ -285,6 +287,8 @@ class MediaServer:
         if self.uas.call_state(call_id) is None:
             return  # cancelled while the prompt was being prepared
         operation = build(op, prompt, self.beep)
+        if isinstance(operation, Voicemail):
+            operation.silence_seconds = self.config.silence_seconds
         g711 = {"PCMU": PCMU, "PCMA": PCMA}[media.codec.name.upper()]
         codec = Codec(g711.name, media.codec.payload_type, g711.encode, g711.decode)
         call = Call(call_id, op, vo_call, operation, codec, media.dtmf_payload_type,

@@ -445,7 +445,8 @@ class UAS:
             call.retransmit_at = None
             call.give_up_at = now + self.t4
             self._schedule(call)
-            actions += self._event(call, Acked(call.call_id))
+            if not call.closed_by_peer:  # the application saw CallCancelled or CallEnded
+                actions += self._event(call, Acked(call.call_id))
         elif new is State.ESTABLISHED and old is State.ACCEPTED:
             call.retransmit_at = call.give_up_at = None
             actions += self._event(call, Acked(call.call_id))

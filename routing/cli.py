@@ -334,6 +334,42 @@ def bench_decide(accounts: int, decisions: int, template: str | None, redis_url:
     run_decide_bench(doc, accounts, decisions, redis_url, click.echo)
 
 
+@main.command(name="call")
+@click.option("--number", required=True, help="The virtual number to call.")
+@click.option("--caller", default="+79031112233", show_default=True, help="The calling number (From user).")
+@click.option("--dtmf", default="", help="Keys to press (RFC 2833) once the first prompt plays, e.g. 101.")
+@click.option("--dtmf-after", default=1.5, show_default=True, type=float, help="Seconds into the prompt before pressing.")
+@click.option("--message", "message_after", type=float, default=None, help="Once answered, wait this many seconds (prompt + beep) and speak a 7 s message.")
+@click.option("--talk", default=2.0, show_default=True, type=float, help="Seconds to stay on an answered call.")
+@click.option("--sip", "sip_addr", default="127.0.0.1:5060", show_default=True, help="Kamailio's HOST:PORT.")
+@click.option("--timeout", default=120.0, show_default=True, type=float)
+@redis_option
+@user_errors
+def call_cmd(number: str, caller: str, dtmf: str, dtmf_after: float, message_after: float | None, talk: float, sip_addr: str,
+             timeout: float, redis_url: str | None) -> None:
+    """Place a real test call (SIP + RTP) through the running stack and print what happened."""
+    from .call_tool import CallToolError, format_outcome, place_call
+
+    host, _, port = sip_addr.rpartition(":")
+    if not host or not port.isdigit():
+        fail(f"--sip: {sip_addr!r} is not HOST:PORT")
+    url = store.redis_url(redis_url)
+    try:
+        outcome = place_call(number, caller, (host, int(port)), dtmf, dtmf_after, message_after, talk, timeout, url)
+    except CallToolError as exc:
+        fail(str(exc))
+    account = None
+    if outcome.record and outcome.record.get("account"):
+        try:
+            found = ConfigReader(url, timeout=2.0).account(outcome.record["account"])
+            account = found.plain if found else None
+        except StoreUnavailable:
+            account = None
+    click.echo(format_outcome(outcome, account))
+    if not outcome.timeline:
+        fail(f"no answer from {sip_addr}")
+
+
 def _stack_config(run_dir: str | None, ports: dict[str, Any], **extra: Any) -> Any:
     from .stack import DEFAULT_RUN_DIR, StackConfig
 

@@ -23,7 +23,7 @@ import secrets
 import time
 from typing import Any
 
-import KSR  # type: ignore[import-not-found]  # provided by Kamailio's app_python3
+import KSR  # provided by Kamailio's app_python3
 
 from .call_step import MediaStep, RingWaves, action_for, event_from_reply, operator_uri
 from .clock import now

@@ -122,8 +122,8 @@ def test_parallel_then_serial_waves(tmp_path: Path, seed_doc: dict[str, Any]) ->
         call = caller(tmp_path, stack, NUMBER, "+79031112233").start()
         assert call.wait(90) == 0
         assert sidorov.wait() == 0 and ivanov.wait() == 0 and petrov.wait() == 0
-        assert ivanov.received().count("INVITE sip:ivanov@127.0.0.1:%d SIP/2.0" % ports["ivanov"]) == 2
-        assert petrov.received().count("CANCEL sip:petrov@127.0.0.1:%d SIP/2.0" % ports["petrov"]) == 1
+        assert ivanov.received().count(f"INVITE sip:ivanov@127.0.0.1:{ports['ivanov']} SIP/2.0") == 2
+        assert petrov.received().count(f"CANCEL sip:petrov@127.0.0.1:{ports['petrov']} SIP/2.0") == 1
         # both managers at once in the first wave; the head only after their plan ran out
         first_ivanov, second_ivanov = ivanov.received_at("INVITE")
         [first_petrov] = petrov.received_at("INVITE")
@@ -199,7 +199,7 @@ def test_lunch_busy_secretary_then_menu_key_1_stores_a_voicemail(tmp_path: Path,
     call = dtmf_caller(tmp_path, stack, NUMBER, "+79031112233", "1", message_after_ms=6000, talk_ms=8000).start()
     assert call.wait(120) == 0
     gateway.stop()
-    assert gateway.received().count("INVITE sip:+79161230004@127.0.0.1:%d SIP/2.0" % stack.gateway_port) == 2
+    assert gateway.received().count(f"INVITE sip:+79161230004@127.0.0.1:{stack.gateway_port} SIP/2.0") == 2
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not any(e["type"] == "voicemail" for e in stack.events()):
         time.sleep(0.2)

@@ -25,7 +25,14 @@ __all__ = ["Codec", "MediaLine", "Negotiated", "Offer", "SdpError", "answer", "n
 
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 MIRROR = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}
-STATIC = {0: ("PCMU", 8000), 3: ("GSM", 8000), 4: ("G723", 8000), 8: ("PCMA", 8000), 9: ("G722", 8000), 18: ("G729", 8000)}
+STATIC = {
+    0: ("PCMU", 8000),
+    3: ("GSM", 8000),
+    4: ("G723", 8000),
+    8: ("PCMA", 8000),
+    9: ("G722", 8000),
+    18: ("G729", 8000),
+}
 SUPPORTED = ("PCMU", "PCMA")
 DTMF_EVENTS = "0-15"
 PTIME_MS = 20

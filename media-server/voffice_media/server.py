@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from routing.clock import now as clock_now
 from routing.media_contract import CALL_ID, ContractError, decode_op
 from routing.reader import ConfigReader, StoreUnavailable
 
@@ -161,7 +162,7 @@ class MediaServer:
         self.metrics = Metrics()
         self.reader = ConfigReader(config.redis_url, check_interval=0.5)
         self.prompts = PromptCache(config.sounds_dir, config.data_dir / "prompt-cache")
-        self.store = RecordingStore(config.data_dir / "recordings")
+        self.store = RecordingStore(config.data_dir / "recordings", clock=clock_now)
         self.beep = beep()
         self.sip: asyncio.DatagramTransport | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -181,7 +182,7 @@ class MediaServer:
         transport, _ = await self.loop.create_datagram_endpoint(
             lambda: SipSocket(self), local_addr=(self.config.host, self.config.port)
         )
-        self.sip = transport  # type: ignore[assignment]
+        self.sip = transport
         if self.config.metrics:
             await asyncio.start_server(self._serve_metrics, *self.config.metrics)
         self._spawn(self._ticker())
@@ -337,7 +338,7 @@ class MediaServer:
             port = self._ports[self._next_port]
             self._next_port = (self._next_port + 2) % len(self._ports)
             try:
-                transport, protocol = await self.loop.create_datagram_endpoint(
+                _transport, protocol = await self.loop.create_datagram_endpoint(
                     lambda: RtpSocket(call), local_addr=(self.config.host, port)
                 )
             except OSError:

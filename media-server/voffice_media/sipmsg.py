@@ -401,7 +401,9 @@ class Via:
         ip, port = source
         host = self.host[1:-1] if self.host.startswith("[") else self.host
         wants_rport = param(self.params, "rport") == ""
-        params = [(n, v) for n, v in self.params if n.lower() != "received" and not (wants_rport and n.lower() == "rport")]
+        params = [
+            (n, v) for n, v in self.params if n.lower() != "received" and not (wants_rport and n.lower() == "rport")
+        ]
         if host != ip or wants_rport:
             params.append(("received", ip))
         if wants_rport:

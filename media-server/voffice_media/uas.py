@@ -47,8 +47,13 @@ Public API:
     .call_state(call_id) -> str | None
     Send, IncomingCall, CallCancelled, CallEnded, Acked, Action, UasError
 
-Calls the peer has already ended (cancelled, BYE, no ACK) take the application methods as
-no-ops, so the application needs no lock against those races; other misuse raises UasError.
+Events: `IncomingCall` first; then `Acked` when our final response (2xx or not) is ACKed;
+`CallCancelled` (CANCEL before a final response) or `CallEnded("bye")` (the peer's BYE) or
+`CallEnded("no-ack")` (our final response never ACKed; for a 2xx the UAS then sends BYE)
+when the peer ends it. Nothing follows CallCancelled or CallEnded. Calls the peer has already
+ended take the application methods as no-ops, and `hangup` is a no-op on a call already
+ending, so the application needs no lock against those races; other misuse (answer after
+reject, unknown status class) raises UasError.
 """
 
 from __future__ import annotations
@@ -214,9 +219,7 @@ REASONS = {
     505: "Version Not Supported",
 }
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
-KNOWN_METHODS = frozenset(
-    {"REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE"}
-)
+KNOWN_METHODS = frozenset({"REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE"})
 SINGLE_HEADERS = ("From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Type")
 REQUIRED_HEADERS = ("Via", "From", "To", "Call-ID", "CSeq")
 SDP = "application/sdp"
@@ -230,7 +233,9 @@ Problem = tuple[int, str, tuple[tuple[str, str], ...]]
 
 
 def reason_for(status: int) -> str:
-    return REASONS.get(status, {1: "Progress", 2: "OK", 3: "Redirect", 4: "Request Failure"}.get(status // 100, "Failure"))
+    return REASONS.get(
+        status, {1: "Progress", 2: "OK", 3: "Redirect", 4: "Request Failure"}.get(status // 100, "Failure")
+    )
 
 
 @dataclass(eq=False, slots=True)
@@ -351,7 +356,13 @@ class UAS:
     # --------------------------------------------------------------- application input
 
     def provisional(
-        self, call_id: str, status: int = 183, sdp: bytes = b"", *, headers: Iterable[tuple[str, str]] = (), now: float | None = None
+        self,
+        call_id: str,
+        status: int = 183,
+        sdp: bytes = b"",
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+        now: float | None = None,
     ) -> list[Action]:
         """Send a 101-199 response on the call, with `sdp` (early media) when given."""
         if not 100 < status < 200:
@@ -359,7 +370,13 @@ class UAS:
         return self._app(call_id, Trigger.PROVISIONAL, now, status, reason_for(status), tuple(headers), sdp)
 
     def answer(
-        self, call_id: str, status: int = 200, sdp: bytes = b"", *, headers: Iterable[tuple[str, str]] = (), now: float | None = None
+        self,
+        call_id: str,
+        status: int = 200,
+        sdp: bytes = b"",
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+        now: float | None = None,
     ) -> list[Action]:
         """Accept the call with a 2xx carrying `sdp`; retransmitted until ACKed."""
         if not 200 <= status < 300:
@@ -387,7 +404,14 @@ class UAS:
     # ------------------------------------------------------------------- transitions
 
     def _app(
-        self, call_id: str, trigger: Trigger, now: float | None, status: int, reason: str, headers: tuple[tuple[str, str], ...], sdp: bytes
+        self,
+        call_id: str,
+        trigger: Trigger,
+        now: float | None,
+        status: int,
+        reason: str,
+        headers: tuple[tuple[str, str], ...],
+        sdp: bytes,
     ) -> list[Action]:
         if now is not None:
             self._now = now
@@ -395,8 +419,8 @@ class UAS:
         if call is None:
             return []
         if (call.state, trigger) not in TRANSITIONS:
-            if call.closed_by_peer or call.state in (State.CLOSING, State.TERMINATED):
-                return []
+            if call.closed_by_peer or trigger is Trigger.HANGUP or call.state in (State.CLOSING, State.TERMINATED):
+                return []  # the call is already ending
             raise UasError(f"{trigger.value} not allowed in state {call.state.value}")
         if trigger is Trigger.HANGUP and call.state is State.ACCEPTED:
             call.hangup_pending = True
@@ -602,7 +626,9 @@ class UAS:
         reason: str | None = None,
     ) -> list[Action]:
         """Answer a non-INVITE request and remember the answer for its retransmissions."""
-        response = make_response(request, status, reason or reason_for(status), to_tag=to_tag or self._token(), headers=headers)
+        response = make_response(
+            request, status, reason or reason_for(status), to_tag=to_tag or self._token(), headers=headers
+        )
         done = _Answered((key, request.method), response.serialize(), reply_to, self._now + 64 * self.t1)
         self._answered[done.key] = done
         self._schedule(done)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from voffice_media.rtp import RtpError, RtpExtension, RtpPacket, RtpPeer, RtpSender
 
 
@@ -74,7 +73,8 @@ _packets = st.builds(
     payload=st.binary(max_size=200),
     marker=st.booleans(),
     csrc=st.lists(st.integers(0, 0xFFFFFFFF), max_size=15).map(tuple),
-    extension=st.none() | st.builds(RtpExtension, st.integers(0, 0xFFFF), st.binary(max_size=12).map(lambda b: b[: len(b) // 4 * 4])),
+    extension=st.none()
+    | st.builds(RtpExtension, st.integers(0, 0xFFFF), st.binary(max_size=12).map(lambda b: b[: len(b) // 4 * 4])),
     padding=st.integers(0, 255),
 )
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from voffice_media.sdp import Codec, Negotiated, SdpError, answer, negotiate, parse_offer
 
 RTPENGINE_OFFER = (
@@ -30,7 +29,13 @@ RTPENGINE_OFFER = (
 def test_parse_offer() -> None:
     offer = parse_offer(RTPENGINE_OFFER)
     [audio] = offer.media
-    assert (audio.media, audio.port, audio.proto, audio.connection, audio.ptime) == ("audio", 30000, "RTP/AVP", "10.0.0.1", 20)
+    assert (audio.media, audio.port, audio.proto, audio.connection, audio.ptime) == (
+        "audio",
+        30000,
+        "RTP/AVP",
+        "10.0.0.1",
+        20,
+    )
     assert audio.formats == ("8", "0", "18", "101")
     assert audio.codecs[3] == Codec(101, "telephone-event", 8000, 1, "0-16")
     assert audio.codecs[2].fmtp == "annexb=no"
@@ -102,7 +107,12 @@ def test_other_streams_refused_with_port_zero() -> None:
     assert parsed.audio_index == 2
     lines = answer(parsed, "10.0.0.5", 40000, 1).split(b"\r\n")
     media = [line for line in lines if line.startswith(b"m=")]
-    assert media == [b"m=video 0 RTP/AVP 31", b"m=audio 0 RTP/AVP 0", b"m=audio 40000 RTP/AVP 0 96", b"m=image 0 udptl t38"]
+    assert media == [
+        b"m=video 0 RTP/AVP 31",
+        b"m=audio 0 RTP/AVP 0",
+        b"m=audio 40000 RTP/AVP 0 96",
+        b"m=image 0 udptl t38",
+    ]
 
 
 def test_ipv6_answer() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from voffice_media.sipmsg import (
     CSeq,
     Headers,
@@ -23,23 +22,23 @@ from voffice_media.sipmsg import (
 )
 
 INVITE = (
-    "INVITE sip:menu@10.0.0.5:5080 SIP/2.0\r\n"
-    "Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK-1;rport\r\n"
-    "Via: SIP/2.0/UDP 192.0.2.7:5060;branch=z9hG4bK-a, SIP/2.0/TCP 192.0.2.8;branch=z9hG4bK-b\r\n"
-    "Record-Route: <sip:10.0.0.1;lr;ftag=abc>\r\n"
-    "Record-Route: <sip:10.0.0.2;lr>\r\n"
-    "Max-Forwards: 69\r\n"
-    'From: "Caller" <sip:+79031112233@example.net>;tag=from1\r\n'
-    "To: <sip:+74951234567@example.org>\r\n"
-    "Call-ID: call-1@example.net\r\n"
-    "CSeq: 10 INVITE\r\n"
-    "Contact: <sip:caller@192.0.2.7:5060>\r\n"
-    "X-VO-Op: v=1;type=menu\r\n"
-    "Content-Type: application/sdp\r\n"
-    "Content-Length: 4\r\n"
-    "\r\n"
-    "v=0\n"
-).encode()
+    b"INVITE sip:menu@10.0.0.5:5080 SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK-1;rport\r\n"
+    b"Via: SIP/2.0/UDP 192.0.2.7:5060;branch=z9hG4bK-a, SIP/2.0/TCP 192.0.2.8;branch=z9hG4bK-b\r\n"
+    b"Record-Route: <sip:10.0.0.1;lr;ftag=abc>\r\n"
+    b"Record-Route: <sip:10.0.0.2;lr>\r\n"
+    b"Max-Forwards: 69\r\n"
+    b'From: "Caller" <sip:+79031112233@example.net>;tag=from1\r\n'
+    b"To: <sip:+74951234567@example.org>\r\n"
+    b"Call-ID: call-1@example.net\r\n"
+    b"CSeq: 10 INVITE\r\n"
+    b"Contact: <sip:caller@192.0.2.7:5060>\r\n"
+    b"X-VO-Op: v=1;type=menu\r\n"
+    b"Content-Type: application/sdp\r\n"
+    b"Content-Length: 4\r\n"
+    b"\r\n"
+    b"v=0\n"
+)
 
 
 def test_parse_request() -> None:
@@ -60,7 +59,17 @@ def test_compact_forms_expand() -> None:
     data = b"OPTIONS sip:a@b SIP/2.0\r\nv: SIP/2.0/UDP h;branch=z9hG4bKx\r\nf: <sip:a@b>;tag=1\r\nt: sip:c@d\r\ni: x\r\nm: <sip:e@f>\r\nc: text/plain\r\nk: timer\r\ns: hi\r\ne: gzip\r\nl: 2\r\n\r\nhi"
     msg = parse(data)
     names = [n for n, _ in msg.headers]
-    assert names == ["Via", "From", "To", "Call-ID", "Contact", "Content-Type", "Supported", "Subject", "Content-Encoding"]
+    assert names == [
+        "Via",
+        "From",
+        "To",
+        "Call-ID",
+        "Contact",
+        "Content-Type",
+        "Supported",
+        "Subject",
+        "Content-Encoding",
+    ]
     assert msg.body == b"hi"
 
 
@@ -182,7 +191,13 @@ def test_via_parse() -> None:
     assert via.serialize() == "SIP/2.0/UDP 192.0.2.2:5062;branch=z9hG4bK9ikj8;rport;received=1.2.3.4"
     v6 = Via.parse("SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bKx")
     assert v6.host == "[2001:db8::1]" and v6.port == 5060
-    for bad in ("SIP/2.0/UDP 192.0.2.15;;", "SIP/7.0/UDP h", "SIP/2.0/UDP", "SIP/2.0/UDP h:99999", "SIP/2.0/UDP h;branch="):
+    for bad in (
+        "SIP/2.0/UDP 192.0.2.15;;",
+        "SIP/7.0/UDP h",
+        "SIP/2.0/UDP",
+        "SIP/2.0/UDP h:99999",
+        "SIP/2.0/UDP h;branch=",
+    ):
         with pytest.raises(SipParseError):
             Via.parse(bad)
 
@@ -218,7 +233,12 @@ def test_with_received_rewrites_first_value_of_first_line() -> None:
 @pytest.mark.parametrize(
     ("text", "uri", "display", "tag"),
     [
-        ('"J Rosenberg \\\\\\""  <sip:j@example.com> ; tag = 98asjd8', "sip:j@example.com", '"J Rosenberg \\\\\\""', "98asjd8"),
+        (
+            '"J Rosenberg \\\\\\""  <sip:j@example.com> ; tag = 98asjd8',
+            "sip:j@example.com",
+            '"J Rosenberg \\\\\\""',
+            "98asjd8",
+        ),
         ("caller<sip:caller@example.com>;tag=323", "sip:caller@example.com", "caller", "323"),
         ("token1~` token2'+_ <sip:m@example.com>", "sip:m@example.com", "token1~` token2'+_", None),
         ("sip:+1650@ss1.example.net;user=phone", "sip:+1650@ss1.example.net", None, None),
@@ -279,7 +299,9 @@ def _invite() -> Request:
 
 
 def test_make_response_copies_rfc3261_8_2_6_headers() -> None:
-    response = make_response(_invite(), 183, "Session Progress", to_tag="abc", body=b"v=0\r\n", content_type="application/sdp")
+    response = make_response(
+        _invite(), 183, "Session Progress", to_tag="abc", body=b"v=0\r\n", content_type="application/sdp"
+    )
     names = [n for n, _ in response.headers]
     assert names == ["Via", "Via", "Record-Route", "Record-Route", "From", "To", "Call-ID", "CSeq", "Content-Type"]
     assert response.headers.get("To") == "<sip:+74951234567@example.org>;tag=abc"
@@ -329,7 +351,9 @@ def test_headers_helpers() -> None:
 
 # ------------------------------------------------------------------ properties
 
-_token = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.!%*_+`'~-", min_size=1, max_size=12)
+_token = st.text(
+    alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.!%*_+`'~-", min_size=1, max_size=12
+)
 _value = st.text(
     alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\r\n"), max_size=40
 ).map(lambda s: s.strip(" \t"))
@@ -338,9 +362,9 @@ _uri = st.builds(lambda user, host: f"sip:{user}@{host}", _token, _token)
 
 @st.composite
 def _messages(draw: st.DrawFn) -> Request | Response:
-    names = st.sampled_from(["Via", "From", "To", "Call-ID", "CSeq", "Contact", "X-VO-Op", "Subject", "Record-Route"]) | _token.filter(
-        lambda n: n.lower() not in ("content-length", "l")
-    )
+    names = st.sampled_from(
+        ["Via", "From", "To", "Call-ID", "CSeq", "Contact", "X-VO-Op", "Subject", "Record-Route"]
+    ) | _token.filter(lambda n: n.lower() not in ("content-length", "l"))
     headers = Headers.of(draw(st.lists(st.tuples(names, _value), max_size=8)))
     body = draw(st.binary(max_size=64))
     if draw(st.booleans()):
@@ -372,7 +396,7 @@ def test_mutated_messages_only_raise_sip_parse_error(data: st.DataObject) -> Non
     raw = bytearray(INVITE)
     for _ in range(data.draw(st.integers(1, 6))):
         i = data.draw(st.integers(0, len(raw) - 1))
-        raw[i] = data.draw(st.sampled_from(b"\r\n :;,<>\"\\=@ \t\x00\xffaZ9"))
+        raw[i] = data.draw(st.sampled_from(b'\r\n :;,<>"\\=@ \t\x00\xffaZ9'))
     try:
         message = parse(bytes(raw))
     except SipParseError:

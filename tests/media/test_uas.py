@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from voffice_media.sipmsg import NameAddr, Request, Response, SipUri, Via, parse
 from voffice_media.uas import (
     UAS,
@@ -51,7 +50,11 @@ def request(
         f"{method} {uri} SIP/2.0",
         f"Via: SIP/2.0/UDP 10.0.0.1:5060;branch={branch};rport",
         "Via: SIP/2.0/UDP 192.0.2.7:5060;branch=z9hG4bK-caller",
-        *(["Record-Route: <sip:10.0.0.1;lr;ftag=f1>", "Record-Route: <sip:192.0.2.99:5070;lr>"] if record_route else []),
+        *(
+            ["Record-Route: <sip:10.0.0.1;lr;ftag=f1>", "Record-Route: <sip:192.0.2.99:5070;lr>"]
+            if record_route
+            else []
+        ),
         "Max-Forwards: 69",
         'From: "Caller" <sip:+79031112233@example.net>;tag=f1',
         f"To: {to}",
@@ -105,7 +108,9 @@ def test_invite_gets_100_and_incoming_call() -> None:
     trying = parse(actions[0].data)
     assert isinstance(trying, Response) and trying.status == 100
     assert to_tag_of(trying) is None
-    assert trying.headers.values("Via")[0] == "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK-inv1;received=10.0.0.1;rport=5060"
+    assert (
+        trying.headers.values("Via")[0] == "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK-inv1;received=10.0.0.1;rport=5060"
+    )
     assert "Record-Route" not in trying.headers
     call = actions[1]
     assert isinstance(call, IncomingCall)
@@ -301,8 +306,9 @@ def test_hangup_strict_route_and_timer_f() -> None:
     uas.answer("call-1", 200, b"v=0\r\n")
     uas.receive(ack("tok1", branch="z9hG4bK-a"), KAMAILIO, 0.1)
     [send] = uas.hangup("call-1", now=1.0)
+    assert isinstance(send, Send)
     bye = parse(send.data)
-    assert isinstance(bye, Request) and isinstance(send, Send)
+    assert isinstance(bye, Request)
     assert bye.uri == "sip:10.0.0.1:5062"
     assert bye.headers.get_all("Route") == ["<sip:caller@192.0.2.7:5060;transport=udp>"]
     assert send.addr == ("10.0.0.1", 5062)
@@ -321,10 +327,13 @@ def test_hangup_before_ack_waits_for_it() -> None:
     assert [m.method for m in sends(actions) if isinstance(m, Request)] == ["BYE"]
 
 
-def test_hangup_unanswered_rejects_480() -> None:
+def test_hangup_unanswered_rejects_480_and_is_idempotent() -> None:
     uas = make_uas()
     start_call(uas)
     assert statuses(uas.hangup("call-1")) == [480]
+    assert uas.hangup("call-1") == []
+    uas.receive(ack("tok1"), KAMAILIO, 0.1)
+    assert uas.hangup("call-1") == []
 
 
 def test_bye_from_remote() -> None:
@@ -459,19 +468,22 @@ def test_re_invite() -> None:
 def test_rfc2543_invite_without_branch_or_contact() -> None:
     uas = make_uas()
     data = (
-        "INVITE sip:UserB@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1\r\n"
-        "From: <sip:+13035551111@ift.client.example.net;user=phone>\r\nTo: sip:+16505552222@ss1.example.net;user=phone\r\n"
-        "Call-ID: inv2543\r\nCSeq: 56 INVITE\r\nContent-Length: 0\r\n\r\n"
-    ).encode()
+        b"INVITE sip:UserB@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1\r\n"
+        b"From: <sip:+13035551111@ift.client.example.net;user=phone>\r\nTo: sip:+16505552222@ss1.example.net;user=phone\r\n"
+        b"Call-ID: inv2543\r\nCSeq: 56 INVITE\r\nContent-Length: 0\r\n\r\n"
+    )
     actions = uas.receive(data, KAMAILIO, 0.0)
     assert statuses(actions) == [100]
     assert statuses(uas.receive(data, KAMAILIO, 0.1)) == [100]  # matched by the RFC 2543 rules
     uas.answer("inv2543", 200, b"v=0\r\n")
-    ack_data = data.replace(b"INVITE sip", b"ACK sip").replace(b"56 INVITE", b"56 ACK").replace(
-        b"user=phone\r\nCall", b"user=phone;tag=tok1\r\nCall"
+    ack_data = (
+        data.replace(b"INVITE sip", b"ACK sip")
+        .replace(b"56 INVITE", b"56 ACK")
+        .replace(b"user=phone\r\nCall", b"user=phone;tag=tok1\r\nCall")
     )
     assert uas.receive(ack_data, KAMAILIO, 0.2) == [Acked("inv2543")]
     [send] = uas.hangup("inv2543")
+    assert isinstance(send, Send)
     bye = parse(send.data)
     assert isinstance(bye, Request) and bye.uri == "sip:+13035551111@ift.client.example.net;user=phone"
 
@@ -535,7 +547,15 @@ def test_rfc4475(name: str) -> None:
 
 
 def test_rfc4475_specific_answers() -> None:
-    expected = {"badvers": 505, "bext01": 420, "invut": 415, "unkscm": 416, "novelsc": 416, "sdp01": 406, "intmeth": 501}
+    expected = {
+        "badvers": 505,
+        "bext01": 420,
+        "invut": 415,
+        "unkscm": 416,
+        "novelsc": 416,
+        "sdp01": 406,
+        "intmeth": 501,
+    }
     for name, status in expected.items():
         actions = make_uas().receive(wire_bytes(RFC4475 / f"{name}.dat"), KAMAILIO, 0.0)
         assert statuses(actions)[:1] == [status], name
@@ -547,7 +567,21 @@ def test_rfc4475_specific_answers() -> None:
 # ------------------------------------------------------------------ fuzzing the machine
 
 _OPS = st.sampled_from(
-    ["invite", "invite2", "cancel", "ack", "ack2xx", "bye", "options", "tick", "provisional", "answer", "reject", "hangup", "bye200"]
+    [
+        "invite",
+        "invite2",
+        "cancel",
+        "ack",
+        "ack2xx",
+        "bye",
+        "options",
+        "tick",
+        "provisional",
+        "answer",
+        "reject",
+        "hangup",
+        "bye200",
+    ]
 )
 
 

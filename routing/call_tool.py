@@ -1,0 +1,152 @@
+"""`voffice call`: place a real test call through the running stack and say what happened.
+
+The call itself is made by sipp (SIP + RTP, RFC 2833 DTMF from the pcaps sipp ships) with
+the scenarios of tests/sipp/, the load-tester kit; this module writes the scenario for the
+options given, runs it, reads sipp's message trace for the SIP timeline and the call record
+that Kamailio wrote to `voffice:events` for what the routing did (rule, scenario, steps,
+who answered), and prints both.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+SIPP_DIR = ROOT / "tests" / "sipp"
+PCAPS = Path("/usr/share/sip-tester")
+PCAP_NAMES = {"*": "star", "#": "pound"}
+_ENTRY = re.compile(r"-{20,} \S+ (\d+):(\d+):([\d.]+)\n(UDP message (?:received|sent))[^\n]*\n\n([^\n]*)")
+DTMF = re.compile(r"[0-9*#]{1,20}")
+
+
+class CallToolError(Exception):
+    pass
+
+
+@dataclass
+class CallOutcome:
+    timeline: list[tuple[float, str, str]] = field(default_factory=list)  # (t, "->"/"<-", first line)
+    sipp_exit: int = 0
+    record: dict[str, str] | None = None
+    extra_events: list[dict[str, str]] = field(default_factory=list)
+
+
+def scenario_text(digits: str, dtmf_after_ms: int, message_after_ms: int | None, answered: bool) -> str:
+    """The caller scenario for these options (see tests/sipp/caller-dtmf.xml)."""
+    if not digits and message_after_ms is None:
+        name = "caller.xml" if answered else "caller-unanswered.xml"
+        return (SIPP_DIR / name).read_text()
+    plays = '  <pause milliseconds="400"/>\n'.join(
+        f'  <nop><action><exec play_pcap_audio="{PCAPS}/dtmf_2833_{PCAP_NAMES.get(d, d)}.pcap"/></action></nop>\n'
+        for d in digits
+    )
+    talk = ""
+    if message_after_ms is not None:
+        talk = (f'  <pause milliseconds="{message_after_ms}"/>\n'
+                f'  <nop><action><exec play_pcap_audio="{PCAPS}/g711a.pcap"/></action></nop>\n')
+    text = (SIPP_DIR / "caller-dtmf.xml").read_text()
+    text = text.replace('<pause milliseconds="1500"/>', f'<pause milliseconds="{dtmf_after_ms}"/>')
+    return text.replace("DIGITS\n", plays).replace("TALK\n", talk)
+
+
+def parse_trace(text: str) -> list[tuple[float, str, str]]:
+    entries = []
+    for m in _ENTRY.finditer(text):
+        t = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
+        entries.append((t, "<-" if "received" in m.group(4) else "->", m.group(5).strip()))
+    if not entries:
+        return []
+    t0 = entries[0][0]
+    return [(t - t0, way, line) for t, way, line in entries]
+
+
+def place_call(
+    number: str,
+    caller: str,
+    sip: tuple[str, int],
+    digits: str = "",
+    dtmf_after: float = 1.5,
+    message_after: float | None = None,
+    talk: float = 2.0,
+    timeout: float = 120.0,
+    redis_url: str | None = None,
+) -> CallOutcome:
+    if digits and not DTMF.fullmatch(digits):
+        raise CallToolError(f"--dtmf {digits!r}: only 0-9, * and #")
+    sipp = shutil.which("sipp")
+    if sipp is None:
+        raise CallToolError("sipp is not installed (make install)")
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="voffice-call-") as tmp:
+        workdir = Path(tmp)
+        answered = bool(digits) or message_after is not None
+        scenario = workdir / "call.xml"
+        scenario.write_text(scenario_text(digits, int(dtmf_after * 1000), None if message_after is None else int(message_after * 1000), answered))
+        argv = [sipp, "-sf", str(scenario), "-i", sip[0], "-m", "1", "-key", "caller", caller, "-key", "talk",
+                str(int(talk * 1000)), "-s", number, "-trace_msg", "-nostdin", "-timeout", str(int(timeout)),
+                "-timeout_error", f"{sip[0]}:{sip[1]}"]
+        result = subprocess.run(argv, cwd=workdir, capture_output=True, timeout=timeout + 10)
+        trace = "".join(p.read_text(errors="replace") for p in workdir.glob("*_messages.log"))
+    outcome = CallOutcome(parse_trace(trace), result.returncode)
+    if redis_url:
+        outcome.record, outcome.extra_events = _events_since(redis_url, started, number)
+    return outcome
+
+
+def _events_since(url: str, started: float, number: str) -> tuple[dict[str, str] | None, list[dict[str, str]]]:
+    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, decode_responses=True)
+    since = f"{int(started * 1000) - 1000}-0"
+    deadline = time.monotonic() + 3
+    record: dict[str, str] | None = None
+    others: list[dict[str, str]] = []
+    while time.monotonic() < deadline:
+        raw: Any = client.xrange("voffice:events", since, "+")
+        entries: list[dict[str, str]] = [dict(fields) for _id, fields in raw]
+        tail = "".join(c for c in number if c.isdigit())[-10:]
+        calls = [e for e in entries if e.get("type") == "call" and e.get("number", "").endswith(tail)]
+        if calls:
+            found = calls[-1]
+            record = found
+            others = [e for e in entries if e.get("type") in ("voicemail", "fax") and e.get("call_id") == found.get("call_id")]
+            if found.get("status") not in ("voicemail", "fax") or others:
+                break
+        time.sleep(0.2)
+    return record, others
+
+
+def format_outcome(outcome: CallOutcome, account: dict[str, Any] | None) -> str:
+    lines = ["SIP timeline (this caller's view):"]
+    for t, way, line in outcome.timeline:
+        lines.append(f"  {t:7.3f}s {way} {line}")
+    record = outcome.record
+    if record is None:
+        lines.append("no call record found on voffice:events (is the stack's Redis given with --redis?)")
+        return "\n".join(lines)
+    lines.append(f"routing: rule {record.get('rule') or '(none: default scenario)'}, scenario {record.get('scenario')}")
+    for i, step in enumerate(json.loads(record.get("steps") or "[]"), 1):
+        op = (account or {}).get("operations", {}).get(step["operation"], {})
+        what = op.get("name", step["operation"])
+        detail = ""
+        if op.get("sound"):
+            sound = account["sounds"].get(op["sound"], {}) if account else {}
+            detail = f"; prompt heard: {sound.get('name', op['sound'])}"
+        if step.get("ringing"):
+            detail = f"; rang {step['ringing']}"
+        elif step["type"] == "group" and account:
+            members = account["groups"][op["group"]]["members"]
+            detail = f"; rang {', '.join(m[0] for m in members)}"
+        lines.append(f"  {i}. {what} [{step['type']}]{detail} -> {step.get('event') or 'end'}")
+    lines.append(f"result: {record['status']}" + (f", answered by {record['answered_by']}" if record.get("answered_by") else ""))
+    for event in outcome.extra_events:
+        lines.append(f"stored: {event['type']} {event.get('path', '')} ({event.get('duration', '?')} s, sha256 {event.get('sha256', '')[:12]})")
+    return "\n".join(lines)

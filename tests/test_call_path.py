@@ -20,7 +20,7 @@ import pytest
 
 from routing.stack import sip_options
 
-from .callpath import CallStack, caller, dtmf_caller, free_udp_port, operator, short_ring_config
+from .callpath import CallStack, Sipp, caller, dtmf_caller, free_udp_port, operator, short_ring_config
 
 pytestmark = [
     pytest.mark.callpath,
@@ -219,3 +219,62 @@ def test_lunch_busy_secretary_then_menu_key_1_stores_a_voicemail(tmp_path: Path,
     corr = np.correlate(recorded, window, mode="valid")
     energy = np.sqrt(np.convolve(recorded**2, np.ones(len(window)), mode="valid") * np.sum(window**2))
     assert float(np.max(corr / np.maximum(energy, 1e-9))) > 0.9
+
+
+def test_weekend_vip_gets_the_menu(tmp_path: Path, media_stack_factory: Any) -> None:
+    stack = media_stack_factory("2026-11-28T13:00:00+03:00")  # Saturday, in the VIP window
+    call = dtmf_caller(tmp_path, stack, NUMBER, "+74957654321", "2", talk_ms=1500).start()
+    assert call.wait(90) == 0  # key 2: the fax operation answers; our caller is no fax machine
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not any(e["type"] == "fax" for e in stack.events()):
+        time.sleep(0.2)
+    by_type = {e["type"]: e for e in stack.events()}
+    record = by_type["call"]
+    assert (record["status"], record["rule"], record["scenario"]) == ("fax", "r3", "weekend-vip")
+    assert [s["operation"] for s in json.loads(record["steps"])] == ["menu", "fax"]
+    assert by_type["fax"]["status"] == "failed"  # no page arrived: reported, nothing stored
+
+
+def test_caller_hangs_up_while_ringing_one_missed_event(tmp_path: Path, lunch_stack: CallStack) -> None:
+    gateway = operator(tmp_path, "gateway", "no-answer", lunch_stack.gateway_port).start()
+    call = Sipp(tmp_path, "caller", "caller-cancel.xml", free_udp_port(),
+                ["-key", "caller", "+79031112233", "-s", NUMBER, f"127.0.0.1:{lunch_stack.sip_port}"]).start()
+    assert call.wait(60) == 0
+    assert gateway.wait(30) == 0  # the secretary's branch was cancelled
+    time.sleep(0.5)
+    records = [e for e in lunch_stack.events() if e["type"] == "call"]
+    assert [(r["status"], r["note"]) for r in records] == [("missed", "caller hung up")]
+
+
+def test_calls_keep_routing_while_redis_is_down(tmp_path: Path, lunch_stack: CallStack) -> None:
+    gateway = operator(tmp_path, "gateway1", "answer", lunch_stack.gateway_port).start()
+    assert caller(tmp_path, lunch_stack, NUMBER, "+79031112233", name="warm").start().wait() == 0  # fills the cache
+    assert gateway.wait() == 0
+    assert lunch_stack.stack is not None
+    redis_part = next(p for p in lunch_stack.stack.parts if p.name == "redis")
+    assert redis_part.proc is not None
+    redis_part.proc.terminate()
+    redis_part.proc.wait()
+    try:
+        # Kamailio has 2 workers; each must route from its own cache (or learn nothing new)
+        connected = 0
+        for i in range(4):
+            gateway = operator(tmp_path, f"gw-down{i}", "answer", lunch_stack.gateway_port).start()
+            call = caller(tmp_path, lunch_stack, NUMBER, "+79031112233", name=f"down{i}").start()
+            code = call.wait()
+            gateway.stop()
+            received = call.received()
+            # a worker that had the account cached connects the call; one that never saw it
+            # answers 503 rather than guessing
+            assert code == 0 or any(line.startswith("SIP/2.0 503") for line in received)
+            if code == 0:
+                connected += 1
+                assert "INVITE sip:+79161230004@" in gateway.messages()
+        assert connected >= 1  # at least the worker that served the first call routes on
+    finally:
+        lunch_stack.stack._start(redis_part, detach=False, timeout=20)  # the same port and data dir
+    # Redis is back: the reader reconnects on its own; loads work and are seen
+    time.sleep(1.5)
+    gateway = operator(tmp_path, "gw-back", "answer", lunch_stack.gateway_port).start()
+    assert caller(tmp_path, lunch_stack, NUMBER, "+79031112233", name="back").start().wait() == 0
+    assert gateway.wait() == 0

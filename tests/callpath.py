@@ -170,9 +170,18 @@ def operator(workdir: Path, name: str, behaviour: str, port: int, calls: int = 1
 REJECTIONS = {"busy": (486, "Busy Here"), "decline": (603, "Decline"), "unavailable": (503, "Service Unavailable")}
 
 
-def caller(workdir: Path, stack: CallStack, number: str, caller_number: str, scenario: str = "caller.xml", extra: list[str] | None = None, name: str = "caller") -> Sipp:
+def caller(workdir: Path, stack: CallStack, number: str, caller_number: str, scenario: str = "caller.xml",
+           extra: list[str] | None = None, name: str = "caller", speak: bool = False, talk_ms: int = 300) -> Sipp:
+    """A caller; with `speak`, it plays sipp's g711a.pcap (7 s of speech) once answered."""
+    if speak:
+        text = (SIPP_DIR / scenario).read_text()
+        ack_end = text.index("</send>", text.index("ACK [next_url]")) + len("</send>")
+        play = '\n  <nop><action><exec play_pcap_audio="/usr/share/sip-tester/g711a.pcap"/></action></nop>'
+        path = workdir / f"{name}-speaking.xml"
+        path.write_text(text[:ack_end] + play + text[ack_end:])
+        scenario = str(path)
     return Sipp(workdir, name, scenario, free_udp_port(),
-                ["-key", "caller", caller_number, "-key", "talk", "300", "-s", number, *(extra or []), f"127.0.0.1:{stack.sip_port}"])
+                ["-key", "caller", caller_number, "-key", "talk", str(talk_ms), "-s", number, *(extra or []), f"127.0.0.1:{stack.sip_port}"])
 
 
 PCAPS = Path("/usr/share/sip-tester")
@@ -199,3 +208,49 @@ def dtmf_caller(workdir: Path, stack: CallStack, number: str, caller_number: str
     scenario.write_text(text)
     return Sipp(workdir, name, str(scenario), free_udp_port(),
                 ["-key", "caller", caller_number, "-key", "talk", str(talk_ms), "-s", number, f"127.0.0.1:{stack.sip_port}"])
+
+
+# --- rtpengine's ng control protocol (bencode over UDP), to read its call statistics -----
+
+
+def bencode(value: Any) -> bytes:
+    if isinstance(value, int):
+        return b"i%de" % value
+    if isinstance(value, str):
+        value = value.encode()
+    if isinstance(value, bytes):
+        return b"%d:%s" % (len(value), value)
+    if isinstance(value, list):
+        return b"l" + b"".join(bencode(v) for v in value) + b"e"
+    if isinstance(value, dict):
+        return b"d" + b"".join(bencode(k) + bencode(v) for k, v in sorted(value.items())) + b"e"
+    raise TypeError(type(value))
+
+
+def bdecode(data: bytes, i: int = 0) -> tuple[Any, int]:
+    c = data[i : i + 1]
+    if c == b"i":
+        end = data.index(b"e", i)
+        return int(data[i + 1 : end]), end + 1
+    if c in (b"l", b"d"):
+        i += 1
+        items = []
+        while data[i : i + 1] != b"e":
+            item, i = bdecode(data, i)
+            items.append(item)
+        if c == b"l":
+            return items, i + 1
+        return {items[k].decode(): items[k + 1] for k in range(0, len(items), 2)}, i + 1
+    colon = data.index(b":", i)
+    length = int(data[i:colon])
+    return data[colon + 1 : colon + 1 + length], colon + 1 + length
+
+
+def rtpengine_command(port: int, command: dict[str, Any]) -> dict[str, Any]:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(2)
+        cookie = b"t%d" % time.monotonic_ns()
+        sock.sendto(cookie + b" " + bencode(command), ("127.0.0.1", port))
+        reply = sock.recv(65535)
+    value, _ = bdecode(reply[len(cookie) + 1 :])
+    return value  # type: ignore[no-any-return]

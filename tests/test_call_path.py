@@ -20,7 +20,7 @@ import pytest
 
 from routing.stack import sip_options
 
-from .callpath import CallStack, Sipp, caller, dtmf_caller, free_udp_port, operator, short_ring_config
+from .callpath import CallStack, Sipp, caller, dtmf_caller, free_udp_port, operator, rtpengine_command, short_ring_config
 
 pytestmark = [
     pytest.mark.callpath,
@@ -104,34 +104,33 @@ def test_a_load_changes_new_calls_only(tmp_path: Path, lunch_stack: CallStack, s
     assert "INVITE sip:+79161239999@" in gateway.messages()
 
 
-def test_parallel_then_serial_waves(tmp_path: Path, seed_doc: dict[str, Any]) -> None:
-    """The client department on its own (weekday, caller skips the extension): both
-    managers ring at once per attempt, then the head of department."""
+def test_weekday_no_extension_rings_both_managers_at_once_then_the_head(tmp_path: Path, seed_doc: dict[str, Any]) -> None:
+    """Weekday, the caller dials nothing: after the prompt's input timeout the client
+    department rings, both managers at once per attempt, then the head of department."""
     ports = {name: free_udp_port() for name in ("ivanov", "petrov", "sidorov")}
     doc = short_ring_config(seed_doc, ports)
-    doc["scenarios"][0]["root"] = {"operation": "to-clients"}  # weekday scenario without the prompt
     # petrov rings once: sipp cannot hold two INVITEs of one Call-ID at once, and the next
     # wave's INVITE may overtake the CANCEL of the branch whose ring timer just fired.
     doc["groups"][0]["members"][1]["attempts"] = 1
-    stack = CallStack(tmp_path, "2026-11-25T10:00:00+03:00", doc, with_media=False)
+    stack = CallStack(tmp_path, "2026-11-25T10:00:00+03:00", doc, with_media=True)
     stack.start()
     try:
         ivanov = operator(tmp_path, "ivanov", "busy", ports["ivanov"], calls=2).start()
         petrov = operator(tmp_path, "petrov", "no-answer", ports["petrov"], calls=1).start()
         sidorov = operator(tmp_path, "sidorov", "answer", ports["sidorov"]).start()
         call = caller(tmp_path, stack, NUMBER, "+79031112233").start()
-        assert call.wait(90) == 0
+        assert call.wait(120) == 0
         assert sidorov.wait() == 0 and ivanov.wait() == 0 and petrov.wait() == 0
         assert ivanov.received().count(f"INVITE sip:ivanov@127.0.0.1:{ports['ivanov']} SIP/2.0") == 2
         assert petrov.received().count(f"CANCEL sip:petrov@127.0.0.1:{ports['petrov']} SIP/2.0") == 1
-        # both managers at once in the first wave; the head only after their plan ran out
         first_ivanov, second_ivanov = ivanov.received_at("INVITE")
         [first_petrov] = petrov.received_at("INVITE")
         [head] = sidorov.received_at("INVITE")
-        assert abs(first_ivanov - first_petrov) < 0.2
+        assert abs(first_ivanov - first_petrov) < 0.2  # one wave: at once
         assert first_petrov + 4.5 < second_ivanov < head  # petrov's 5 s ring timer ran out first
         [record] = [e for e in stack.events() if e["type"] == "call"]
         assert record["status"] == "answered" and record["answered_by"] == "sidorov"
+        assert [s["event"] for s in json.loads(record["steps"])] == ["timeout", None]
     finally:
         stack.stop()
 
@@ -278,3 +277,21 @@ def test_calls_keep_routing_while_redis_is_down(tmp_path: Path, lunch_stack: Cal
     gateway = operator(tmp_path, "gw-back", "answer", lunch_stack.gateway_port).start()
     assert caller(tmp_path, lunch_stack, NUMBER, "+79031112233", name="back").start().wait() == 0
     assert gateway.wait() == 0
+
+
+def test_rtp_flows_through_rtpengine_both_ways(tmp_path: Path, lunch_stack: CallStack) -> None:
+    gateway = operator(tmp_path, "gateway", "answer", lunch_stack.gateway_port).start()  # echoes RTP
+    call = caller(tmp_path, lunch_stack, NUMBER, "+79031112233", speak=True, talk_ms=6000).start()
+    time.sleep(4.0)  # answered after ~0.3 s; speech flows
+    assert lunch_stack.config is not None
+    port = lunch_stack.config.rtpengine_port
+    calls = rtpengine_command(port, {"command": "list"})["calls"]
+    assert len(calls) == 1
+    query = rtpengine_command(port, {"command": "query", "call-id": calls[0]})
+    received = {
+        tag: sum(stream["stats"]["packets"] for media in info["medias"] for stream in media["streams"])
+        for tag, info in query["tags"].items()
+    }
+    assert call.wait(30) == 0 and gateway.wait() == 0
+    assert len(received) >= 2
+    assert all(packets > 50 for packets in received.values()), received  # caller -> operator and back

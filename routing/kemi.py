@@ -240,6 +240,11 @@ class VofficeRouting:
         return 1
 
     def on_answered(self) -> None:
+        # Kept in the dialog so the BYE (a new transaction, no AVPs) can close the record.
+        KSR.dialog.var_sets("vo_callid", _avp("vo_callid") or "")
+        KSR.dialog.var_sets("vo_acct", _avp("vo_acct") or "")
+        KSR.dialog.var_sets("vo_answered_at", f"{time.time():.3f}")
+        KSR.dialog.var_sets("vo_ftag", KSR.pv.get("$ft") or "")
         if _avp("vo_kind") == "media":
             op = (_avp("vo_op") or "").split(";")
             kind = next((p.split("=", 1)[1] for p in op if p.startswith("type=")), "media")
@@ -334,7 +339,18 @@ class VofficeRouting:
         self.emit(event)
 
     def record_end_of_answered_call(self) -> None:
-        self.emit({"type": "call-end", "sip_call_id": KSR.pv.get("$ci") or ""})
+        """The talk time of an answered call, when either side hangs up."""
+        answered_at = KSR.dialog.var_get("vo_answered_at")
+        if not answered_at:
+            return
+        KSR.dialog.var_sets("vo_answered_at", "")  # once, even if the BYE is retransmitted
+        self.emit({
+            "type": "call-end",
+            "account": KSR.dialog.var_get("vo_acct") or "",
+            "call_id": KSR.dialog.var_get("vo_callid") or "",
+            "talk_seconds": f"{time.time() - float(answered_at):.3f}",
+            "hung_up_by": "caller" if KSR.pv.get("$ft") == KSR.dialog.var_get("vo_ftag") else "callee",
+        })
 
     def emit(self, event: dict[str, str]) -> None:
         try:

@@ -20,7 +20,16 @@ import pytest
 
 from routing.stack import sip_options
 
-from .callpath import CallStack, Sipp, caller, dtmf_caller, free_udp_port, operator, rtpengine_command, short_ring_config
+from .callpath import (
+    CallStack,
+    Sipp,
+    caller,
+    dtmf_caller,
+    free_udp_port,
+    operator,
+    rtpengine_command,
+    short_ring_config,
+)
 
 pytestmark = [
     pytest.mark.callpath,

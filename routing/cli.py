@@ -334,6 +334,15 @@ def bench_decide(accounts: int, decisions: int, template: str | None, redis_url:
     run_decide_bench(doc, accounts, decisions, redis_url, click.echo)
 
 
+@main.command(name="media-server", context_settings={"ignore_unknown_options": True, "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def media_server(args: tuple[str, ...]) -> None:
+    """Run one media server (see `voffice media-server --help`)."""
+    from voffice_media.__main__ import main as media_main
+
+    media_main(list(args))
+
+
 @main.command(name="call")
 @click.option("--number", required=True, help="The virtual number to call.")
 @click.option("--caller", default="+79031112233", show_default=True, help="The calling number (From user).")

@@ -52,6 +52,7 @@ class StackConfig:
     load: tuple[str, ...] = (str(SEED),)
     now: str | None = None  # VOFFICE_NOW
     components: tuple[str, ...] = ("redis", "rtpengine", "media", "kamailio")
+    trusted_trunks: str = "127.0.0.1"  # exempt from flood control; their P-Asserted-Identity is believed
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -133,6 +134,7 @@ def components(config: StackConfig) -> list[Component]:
         "VOFFICE_REDIS_URL": config.redis_url,
         "VOFFICE_OPERATOR_GATEWAY": config.operator_gateway,
         "VOFFICE_ROOT": str(ROOT),
+        "VOFFICE_TRUSTED_TRUNKS": config.trusted_trunks,
         **clock_env(config.now),
         **config.extra_env,
     }

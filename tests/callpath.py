@@ -56,6 +56,7 @@ class CallStack:
     now: str
     config_doc: dict[str, Any]
     with_media: bool = True
+    media_servers: int = 1
     stack: Stack | None = None
     config: StackConfig | None = None
     gateway_port: int = field(default_factory=free_udp_port)
@@ -77,6 +78,7 @@ class CallStack:
             load=(str(path),),
             now=self.now,
             components=parts,
+            media_servers=self.media_servers,
         )
         self.stack = Stack(self.config)
         self.stack.start()

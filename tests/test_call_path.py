@@ -307,3 +307,52 @@ def test_rtp_flows_through_rtpengine_both_ways(tmp_path: Path, lunch_stack: Call
     assert call.wait(30) == 0 and gateway.wait() == 0
     assert len(received) >= 2
     assert all(packets > 50 for packets in received.values()), received  # caller -> operator and back
+
+
+def options_from(source: str, port: int, user_agent: str = "probe", count: int = 1) -> list[bytes]:
+    """OPTIONS from `source` (another loopback address); the replies that came back."""
+    replies = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((source, 0))
+        sock.settimeout(0.3)
+        local = sock.getsockname()[1]
+        for i in range(count):
+            msg = (f"OPTIONS sip:ping@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {source}:{local};branch=z9hG4bK{i}x{local}\r\n"
+                   f"From: <sip:a@{source}>;tag={i}\r\nTo: <sip:ping@127.0.0.1>\r\nCall-ID: {i}-{local}@{source}\r\n"
+                   f"CSeq: 1 OPTIONS\r\nUser-Agent: {user_agent}\r\nMax-Forwards: 5\r\nContent-Length: 0\r\n\r\n")
+            sock.sendto(msg.encode(), ("127.0.0.1", port))
+        try:
+            while True:
+                replies.append(sock.recv(65535))
+        except TimeoutError:
+            pass
+    return replies
+
+
+def test_scanners_get_no_answer_and_floods_are_banned(lunch_stack: CallStack) -> None:
+    port = lunch_stack.sip_port
+    assert options_from("127.0.0.2", port, "friendly-scanner") == []
+    assert len(options_from("127.0.0.2", port)) == 1
+    options_from("127.0.0.3", port, count=300)  # far above 60 requests per 2 s
+    assert options_from("127.0.0.3", port) == []  # banned
+    assert len(options_from("127.0.0.4", port)) == 1  # others are not
+    assert sip_options("127.0.0.1", port) == 200  # trusted trunks are never banned
+
+
+def test_a_dead_media_server_fails_over_to_the_next(tmp_path: Path, seed_doc: dict[str, Any]) -> None:
+    stack = CallStack(tmp_path, "2026-11-28T13:00:00+03:00", short_ring_config(seed_doc), with_media=True)
+    stack.media_servers = 2
+    stack.start()
+    try:
+        assert stack.stack is not None
+        media1 = next(p for p in stack.stack.parts if p.name == "media1")
+        assert media1.proc is not None
+        media1.proc.kill()
+        media1.proc.wait()
+        for i in range(2):  # round robin would pick the dead one for one of them
+            call = caller(tmp_path, stack, NUMBER, "+79031112233", scenario="caller-unanswered.xml", name=f"c{i}").start()
+            assert call.wait(60) == 0
+        records = [e for e in stack.events() if e["type"] == "call"]
+        assert [(r["status"], json.loads(r["steps"])[0]["event"]) for r in records] == [("missed", "done")] * 2
+    finally:
+        stack.stop()

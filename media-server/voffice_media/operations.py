@@ -88,12 +88,14 @@ class Operation:
     frames: int = 0
     answered: bool = False  # True: the server answers 200 and records; False: early media
     player: Player = field(init=False)
+    prompting: bool = field(init=False, default=True)
 
     def __post_init__(self) -> None:
         self.player = Player(self.prompt)
 
     def frame(self, rx: Pcm | None) -> Pcm:
         self.frames += 1
+        self.prompting = not self.player.done  # this frame still carries the prompt
         out = self.player.next_frame()
         if self.result is None:
             self.step(rx)
@@ -119,7 +121,7 @@ class Menu(Operation):
     waited: int = 0
 
     def step(self, rx: Pcm | None) -> None:
-        if not self.player.done:
+        if self.prompting:
             return
         self.waited += 1
         if self.waited >= self.timeout * FRAMES_PER_SECOND:
@@ -158,7 +160,7 @@ class Extension(Operation):
             if self.since_digit >= self.inter_digit * FRAMES_PER_SECOND:
                 self.result = Result("digits", self.collected)
             return
-        if not self.player.done:
+        if self.prompting:
             return
         self.waited += 1
         if self.waited >= self.timeout * FRAMES_PER_SECOND:
@@ -184,7 +186,7 @@ class Voicemail(Operation):
     answered: bool = True
 
     def step(self, rx: Pcm | None) -> None:
-        if not self.player.done:
+        if self.prompting:
             return  # the prompt and the beep are not recorded
         frame = rx if rx is not None else SILENCE
         self.recorded.append(frame)

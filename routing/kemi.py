@@ -30,7 +30,7 @@ from .clock import now
 from .engine import CompiledAccount, decide
 from .media_contract import encode_op
 from .reader import ConfigReader, StoreUnavailable
-from .scenario import Cursor, feed, operation_of
+from .scenario import Cursor, EventError, feed, operation_of
 from .store import redis_url
 
 SCANNERS = re.compile(r"friendly-scanner|sipvicious|sipcli|sip-scan|vaxsipuseragent|sundayddr|iwar|sipsak-scan|pplsip|smap", re.I)
@@ -138,15 +138,15 @@ class VofficeRouting:
         assert self.reader is not None
         dialled = KSR.pv.get("$rU") or ""
         try:
-            account = self.reader.account_for_number(dialled)
+            found = self.reader.lookup(dialled)
         except StoreUnavailable:
             KSR.sl.sl_send_reply(503, "Service Unavailable")
             return
-        if account is None:
+        if found is None:
             KSR.sl.sl_send_reply(404, "Not Found")  # never relayed: no open relay
             return
+        account, number = found
         version = self.reader.version_of(account.id)
-        number = next((n for n in account.plain["numbers"] if dialled.endswith(n.lstrip("+"))), account.plain["numbers"][0])
         caller = self.caller_number()
         decision = decide(account, number, caller, now())
         KSR.rr.record_route()
@@ -287,9 +287,12 @@ class VofficeRouting:
         self.note_event(str(event))
         try:
             outcome = feed(plain, cursor, event)
-        except ValueError as exc:
+        except EventError as exc:
+            # e.g. voicemail or fax with every media server down: nothing left to try
             KSR.err(f"voffice: {exc}\n")
-            outcome = feed(plain, cursor, event_from_reply(code, None, False))
+            self.record_call("failed", note=f"{code} from the media servers")
+            KSR.tm.t_reply(503, "Service Unavailable")
+            return 1
         if outcome.cursor is not None:
             self.run(plain, version, outcome.cursor)
             return 1

@@ -72,16 +72,23 @@ class ConfigReader:
 
     def account_for_number(self, raw_number: str) -> CompiledAccount | None:
         """The compiled account that owns a dialled number (any of its E.164 forms), or None."""
+        found = self.lookup(raw_number)
+        return found[0] if found else None
+
+    def lookup(self, raw_number: str) -> tuple[CompiledAccount, str] | None:
+        """(the owning account, the E.164 number as the account lists it), or None."""
         self._refresh()
         known = self._numbers.get(raw_number)
         if known is not None:  # the usual case: the trunk sends the E.164 form we store
-            return self._account(known)
+            account = self._account(known)
+            return (account, raw_number) if account else None
         for number in did_candidates(raw_number, self._countries):
-            account = self._numbers.get(number)
-            if account is None and number not in self._unknown:
-                account = self._fetch_owner(number)
-            if account is not None:
-                return self._account(account)
+            owner = self._numbers.get(number)
+            if owner is None and number not in self._unknown:
+                owner = self._fetch_owner(number)
+            if owner is not None:
+                account = self._account(owner)
+                return (account, number) if account else None
         return None
 
     def account(self, account_id: str) -> CompiledAccount | None:

@@ -146,6 +146,7 @@ def test_reader_caches_and_sees_loads(redis_server: RedisServer, seed_doc: dict[
     account = reader.account_for_number("+74951234567")
     assert account is not None and account.plain["name"] == seed_doc["name"]
     assert reader.account_for_number("84951234567") is account  # national form of the DID
+    assert reader.lookup("74951234567") == (account, "+74951234567")
     assert reader.account_for_number("+74959999999") is None
     # cache hits make no Redis round trip: count commands on the server
     calls_before = int(r.info("commandstats").get("cmdstat_hget", {}).get("calls", 0))

@@ -21,6 +21,7 @@ import pytest
 from routing.stack import sip_options
 
 from .callpath import (
+    SIPP_DIR,
     CallStack,
     Sipp,
     caller,
@@ -356,3 +357,18 @@ def test_a_dead_media_server_fails_over_to_the_next(tmp_path: Path, seed_doc: di
         assert [(r["status"], json.loads(r["steps"])[0]["event"]) for r in records] == [("missed", "done")] * 2
     finally:
         stack.stop()
+
+
+def test_trusted_trunk_caller_from_p_asserted_identity(tmp_path: Path, media_stack_factory: Any) -> None:
+    """An anonymous From with a VIP's P-Asserted-Identity from a trusted trunk (loopback is
+    the stack's trusted trunk): the VIP rule applies."""
+    stack = media_stack_factory("2026-11-28T13:00:00+03:00")  # Saturday, VIP window
+    text = (SIPP_DIR / "caller-unanswered.xml").read_text()
+    scenario = tmp_path / "caller-pai.xml"
+    scenario.write_text(text.replace("      User-Agent: voffice-test-caller\n",
+                                     "      User-Agent: voffice-test-caller\n      P-Asserted-Identity: <sip:+74957654321@trunk.example>\n", 1))
+    call = Sipp(tmp_path, "caller", str(scenario), free_udp_port(),
+                ["-key", "caller", "anonymous", "-s", NUMBER, f"127.0.0.1:{stack.sip_port}"]).start()
+    assert call.wait(90) == 0  # the VIP menu times out, the call ends
+    [record] = [e for e in stack.events() if e["type"] == "call"]
+    assert (record["caller"], record["rule"], record["scenario"]) == ("+74957654321", "r3", "weekend-vip")

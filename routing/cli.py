@@ -379,6 +379,31 @@ def call_cmd(number: str, caller: str, dtmf: str, dtmf_after: float, message_aft
         fail(f"no answer from {sip_addr}")
 
 
+@bench.command(name="sip")
+@click.option("--cps", default=50, show_default=True, type=click.IntRange(1, 5000), help="First rate, calls per second.")
+@click.option("--seconds", default=10.0, show_default=True, type=click.FloatRange(1, 600), help="Seconds of calls at each rate.")
+@click.option("--step", "cps_step", default=50, show_default=True, type=click.IntRange(1, 5000), help="Rate increment.")
+@click.option("--max-cps", default=500, show_default=True, type=click.IntRange(1, 5000), help="Highest rate tried.")
+@click.option("--children", default=4, show_default=True, type=click.IntRange(1, 64), help="Kamailio children, the same for both configurations.")
+@click.option("--workdir", type=click.Path(file_okay=False), default=None, help="Logs and sipp statistics (default: a new temporary folder).")
+@user_errors
+def bench_sip(cps: int, seconds: float, cps_step: int, max_cps: int, children: int, workdir: str | None) -> None:
+    """Full calls per second through the stack (sipp callers -> Kamailio with the KEMI routing ->
+    an answering operator gateway), side by side with a native Kamailio cfg relaying the same calls."""
+    from .bench_sip import BenchError, run_sip_bench
+
+    if max_cps < cps:
+        fail(f"--max-cps ({max_cps}) is below --cps ({cps})")
+    try:
+        result = run_sip_bench(cps, cps_step, seconds, max_cps, click.echo, kamailio_children=children,
+                               workdir=Path(workdir) if workdir else None)
+    except BenchError as exc:
+        fail(str(exc))
+    errors = [result[name]["error"] for name in ("baseline", "voffice") if result[name]["error"]]
+    if errors:
+        fail("; ".join(errors))
+
+
 def _stack_config(run_dir: str | None, ports: dict[str, Any], **extra: Any) -> Any:
     from .stack import DEFAULT_RUN_DIR, StackConfig
 

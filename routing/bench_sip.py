@@ -1,0 +1,524 @@
+"""`voffice bench sip`: full calls per second through the real call path, next to a native baseline.
+
+Not a test: it prints figures. Two configurations run one after the other in the same run, on
+free loopback ports, with the same rtpengine, the same Kamailio children count and the same calls:
+
+- voffice:  the real stack (Redis, rtpengine, Kamailio with kamailio/kamailio.cfg and the Python
+            KEMI routing), the seed example loaded, its clock at Wednesday lunch, so every call to
+            the seed's number rings the secretary through the operator gateway at once;
+- baseline: rtpengine and Kamailio with bench/kamailio-baseline.cfg: no Python, no decision,
+            record_route + rtpengine offer/answer/delete + t_relay to the operator gateway.
+
+A call: a sipp caller (bench/sipp/uac.xml) sends INVITE with SDP, gets 100/180/200, ACKs through
+the Record-Route set, talks 200 ms, hangs up; an answering sipp operator gateway
+(bench/sipp/uas-answer.xml) answers 180 + 200 with SDP at once. Per rate, each configuration
+gets `cps * seconds` calls at `cps` calls/s; the rate steps up until a step is not held (a call
+failed or did not complete, or the callers could not reach 95% of the rate) or `max_cps`.
+
+Figures per step: attempted/successful/failed calls (sipp's statistics, caller and gateway),
+achieved calls/s (200 OKs over the time between the first and the last), INVITE->200 p50/p99
+(per call, from the caller's -trace_shortmsg timestamps, microseconds: sipp's own response-time
+figures tick in whole milliseconds and read 0 or 4 ms here), and CPU per successful call of all
+Kamailio processes and of rtpengine (utime + stime from /proc, before and after the step, so
+their idle work during the step is included; each configuration's idle CPU is printed too).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .redis_server import free_port
+from .stack import KAMAILIO_CFG, KEMI_SCRIPT, SEED, Component, Stack, StackConfig, StackError, components
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DIR = ROOT / "bench"
+BASELINE_CFG = BENCH_DIR / "kamailio-baseline.cfg"
+UAC_XML = BENCH_DIR / "sipp" / "uac.xml"
+UAS_XML = BENCH_DIR / "sipp" / "uas-answer.xml"
+NUMBER = "+74951234567"  # the seed's virtual number
+CALLER = "+79031112233"
+WEDNESDAY_LUNCH = "2026-11-25T13:30:00+03:00"  # rule 1 -> scenario "lunch" -> ring the secretary
+HOST = "127.0.0.1"
+TALK_MS = 200  # fixed in bench/sipp/uac.xml
+HELD_RATE_FRACTION = 0.95  # a step holds its rate when the answers reach 95% of it
+RATE_TARGET = 0.9  # voffice's highest held rate / the baseline's
+CPU_TARGET = 1.3  # voffice's Kamailio CPU per call / the baseline's, at a rate both held
+CLOCK_TICK = os.sysconf("SC_CLK_TCK")
+
+
+class BenchError(Exception):
+    pass
+
+
+# --- processes and their CPU -----------------------------------------------------------------
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state is [0], ppid [1])."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()
+
+
+def descendants(pid: int) -> list[int]:
+    """PID and every process under it (Kamailio's workers, timers, ...)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields:
+                children.setdefault(int(fields[1]), []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        todo.extend(children.get(current, []))
+    return out
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """utime + stime of these processes (all their threads), in seconds."""
+    ticks = 0
+    for pid in pids:
+        fields = _stat_fields(pid)
+        if fields:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / CLOCK_TICK
+
+
+# --- ports -----------------------------------------------------------------------------------
+
+
+def free_udp_port() -> int:
+    """A port free for both TCP (Redis) and UDP (SIP, rtpengine's ng) on loopback."""
+    for _ in range(100):
+        port = free_port(HOST)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            try:
+                sock.bind((HOST, port))
+            except OSError:
+                continue
+            return port
+    raise BenchError("no free UDP port on loopback")
+
+
+def rtp_port_range(index: int, size: int = 4000) -> tuple[int, int]:
+    """rtpengine's media ports: below Linux's ephemeral range, one range per configuration."""
+    low = 20000 + index * size
+    return low, low + size - 1
+
+
+# --- the two configurations ------------------------------------------------------------------
+
+
+def baseline_kamailio(part: Component, gateway: str) -> Component:
+    """The stack's own Kamailio command line (same memory, children, listen, rtpengine), on the
+    baseline cfg: no KEMI script, no dispatcher list, a fixed destination."""
+    argv: list[str] = []
+    args = iter(part.argv)
+    for arg in args:
+        if arg == str(KAMAILIO_CFG):
+            argv.append(str(BASELINE_CFG))
+        elif arg == "-A":
+            define = next(args)
+            if not define.startswith(("VO_KEMI_SCRIPT=", "VO_DISPATCHER_LIST=")):
+                argv += ["-A", define]
+        else:
+            argv.append(arg)
+    argv += ["-A", f'VO_TARGET="{gateway}"']
+    return replace(part, argv=argv, env={})
+
+
+class BaselineStack(Stack):
+    """rtpengine exactly as `voffice up` starts it; Kamailio on bench/kamailio-baseline.cfg."""
+
+    def start(self, detach: bool = False, timeout: float = 20.0) -> None:
+        self.config.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            for part in components(self.config):
+                if part.name == "kamailio":
+                    part = baseline_kamailio(part, self.config.operator_gateway)
+                self._start(part, detach, timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+
+@dataclass
+class Target:
+    name: str
+    stack: Stack
+    gateway_port: int
+
+    @property
+    def sip_port(self) -> int:
+        return self.stack.config.sip_port
+
+    def pid(self, component: str) -> int:
+        for part in self.stack.parts:
+            if part.name == component and part.proc is not None:
+                return part.proc.pid
+        raise BenchError(f"{self.name}: {component} is not running")
+
+    def check_alive(self) -> None:
+        for part in self.stack.parts:
+            if part.proc is not None and part.proc.poll() is not None:
+                raise BenchError(f"{self.name}: {part.name} exited with code {part.proc.returncode}; see {self.stack.config.run_dir}")
+
+
+def make_target(name: str, index: int, workdir: Path, children: int) -> Target:
+    gateway_port = free_udp_port()
+    config = StackConfig(
+        run_dir=workdir / name / "run",
+        host=HOST,
+        redis_port=free_udp_port(),
+        sip_port=free_udp_port(),
+        media_port=free_udp_port(),  # nothing listens there: the bench has no media steps
+        rtpengine_port=free_udp_port(),
+        rtp_ports=rtp_port_range(index),
+        operator_gateway=f"{HOST}:{gateway_port}",
+        kamailio_children=children,
+        load=(str(SEED),),
+        now=WEDNESDAY_LUNCH,
+    )
+    if name == "voffice":
+        stack: Stack = Stack(replace(config, components=("redis", "rtpengine", "kamailio")))
+    else:
+        stack = BaselineStack(replace(config, components=("rtpengine", "kamailio"), load=(), now=None))
+    return Target(name, stack, gateway_port)
+
+
+# --- sipp ------------------------------------------------------------------------------------
+
+
+def sipp_binary() -> str:
+    binary = shutil.which("sipp")
+    if binary is None:
+        raise BenchError("sipp is not installed (Debian package sip-tester)")
+    return binary
+
+
+def read_stats(path: Path) -> dict[str, str]:
+    """The last row of a sipp -trace_stat file, by column name."""
+    try:
+        rows = list(csv.reader(path.read_text(errors="replace").splitlines(), delimiter=";"))
+    except OSError:
+        return {}
+    if len(rows) < 2:
+        return {}
+    return dict(zip(rows[0], rows[-1], strict=False))
+
+
+def _count(stats: dict[str, str], column: str) -> int:
+    try:
+        return int(float(stats.get(column, "0") or 0))
+    except ValueError:
+        return 0
+
+
+def read_answers(folder: Path) -> list[tuple[float, float]]:
+    """(when the 200 arrived, INVITE->200 ms) per answered call, from the caller's -trace_shortmsg:
+    one line per message, tab-separated: date, time, epoch seconds, S|R, Call-ID, CSeq, first line."""
+    sent: dict[str, float] = {}
+    out = []
+    for path in folder.glob("*_shortmessages.log"):
+        with path.open(errors="replace") as f:
+            for line in f:
+                parts = line.rstrip("\n").split("\t")
+                if len(parts) < 7 or parts[5] != "CSeq:1 INVITE":
+                    continue
+                try:
+                    at = float(parts[2])
+                except ValueError:
+                    continue
+                if parts[3] == "S" and parts[6].startswith("INVITE "):
+                    sent.setdefault(parts[4], at)  # the first INVITE, not a retransmission
+                elif parts[3] == "R" and parts[6].startswith("SIP/2.0 200") and parts[4] in sent:
+                    out.append((at, (at - sent.pop(parts[4])) * 1000))
+    return sorted(out)
+
+
+def percentile(values: Sequence[float], fraction: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@dataclass
+class Step:
+    cps: int
+    calls: int
+    attempted: int = 0
+    successful: int = 0
+    failed: int = 0
+    gateway_failed: int = 0
+    achieved_cps: float = 0.0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    kamailio_cpu_ms: float | None = None  # per successful call
+    rtpengine_cpu_ms: float | None = None
+    wall_seconds: float = 0.0
+    note: str = ""
+
+    @property
+    def held(self) -> bool:
+        return not self.note
+
+    @property
+    def lost(self) -> int:
+        """Calls that failed at either end or never completed."""
+        return self.failed + self.gateway_failed + max(0, self.calls - self.successful - self.failed)
+
+    def judge(self) -> None:
+        problems = []
+        if self.failed or self.gateway_failed:
+            problems.append(f"{self.failed} failed calls" + (f", {self.gateway_failed} at the gateway" if self.gateway_failed else ""))
+        if self.successful < self.calls:
+            problems.append(f"{self.calls - self.successful} of {self.calls} calls not completed")
+        if self.achieved_cps < HELD_RATE_FRACTION * self.cps:
+            problems.append(f"answered {self.achieved_cps:.0f}/s of {self.cps}/s")
+        self.note = "; ".join(problems)
+
+
+def run_step(target: Target, cps: int, seconds: float, workdir: Path) -> Step:
+    """`cps * seconds` calls at `cps` calls/s through `target`; every process bounded in time."""
+    target.check_alive()
+    calls = max(1, round(cps * seconds))
+    step = Step(cps, calls)
+    folder = workdir / target.name / f"cps{cps}"
+    (folder / "uac").mkdir(parents=True, exist_ok=True)
+    (folder / "uas").mkdir(parents=True, exist_ok=True)
+    sipp = sipp_binary()
+    # A healthy run lasts seconds + talk; whatever is still running well after that has failed.
+    limit = int(seconds + TALK_MS / 1000 + 20)
+    common = ["-i", HOST, "-m", str(calls), "-nostdin", "-trace_stat", "-fd", "1", "-trace_err",
+              "-timeout", f"{limit}s", "-timeout_error"]
+    uas_argv = [sipp, "-sf", str(UAS_XML), "-p", str(target.gateway_port), "-stf", str(folder / "uas" / "stats.csv"),
+                "-recv_timeout", "10000", *common]
+    uac_argv = [sipp, "-sf", str(UAC_XML), "-p", str(free_udp_port()), "-stf", str(folder / "uac" / "stats.csv"),
+                "-r", str(cps), "-rp", "1000", "-l", str(calls), "-s", NUMBER,
+                "-key", "caller", CALLER, "-trace_shortmsg", "-recv_timeout", "10000",
+                *common, f"{HOST}:{target.sip_port}"]
+    kamailio_pids = descendants(target.pid("kamailio"))
+    rtpengine_pid = target.pid("rtpengine")
+    uas = subprocess.Popen(uas_argv, cwd=folder / "uas", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    uac: subprocess.Popen[bytes] | None = None
+    try:
+        time.sleep(0.3)  # the gateway is listening
+        kamailio0, rtpengine0, t0 = cpu_seconds(kamailio_pids), cpu_seconds([rtpengine_pid]), time.monotonic()
+        uac = subprocess.Popen(uac_argv, cwd=folder / "uac", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            uac.wait(timeout=limit + 10)
+        except subprocess.TimeoutExpired:
+            _stop(uac)
+        caller_stats = read_stats(folder / "uac" / "stats.csv")
+        if _count(caller_stats, "SuccessfulCall(C)") == calls:
+            try:
+                uas.wait(timeout=5)  # it has seen every call by now
+            except subprocess.TimeoutExpired:
+                pass
+        _stop(uas)
+        kamailio1, rtpengine1 = cpu_seconds(kamailio_pids), cpu_seconds([rtpengine_pid])
+        step.wall_seconds = time.monotonic() - t0
+    finally:
+        if uac is not None:
+            _stop(uac)
+        _stop(uas)
+    gateway_stats = read_stats(folder / "uas" / "stats.csv")
+    step.attempted = _count(caller_stats, "OutgoingCall(C)")
+    step.successful = _count(caller_stats, "SuccessfulCall(C)")
+    step.failed = _count(caller_stats, "FailedCall(C)")
+    step.gateway_failed = _count(gateway_stats, "FailedCall(C)")
+    answers = read_answers(folder / "uac")
+    if len(answers) >= 2 and answers[-1][0] > answers[0][0]:
+        step.achieved_cps = (len(answers) - 1) / (answers[-1][0] - answers[0][0])
+    elif answers:
+        step.achieved_cps = float(cps) if calls == 1 else 0.0
+    step.p50_ms = percentile([rtt for _, rtt in answers], 0.50)
+    step.p99_ms = percentile([rtt for _, rtt in answers], 0.99)
+    if step.successful:
+        step.kamailio_cpu_ms = (kamailio1 - kamailio0) * 1000 / step.successful
+        step.rtpengine_cpu_ms = (rtpengine1 - rtpengine0) * 1000 / step.successful
+    step.judge()
+    if step.held:  # ~1 KB per call; the logs of a step that was not held stay for a look
+        for pattern in ("*_shortmessages.log", "*_errors.log"):  # errors: one talk-timer notice per call
+            for path in (folder / "uac").glob(pattern):
+                path.unlink()
+    target.check_alive()
+    return step
+
+
+# --- the bench -------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    name: str
+    steps: list[Step] = field(default_factory=list)
+    error: str = ""
+    idle_kamailio_ms_s: float | None = None
+    idle_rtpengine_ms_s: float | None = None
+
+    @property
+    def max_cps(self) -> int:
+        """The highest rate held, stepping up from the first (0 if the first was not)."""
+        best = 0
+        for step in self.steps:
+            if not step.held:
+                break
+            best = step.cps
+        return best
+
+    def at(self, cps: int) -> Step | None:
+        return next((s for s in self.steps if s.cps == cps), None)
+
+
+def _fmt(value: float | None, spec: str = ".2f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def step_line(name: str, step: Step) -> str:
+    return (
+        f"{name:<8} {step.cps:>4}/s  answered {step.achieved_cps:>6.1f}/s  calls {step.successful}/{step.attempted}"
+        f"  failed {step.failed}+{step.gateway_failed}  INVITE->200 p50 {_fmt(step.p50_ms, '.1f')} ms p99 {_fmt(step.p99_ms, '.1f')} ms"
+        f"  CPU/call kamailio {_fmt(step.kamailio_cpu_ms)} ms rtpengine {_fmt(step.rtpengine_cpu_ms)} ms"
+        + (f"  NOT HELD: {step.note}" if step.note else "")
+    )
+
+
+def idle_cpu(target: Target, seconds: float = 2.0) -> tuple[float, float]:
+    """CPU ms per second of Kamailio (all processes) and rtpengine with no calls."""
+    kamailio, rtpengine = descendants(target.pid("kamailio")), [target.pid("rtpengine")]
+    k0, r0 = cpu_seconds(kamailio), cpu_seconds(rtpengine)
+    time.sleep(seconds)
+    return (cpu_seconds(kamailio) - k0) * 1000 / seconds, (cpu_seconds(rtpengine) - r0) * 1000 / seconds
+
+
+def run_config(name: str, index: int, rates: Sequence[int], seconds: float, children: int,
+               workdir: Path, echo: Callable[[str], None]) -> Run:
+    run = Run(name)
+    target = make_target(name, index, workdir, children)
+    try:
+        target.stack.start(timeout=30)
+        echo(f"{name:<8} up: Kamailio {HOST}:{target.sip_port} ({children} children), operator gateway {HOST}:{target.gateway_port}")
+        warm = run_step(target, 10, 1, workdir / "warmup")  # every worker has seen a call
+        if warm.lost:
+            raise BenchError(f"{name}: warm-up calls did not complete: {warm.note}; logs in {workdir / 'warmup' / name}")
+        time.sleep(1.0)
+        run.idle_kamailio_ms_s, run.idle_rtpengine_ms_s = idle_cpu(target)
+        echo(f"{name:<8} idle CPU: Kamailio {run.idle_kamailio_ms_s:.1f} ms/s, rtpengine {run.idle_rtpengine_ms_s:.1f} ms/s")
+        for cps in rates:
+            step = run_step(target, cps, seconds, workdir)
+            run.steps.append(step)
+            echo(step_line(name, step))
+            if not step.held:
+                break
+            time.sleep(1.0)  # let transactions and rtpengine sessions drain
+    except (BenchError, StackError) as exc:
+        run.error = str(exc)
+        echo(f"{name}: {exc}")
+    finally:
+        target.stack.stop()
+    return run
+
+
+def comparison(baseline: Run, voffice: Run, max_cps: int) -> dict[str, Any]:
+    common = min(baseline.max_cps, voffice.max_cps)
+    rate_ratio = voffice.max_cps / baseline.max_cps if baseline.max_cps else None
+    b_step, v_step = baseline.at(common), voffice.at(common)
+    cpu_ratio = None
+    if b_step and v_step and b_step.kamailio_cpu_ms and v_step.kamailio_cpu_ms is not None:
+        cpu_ratio = v_step.kamailio_cpu_ms / b_step.kamailio_cpu_ms
+    return {
+        "common_cps": common,
+        "rate_ratio": rate_ratio,
+        "rate_ok": rate_ratio is not None and rate_ratio >= RATE_TARGET,
+        "cpu_ratio": cpu_ratio,
+        "cpu_ok": cpu_ratio is not None and cpu_ratio <= CPU_TARGET,
+        "baseline_saturated": baseline.max_cps < max_cps,
+    }
+
+
+def table(baseline: Run, voffice: Run) -> list[str]:
+    rates = sorted({s.cps for s in baseline.steps} | {s.cps for s in voffice.steps})
+    head = "answered/s  failed    p50/p99 ms  kam ms/call  rtp ms/call"
+    lines = [f"{'rate':>6} | {'baseline (native cfg)':^{len(head)}} | {'voffice (KEMI routing)':^{len(head)}}",
+             f"{'':>6} | {head} | {head}"]
+
+    def cell(step: Step | None) -> str:
+        if step is None:
+            return f"{'':{len(head)}}"
+        mark = "" if step.held else "!"
+        latency = f"{_fmt(step.p50_ms, '.1f')}/{_fmt(step.p99_ms, '.1f')}"
+        return (f"{step.achieved_cps:>9.1f}{mark:<1} {step.lost:>7}"
+                f"  {latency:>12}  {_fmt(step.kamailio_cpu_ms):>11}  {_fmt(step.rtpengine_cpu_ms):>11}")
+
+    for cps in rates:
+        lines.append(f"{cps:>4}/s | {cell(baseline.at(cps))} | {cell(voffice.at(cps))}")
+    return lines
+
+
+def run_sip_bench(cps_start: int, cps_step: int, seconds: float, max_cps: int, echo: Callable[[str], None],
+                  kamailio_children: int = 4, workdir: Path | None = None) -> dict[str, Any]:
+    """Step both configurations up from `cps_start` by `cps_step` to `max_cps`; print and return
+    each step, each highest held rate and the two target ratios."""
+    if cps_start < 1 or cps_step < 1 or max_cps < cps_start or seconds <= 0:
+        raise BenchError("need 1 <= cps_start <= max_cps, cps_step >= 1 and seconds > 0")
+    for path in (BASELINE_CFG, UAC_XML, UAS_XML, KAMAILIO_CFG, KEMI_SCRIPT):
+        if not path.exists():
+            raise BenchError(f"{path} is missing")
+    sipp_binary()
+    if workdir is None:
+        workdir = Path(tempfile.mkdtemp(prefix="voffice-bench-sip-"))
+    rates = list(range(cps_start, max_cps + 1, cps_step))
+    echo(f"{len(rates)} rates {rates[0]}..{rates[-1]}/s, {seconds:g} s each, talk {TALK_MS} ms, {os.cpu_count()} cores; logs in {workdir}")
+    baseline = run_config("baseline", 0, rates, seconds, kamailio_children, workdir, echo)
+    voffice = run_config("voffice", 1, rates, seconds, kamailio_children, workdir, echo)
+    result = comparison(baseline, voffice, max_cps)
+    echo("")
+    for line in table(baseline, voffice):
+        echo(line)
+    echo("(! = not held; failed counts failed and uncompleted calls; INVITE->200 from sipp message timestamps)")
+    echo("")
+    saturated = "" if result["baseline_saturated"] else f" (baseline not saturated at max {max_cps}/s)"
+    echo(f"highest zero-failure rate: baseline {baseline.max_cps}/s{saturated}, voffice {voffice.max_cps}/s"
+         f" -> {_fmt(result['rate_ratio'])} (target >= {RATE_TARGET}): {'OK' if result['rate_ok'] else 'MISSED'}")
+    b_step, v_step = baseline.at(result["common_cps"]), voffice.at(result["common_cps"])
+    echo(f"Kamailio CPU per call at {result['common_cps']}/s: baseline {_fmt(b_step.kamailio_cpu_ms if b_step else None, '.3f')} ms,"
+         f" voffice {_fmt(v_step.kamailio_cpu_ms if v_step else None, '.3f')} ms"
+         f" -> {_fmt(result['cpu_ratio'])} (target <= {CPU_TARGET}): {'OK' if result['cpu_ok'] else 'MISSED'}")
+    return {
+        "rates": rates,
+        "seconds": seconds,
+        "talk_ms": TALK_MS,
+        "kamailio_children": kamailio_children,
+        "workdir": str(workdir),
+        "baseline": {"max_cps": baseline.max_cps, "error": baseline.error, "idle_kamailio_ms_s": baseline.idle_kamailio_ms_s,
+                     "idle_rtpengine_ms_s": baseline.idle_rtpengine_ms_s, "steps": [asdict(s) | {"held": s.held, "lost": s.lost} for s in baseline.steps]},
+        "voffice": {"max_cps": voffice.max_cps, "error": voffice.error, "idle_kamailio_ms_s": voffice.idle_kamailio_ms_s,
+                    "idle_rtpengine_ms_s": voffice.idle_rtpengine_ms_s, "steps": [asdict(s) | {"held": s.held, "lost": s.lost} for s in voffice.steps]},
+        **result,
+    }

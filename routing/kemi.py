@@ -39,6 +39,8 @@ MEDIA_SET = int(os.environ.get("VOFFICE_MEDIA_SET", "1"))
 TRUSTED_TRUNKS = frozenset(filter(None, os.environ.get("VOFFICE_TRUSTED_TRUNKS", "").split(",")))
 RTP_FLAGS = "via-branch=auto replace-origin replace-session-connection"
 EVENTS_STREAM = "voffice:events"
+EVENTS_QUEUE = "voevents"  # kamailio.cfg: mqueue + rtimer
+MAX_UNSENT = 100_000
 NO_RING_FR_MS = 5000  # an operator gateway that does not even answer 100 in time: move on
 MEDIA_FR_MS = 2000  # a media server that does not answer 100 in time: the next one
 
@@ -62,6 +64,7 @@ class VofficeRouting:
     def __init__(self) -> None:
         self.reader: ConfigReader | None = None
         self._events: Any = None
+        self._unsent: list[dict[str, str]] = []  # only in the event-shipping timer process
 
     def child_init(self, rank: int) -> int:
         # Connections are opened lazily by the reader, in this (forked) worker.
@@ -359,14 +362,30 @@ class VofficeRouting:
         })
 
     def emit(self, event: dict[str, str]) -> None:
+        """Queue an event in shared memory; `ksr_flush_events` ships it. A SIP worker never
+        waits for Redis."""
+        if KSR.mqueue.mq_add(EVENTS_QUEUE, event["type"], json.dumps(event)) < 0:
+            KSR.warn("voffice: event queue full, call record dropped\n")
+
+    def ksr_flush_events(self, msg: Any, event_name: str = "") -> int:
+        """rtimer, every 100 ms in its own process: the queued events to the Redis stream."""
+        while len(self._unsent) < MAX_UNSENT and KSR.mqueue.mq_fetch(EVENTS_QUEUE) > 0:
+            self._unsent.append(json.loads(KSR.mqueue.mqv_get(EVENTS_QUEUE)))
+        if not self._unsent:
+            return 1
         try:
             if self._events is None:
                 import redis
 
-                self._events = redis.Redis.from_url(redis_url(None), socket_timeout=0.25, socket_connect_timeout=0.25)
-            self._events.xadd(EVENTS_STREAM, event, maxlen=100_000, approximate=True)
-        except Exception as exc:  # events must never break call routing
-            KSR.warn(f"voffice: event not recorded: {exc}\n")
+                self._events = redis.Redis.from_url(redis_url(None), socket_timeout=1, socket_connect_timeout=1)
+            pipe = self._events.pipeline(transaction=False)
+            for event in self._unsent:
+                pipe.xadd(EVENTS_STREAM, event, maxlen=100_000, approximate=True)
+            pipe.execute()
+            self._unsent.clear()
+        except Exception as exc:  # Redis down: keep them (bounded) and try again next tick
+            KSR.warn(f"voffice: {len(self._unsent)} events not shipped yet: {exc}\n")
+        return 1
 
     # --- required by app_python3 (see DESIGN.md: without them KSR calls fail later) -----
 

@@ -96,7 +96,9 @@ class CallStack:
         assert self.config is not None
         return redis.Redis.from_url(self.config.redis_url, decode_responses=True)
 
-    def events(self) -> list[dict[str, str]]:
+    def events(self, settle: float = 0.4) -> list[dict[str, str]]:
+        """The events so far; Kamailio ships its call records every 100 ms."""
+        time.sleep(settle)
         return [fields for _id, fields in self.redis().xrange("voffice:events")]
 
 

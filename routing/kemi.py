@@ -49,15 +49,15 @@ def mod_init() -> VofficeRouting:
     return VofficeRouting()
 
 
-def _avp(name: str) -> Any:
-    return KSR.pv.get(f"$avp({name})")
+def _load() -> dict[str, Any]:
+    """The call's state: one JSON AVP of the transaction (one get, not a dozen)."""
+    raw = KSR.pv.get("$avp(vo)")
+    return json.loads(raw) if raw else {}
 
 
-def _set(name: str, value: str | int) -> None:
-    if isinstance(value, int):
-        KSR.pv.seti(f"$avp({name})", value)
-    else:
-        KSR.pv.sets(f"$avp({name})", value)
+def _save(st: dict[str, Any]) -> None:
+    KSR.pv.unset("$avp(vo)")  # an AVP assignment adds a value; keep exactly one
+    KSR.pv.sets("$avp(vo)", json.dumps(st, separators=(",", ":")))
 
 
 class VofficeRouting:
@@ -135,7 +135,9 @@ class VofficeRouting:
         return True
 
     def strip_internal_headers(self) -> None:
-        KSR.textops.remove_hf_re("^X-VO-")
+        # The regex costs a compile per call; a substring test on the raw message does not.
+        if "x-vo-" in (KSR.pv.get("$mb") or "").lower():
+            KSR.textops.remove_hf_re("^X-VO-")
 
     def start_call(self) -> None:
         assert self.reader is not None
@@ -153,18 +155,19 @@ class VofficeRouting:
         caller = self.caller_number()
         decision = decide(account, number, caller, now())
         KSR.rr.record_route()
-        KSR.dialog.dlg_manage()
-        _set("vo_acct", account.id)
-        _set("vo_ver", version)
-        _set("vo_did", number)
-        _set("vo_caller", decision.caller or "anonymous")
-        _set("vo_callid", secrets.token_hex(8))
-        _set("vo_ruri", KSR.pv.get("$ru"))
-        _set("vo_t0", str(time.time()))
-        _set("vo_rule", decision.rule.id if decision.rule else "")
-        _set("vo_scen", decision.scenario)
-        _set("vo_steps", "[]")
-        self.run(account.plain, version, Cursor(decision.node))
+        st = {
+            "acct": account.id,
+            "ver": version,
+            "did": number,
+            "caller": decision.caller or "anonymous",
+            "callid": secrets.token_hex(8),
+            "ruri": KSR.pv.get("$ru"),
+            "t0": time.time(),
+            "rule": decision.rule.id if decision.rule else "",
+            "scen": decision.scenario,
+            "steps": [],
+        }
+        self.run(st, account.plain, Cursor(decision.node))
 
     def caller_number(self) -> str | None:
         if KSR.pv.get("$si") in TRUSTED_TRUNKS and KSR.hdr.is_present("P-Asserted-Identity") > 0:
@@ -176,43 +179,43 @@ class VofficeRouting:
 
     # --- running a scenario node --------------------------------------------------------
 
-    def run(self, plain: dict[str, Any], version: int, cursor: Cursor) -> None:
-        _set("vo_node", cursor.node)
-        _set("vo_ring", cursor.ringing or "")
-        _set("vo_wave", 0)
-        action = action_for(plain, version, cursor, _avp("vo_did"), _avp("vo_caller"), seed=_avp("vo_callid"))
-        self.add_step(plain, cursor)
+    def run(self, st: dict[str, Any], plain: dict[str, Any], cursor: Cursor) -> None:
+        st["node"], st["ring"], st["wave"] = cursor.node, cursor.ringing, 0
+        action = action_for(plain, st["ver"], cursor, st["did"], st["caller"], seed=st["callid"])
+        op_id, op = operation_of(plain, cursor)
+        st["steps"].append({"operation": op_id, "type": op["type"], "ringing": cursor.ringing, "event": None})
         if isinstance(action, RingWaves):
-            _set("vo_kind", "ring")
-            self.ring_wave(action.waves[0])
+            st["kind"] = "ring"
+            self.ring_wave(st, action.waves[0])
         else:
-            _set("vo_kind", "media")
-            self.relay_to_media(action)
+            st["kind"] = "media"
+            self.relay_to_media(st, action)
 
-    def ring_wave(self, wave: list[dict[str, Any]]) -> None:
+    def ring_wave(self, st: dict[str, Any], wave: list[dict[str, Any]]) -> None:
         uris = {operator_uri(ring["phone"], GATEWAY): ring["operator"] for ring in wave}
         first, *rest = uris
         KSR.resetdsturi()
         KSR.pv.sets("$ru", first)
         for uri in rest:
             KSR.corex.append_branch_uri(uri)
-        _set("vo_wave_ops", json.dumps(uris))
+        st["wave_ops"] = uris
         ring_ms = max(ring["ring_seconds"] for ring in wave) * 1000
         KSR.tm.t_set_fr(ring_ms, NO_RING_FR_MS)
-        self.relay()
+        self.relay(st)
 
-    def relay_to_media(self, step: MediaStep) -> None:
-        _set("vo_op", encode_op(step.op))
-        KSR.pv.sets("$ru", _avp("vo_ruri"))
+    def relay_to_media(self, st: dict[str, Any], step: MediaStep) -> None:
+        st["op"] = encode_op(step.op)
+        KSR.pv.sets("$ru", st["ruri"])
         if KSR.dispatcher.ds_select_dst(MEDIA_SET, 4) < 0:
             KSR.err("voffice: no media server is up\n")
             KSR.tm.t_reply(503, "No Media Server")
-            self.record_call("failed")
+            self.record_call(st, "failed")
             return
         KSR.tm.t_set_fr(step.max_seconds * 1000, MEDIA_FR_MS)
-        self.relay()
+        self.relay(st)
 
-    def relay(self) -> None:
+    def relay(self, st: dict[str, Any]) -> None:
+        _save(st)
         KSR.tm.t_on_branch("ksr_branch_route")
         KSR.tm.t_on_reply("ksr_onreply_route")
         KSR.tm.t_on_failure("ksr_failure_route")
@@ -222,12 +225,13 @@ class VofficeRouting:
     # --- per branch and per reply -------------------------------------------------------
 
     def ksr_branch_route(self, msg: Any) -> int:
-        if _avp("vo_kind") == "media":
-            KSR.hdr.append(f"X-VO-Op: {_avp('vo_op')}\r\n")
-            KSR.hdr.append(f"X-VO-Call: {_avp('vo_callid')}\r\n")
+        st = _load()
+        if st.get("kind") == "media":
+            KSR.hdr.append(f"X-VO-Op: {st['op']}\r\n")
+            KSR.hdr.append(f"X-VO-Call: {st['callid']}\r\n")
         else:
             # Remember which operator this branch rings, for the reply that answers it.
-            operator = json.loads(_avp("vo_wave_ops") or "{}").get(KSR.pv.get("$ru"))
+            operator = st.get("wave_ops", {}).get(KSR.pv.get("$ru"))
             if operator:
                 KSR.htable.sht_sets("vobranch", f"{KSR.pv.get('$ci')}:{KSR.pv.get('$T_branch_idx')}", operator)
         if KSR.textops.has_body_type("application/sdp") > 0:
@@ -241,72 +245,70 @@ class VofficeRouting:
         if code == 200 and KSR.pv.get("$rm") == "INVITE":
             key = KSR.pv.get("$ci")
             if KSR.htable.sht_get("vocalls", key) is None:
-                KSR.htable.sht_seti("vocalls", key, 1)
-                self.on_answered()
+                st = _load()
+                # Kept for the BYE (a new transaction, no AVPs), which closes the record;
+                # an htable entry is far cheaper than tracking a dialog.
+                answered = "|".join((f"{time.time():.3f}", st.get("callid", ""), st.get("acct", ""), KSR.pv.get("$ft") or ""))
+                KSR.htable.sht_sets("vocalls", key, answered)
+                self.on_answered(st)
         return 1
 
-    def on_answered(self) -> None:
-        # Kept in the dialog so the BYE (a new transaction, no AVPs) can close the record.
-        KSR.dialog.var_sets("vo_callid", _avp("vo_callid") or "")
-        KSR.dialog.var_sets("vo_acct", _avp("vo_acct") or "")
-        KSR.dialog.var_sets("vo_answered_at", f"{time.time():.3f}")
-        KSR.dialog.var_sets("vo_ftag", KSR.pv.get("$ft") or "")
-        if _avp("vo_kind") == "media":
-            op = (_avp("vo_op") or "").split(";")
+    def on_answered(self, st: dict[str, Any]) -> None:
+        if st.get("kind") == "media":
+            op = st.get("op", "").split(";")
             kind = next((p.split("=", 1)[1] for p in op if p.startswith("type=")), "media")
-            self.record_call(kind)
+            self.record_call(st, kind)
             return
         operator = KSR.htable.sht_get("vobranch", f"{KSR.pv.get('$ci')}:{KSR.pv.get('$T_branch_idx')}")
-        self.record_call("answered", answered_by=operator)
+        self.record_call(st, "answered", answered_by=operator)
 
     # --- failure route: the scenario moves on -----------------------------------------
 
     def ksr_failure_route(self, msg: Any) -> int:
+        st = _load()
         if KSR.tm.t_is_canceled() > 0:
-            self.record_call("missed", note="caller hung up")
+            self.record_call(st, "missed", note="caller hung up")
             return 1
-        assert self.reader is not None
-        plain = self.call_account()
+        plain = self.call_account(st)
         if plain is None:
             return 1
-        version = int(_avp("vo_ver"))
-        cursor = Cursor(int(_avp("vo_node")), 0, _avp("vo_ring") or None)
+        cursor = Cursor(st["node"], 0, st["ring"])
         code = int(KSR.pv.get("$T_reply_code") or 408)
-        media = _avp("vo_kind") == "media"
+        media = st["kind"] == "media"
         result = KSR.pv.get("$T_rpl($hdr(X-VO-Result))") if media and code not in (408,) else None
         if media and not result and (code == 408 or code >= 500):
             if KSR.dispatcher.ds_next_dst() > 0:
                 KSR.info("voffice: media server failed, trying the next\n")
-                self.relay()
+                self.relay(st)
                 return 1
         if not media:
-            action = action_for(plain, version, cursor, _avp("vo_did"), _avp("vo_caller"), seed=_avp("vo_callid"))
-            wave = int(_avp("vo_wave")) + 1
+            action = action_for(plain, st["ver"], cursor, st["did"], st["caller"], seed=st["callid"])
+            wave = st["wave"] + 1
             if isinstance(action, RingWaves) and wave < len(action.waves):
-                _set("vo_wave", wave)
-                self.ring_wave(action.waves[wave])
+                st["wave"] = wave
+                self.ring_wave(st, action.waves[wave])
                 return 1
         event = event_from_reply(code, result, media)
-        self.note_event(str(event))
+        st["steps"][-1]["event"] = str(event)
         try:
             outcome = feed(plain, cursor, event)
         except EventError as exc:
             # e.g. voicemail or fax with every media server down: nothing left to try
             KSR.err(f"voffice: {exc}\n")
-            self.record_call("failed", note=f"{code} from the media servers")
+            self.record_call(st, "failed", note=f"{code} from the media servers")
             KSR.tm.t_reply(503, "Service Unavailable")
             return 1
         if outcome.cursor is not None:
-            self.run(plain, version, outcome.cursor)
+            self.run(st, plain, outcome.cursor)
             return 1
-        self.record_call("missed")
+        self.record_call(st, "missed")
         KSR.tm.t_reply(480, "Temporarily Unavailable")
         return 1
 
-    def call_account(self) -> dict[str, Any] | None:
+    def call_account(self, st: dict[str, Any]) -> dict[str, Any] | None:
         assert self.reader is not None
         try:
-            account: CompiledAccount | None = self.reader.account_version(_avp("vo_acct"), int(_avp("vo_ver")))
+            account: CompiledAccount | None = self.reader.account_version(st["acct"], st["ver"])
         except StoreUnavailable:
             account = None
         if account is None:
@@ -316,31 +318,19 @@ class VofficeRouting:
 
     # --- call records -------------------------------------------------------------------
 
-    def add_step(self, plain: dict[str, Any], cursor: Cursor) -> None:
-        steps = json.loads(_avp("vo_steps") or "[]")
-        op_id, op = operation_of(plain, cursor)
-        steps.append({"operation": op_id, "type": op["type"], "ringing": cursor.ringing, "event": None})
-        _set("vo_steps", json.dumps(steps))
-
-    def note_event(self, event: str) -> None:
-        steps = json.loads(_avp("vo_steps") or "[]")
-        if steps:
-            steps[-1]["event"] = event
-        _set("vo_steps", json.dumps(steps))
-
-    def record_call(self, status: str, answered_by: str | None = None, note: str | None = None) -> None:
+    def record_call(self, st: dict[str, Any], status: str, answered_by: str | None = None, note: str | None = None) -> None:
         """One call record per call on the events stream; `missed` exactly once."""
-        t0 = float(_avp("vo_t0") or time.time())
+        t0 = float(st.get("t0") or time.time())
         event = {
             "type": "call",
             "status": status,
-            "account": _avp("vo_acct") or "",
-            "number": _avp("vo_did") or "",
-            "caller": _avp("vo_caller") or "",
-            "call_id": _avp("vo_callid") or "",
-            "rule": _avp("vo_rule") or "",
-            "scenario": _avp("vo_scen") or "",
-            "steps": _avp("vo_steps") or "[]",
+            "account": st.get("acct", ""),
+            "number": st.get("did", ""),
+            "caller": st.get("caller", ""),
+            "call_id": st.get("callid", ""),
+            "rule": st.get("rule", ""),
+            "scenario": st.get("scen", ""),
+            "steps": json.dumps(st.get("steps", [])),
             "answered_by": answered_by or "",
             "setup_seconds": f"{time.time() - t0:.3f}",
             "note": note or "",
@@ -349,16 +339,18 @@ class VofficeRouting:
 
     def record_end_of_answered_call(self) -> None:
         """The talk time of an answered call, when either side hangs up."""
-        answered_at = KSR.dialog.var_get("vo_answered_at")
-        if not answered_at:
+        key = KSR.pv.get("$ci")
+        answered = KSR.htable.sht_get("vocalls", key)
+        if not isinstance(answered, str) or "|" not in answered:
             return
-        KSR.dialog.var_sets("vo_answered_at", "")  # once, even if the BYE is retransmitted
+        KSR.htable.sht_sets("vocalls", key, "ended")  # once, even if the BYE is retransmitted
+        answered_at, call_id, account, caller_tag = answered.split("|")
         self.emit({
             "type": "call-end",
-            "account": KSR.dialog.var_get("vo_acct") or "",
-            "call_id": KSR.dialog.var_get("vo_callid") or "",
+            "account": account,
+            "call_id": call_id,
             "talk_seconds": f"{time.time() - float(answered_at):.3f}",
-            "hung_up_by": "caller" if KSR.pv.get("$ft") == KSR.dialog.var_get("vo_ftag") else "callee",
+            "hung_up_by": "caller" if KSR.pv.get("$ft") == caller_tag else "callee",
         })
 
     def emit(self, event: dict[str, str]) -> None:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -37,7 +36,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .redis_server import free_port
+from .redis_server import free_udp_port
 from .stack import KAMAILIO_CFG, KEMI_SCRIPT, SEED, Component, Stack, StackConfig, StackError, components
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,17 +100,6 @@ def cpu_seconds(pids: Sequence[int]) -> float:
 # --- ports -----------------------------------------------------------------------------------
 
 
-def free_udp_port() -> int:
-    """A port free for both TCP (Redis) and UDP (SIP, rtpengine's ng) on loopback."""
-    for _ in range(100):
-        port = free_port(HOST)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            try:
-                sock.bind((HOST, port))
-            except OSError:
-                continue
-            return port
-    raise BenchError("no free UDP port on loopback")
 
 
 def rtp_port_range(index: int, size: int = 4000) -> tuple[int, int]:

@@ -23,6 +23,7 @@ import redis
 
 from . import store
 from .clock import offset_from_env
+from .redis_server import stop_process
 from .validation import validate_paths
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -283,13 +284,8 @@ class Stack:
 
     def stop(self) -> None:
         for part in reversed(self.parts):
-            if part.proc is not None and part.proc.poll() is None:
-                part.proc.terminate()
-                try:
-                    part.proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    part.proc.kill()
-                    part.proc.wait()
+            if part.proc is not None:
+                stop_process(part.proc)
             _pid_file(self.config, part.name).unlink(missing_ok=True)
         self.parts.clear()
 

@@ -16,22 +16,11 @@ from typing import Any
 
 import redis
 
-from routing.redis_server import free_port
+from routing.redis_server import free_port, free_udp_port, stop_process
 from routing.stack import Stack, StackConfig
 
 SIPP_DIR = Path(__file__).resolve().parent / "sipp"
 SIPP = shutil.which("sipp") or "/usr/bin/sipp"
-
-
-def free_udp_port() -> int:
-    while True:
-        port = free_port()
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
 
 
 def free_port_range(size: int) -> tuple[int, int]:
@@ -128,12 +117,8 @@ class Sipp:
             return -9
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        if self.proc is not None:
+            stop_process(self.proc, timeout=5)
 
     def messages(self) -> str:
         return "".join(p.read_text(errors="replace") for p in self.dir.glob("*_messages.log"))

@@ -404,6 +404,35 @@ def bench_sip(cps: int, seconds: float, cps_step: int, max_cps: int, children: i
         fail("; ".join(errors))
 
 
+@bench.command(name="media")
+@click.option("--calls", default=500, show_default=True, type=click.IntRange(1, 5000), help="Concurrent calls in one media server process.")
+@click.option("--seconds", default=20.0, show_default=True, type=click.FloatRange(1, 3600), help="Measured seconds, once every call is up.")
+@click.option("--sweep", "sweep_counts", default=None, metavar="N,N,...", help="Run these call counts in turn (instead of --calls); report the largest that holds.")
+@click.option("--speech", is_flag=True, help="The callers talk (full level) instead of listening: in-band DTMF analysis on every frame.")
+@click.option("--pin", is_flag=True, help="Server on the first CPU, callers on the others (on an otherwise idle machine).")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@user_errors
+def bench_media(calls: int, seconds: float, sweep_counts: str | None, speech: bool, pin: bool, as_json: bool) -> None:
+    """CPU per call, send jitter p50/p99 and lost/late packets with CALLS concurrent calls
+    (announcements in early media) in one media server process; target: p99 < 5 ms, nothing lost."""
+    from voffice_media.bench import run_media_bench, sweep
+
+    echo = (lambda _line: None) if as_json else click.echo
+    result: dict[str, object]
+    if sweep_counts:
+        try:
+            counts = [int(n) for n in sweep_counts.split(",") if n.strip()]
+        except ValueError:
+            fail(f"--sweep takes call counts separated by commas, not {sweep_counts!r}")
+        if not counts or min(counts) < 1:
+            fail("--sweep needs call counts of at least 1")
+        result = sweep(counts, seconds, echo, pin=pin, speech=speech)
+    else:
+        result = run_media_bench(calls, seconds, echo, pin=pin, speech=speech)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+
+
 def _stack_config(run_dir: str | None, ports: dict[str, Any], **extra: Any) -> Any:
     from .stack import DEFAULT_RUN_DIR, StackConfig
 

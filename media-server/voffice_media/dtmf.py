@@ -18,6 +18,25 @@ of older events. An event too long for the 16-bit duration field goes on in a ne
 with a new timestamp (RFC 4733): same event, previous segment not ended and near 0xFFFF
 long; that is not a new key press.
 
+Senders that reuse timestamps. Load testers replay one capture per digit (sipp's
+`play_pcap_audio` with /usr/share/sip-tester/dtmf_2833_*.pcap sends the capture's RTP headers
+unchanged: same timestamp, same sequence numbers on every play), so "101" brings the
+timestamp of "1" twice and "201" brings a timestamp older than the one before it. The
+detector remembers the last 16 events (timestamp -> event, ended, final duration, highest
+sequence number) and reports a new press on a known timestamp when
+- that event has ended (end bit seen), and
+- the packet has no end bit and a duration below the event's final duration (it starts
+  over), and
+- its sequence number is later than the event's highest one, or it carries the marker bit
+  (RFC 4733 2.5.1.3: set on the first packet of an event; sipp's replays reuse the
+  sequence numbers, so only the marker tells them from a reordered packet).
+Retransmitted end packets (end bit), reordered packets of the event (earlier sequence number,
+no marker) and duplicates stay one press. A timestamp never seen that is older than the
+current event's is a late packet and ignored, unless it carries the marker bit: then it is
+the start of an event (a replayed capture) and reported. What no packet field can tell
+apart: a start packet the network duplicated and delayed past the end of its event would be
+reported again; that takes duplication plus more than an event's length of delay.
+
 In-band: 20 ms analysis windows every 10 ms. For each window the power at the eight DTMF
 frequencies is the squared magnitude of the signal's DFT at exactly those frequencies: the
 Goertzel output, computed for all windows and tones at once as one matrix product with a
@@ -82,16 +101,31 @@ class TelephoneEvent:
         return DIGITS[self.event] if self.event < len(DIGITS) else None
 
 
+@dataclass(slots=True)
+class _Event:
+    """What the detector remembers of one event (one timestamp)."""
+
+    event: int
+    ended: bool
+    duration: int  # the longest duration seen: the final one once ended
+    sequence: int  # the latest sequence number seen
+
+
+def _later(a: int, b: int, bits: int) -> bool:
+    """`a` comes after `b` in serial-number arithmetic modulo 2**bits (RFC 1982)."""
+    modulus = 1 << bits
+    return 0 < (a - b) % modulus < modulus >> 1
+
+
 class Rfc4733Detector:
     """Digits from the telephone-event packets of one stream, each key press once."""
 
+    MEMORY = 16  # events remembered for de-duplication
+
     def __init__(self, payload_type: int | None = None) -> None:
         self.payload_type = payload_type
-        self._recent: collections.deque[int] = collections.deque(maxlen=16)
-        self._timestamp: int | None = None
-        self._event = -1
-        self._ended = False
-        self._duration = 0
+        self._events: collections.OrderedDict[int, _Event] = collections.OrderedDict()
+        self._timestamp: int | None = None  # the current (last started) event
 
     def feed(self, packet: RtpPacket) -> str | None:
         if self.payload_type is not None and packet.payload_type != self.payload_type:
@@ -101,19 +135,40 @@ class Rfc4733Detector:
         except ValueError:
             return None
         timestamp = packet.timestamp
-        if timestamp == self._timestamp:
-            self._ended = self._ended or event.end
-            self._duration = max(self._duration, event.duration)
-            return None
-        if timestamp in self._recent:
-            return None
-        if self._timestamp is not None and (self._timestamp - timestamp) & 0xFFFFFFFF < 0x80000000:
+        known = self._events.get(timestamp)
+        if known is not None:
+            restart = (
+                known.ended
+                and not event.end
+                and event.duration < known.duration
+                and (packet.marker or _later(packet.sequence, known.sequence, 16))
+            )
+            if not restart:  # a later, end, retransmitted or reordered packet of the event
+                known.ended = known.ended or event.end
+                known.duration = max(known.duration, event.duration)
+                if _later(packet.sequence, known.sequence, 16):
+                    known.sequence = packet.sequence
+                return None
+            self._start(timestamp, event, packet.sequence)  # the same timestamp, a new press
+            return event.digit
+        if self._timestamp is not None and not packet.marker and _later(self._timestamp, timestamp, 32):
             return None  # a late packet of an event older than the current one
-        continuation = event.event == self._event and not self._ended and self._duration >= LONG_EVENT
-        self._recent.append(timestamp)
-        self._timestamp, self._event = timestamp, event.event
-        self._ended, self._duration = event.end, event.duration
+        current = self._events.get(self._timestamp) if self._timestamp is not None else None
+        continuation = (
+            current is not None
+            and event.event == current.event
+            and not current.ended
+            and current.duration >= LONG_EVENT
+        )
+        self._start(timestamp, event, packet.sequence)
         return None if continuation else event.digit
+
+    def _start(self, timestamp: int, event: TelephoneEvent, sequence: int) -> None:
+        self._events[timestamp] = _Event(event.event, event.end, event.duration, sequence)
+        self._events.move_to_end(timestamp)
+        while len(self._events) > self.MEMORY:
+            self._events.popitem(last=False)
+        self._timestamp = timestamp
 
 
 # ------------------------------------------------------------------------- in-band
@@ -121,6 +176,8 @@ class Rfc4733Detector:
 
 class ToneDetector:
     """DTMF digits in 8 kHz int16 audio, fed in frames of any length."""
+
+    quiet_gate = True  # skip the analysis of audio too quiet to hold a digit (exact; tests turn it off)
 
     def __init__(
         self,
@@ -166,6 +223,16 @@ class ToneDetector:
         # block on both halves of the basis, neighbours add up to the windows' projections.
         used = buffer[: blocks * self.hop].reshape(blocks, self.hop)
         self._pending = buffer[(blocks - 1) * self.hop :]
+        # Quiet gate, exact: a tone's power as computed below is at most twice its window's
+        # mean power (Cauchy-Schwarz: |X|^2 <= N * sum x^2), and a window's energy is at most
+        # the whole buffer's. When even the buffer's energy, taken as one window's, stays below
+        # half the minimum tone power, no window can show a digit: skip the projections (a
+        # caller who listens in silence or background noise costs a fraction of the analysis).
+        flat = buffer[: blocks * self.hop]
+        if self.quiet_gate and float(flat @ flat) * (2.0 / self.window) < self._min_power * 0.99:
+            for _ in range(blocks - 1):
+                self._step(None)
+            return []
         halves = used @ self._basis
         projections = halves[:-1, :16] + halves[1:, 16:]
         squares = projections * projections

@@ -9,9 +9,11 @@ Public API:
     RtpExtension(profile: int, data: bytes)        (data: a multiple of 4 bytes)
     RtpSender(payload_type, *, ssrc=None, sequence=None, timestamp=None, samples=160)
         .packet(payload) -> RtpPacket              one 20 ms frame; marker on talkspurt start
+        .packet_bytes(payload) -> bytes            the same, serialized
         .pause(frames=1)                           frames not sent (silence): timestamp runs on
-    RtpPeer(expected: (ip, port) | None, *, learn=True)
+    RtpPeer(expected: (ip, port) | None, *, learn=True, sources=())
         .accept(addr) -> bool                      symmetric RTP with latching
+        .peer                                      where to send: the latched source, else `expected`
     RtpError
 
 Sequence numbers wrap at 2**16, timestamps at 2**32; SSRC and the initial sequence number
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import secrets
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = ["RtpError", "RtpExtension", "RtpPacket", "RtpPeer", "RtpSender"]
@@ -146,6 +149,15 @@ class RtpSender:
         self.timestamp = (self.timestamp + self.samples) & 0xFFFFFFFF
         return packet
 
+    def packet_bytes(self, payload: bytes) -> bytes:
+        """`packet(payload).serialize()` without the object (the ticker's hot path)."""
+        header = HEADER.pack(VERSION << 6, (0x80 if self._talkspurt else 0) | self.payload_type,
+                             self.sequence, self.timestamp, self.ssrc)
+        self._talkspurt = False
+        self.sequence = (self.sequence + 1) & 0xFFFF
+        self.timestamp = (self.timestamp + self.samples) & 0xFFFFFFFF
+        return header + payload
+
     def pause(self, frames: int = 1) -> None:
         """`frames` frames of silence not sent: the clock runs on, the next packet is marked."""
         self.timestamp = (self.timestamp + frames * self.samples) & 0xFFFFFFFF
@@ -153,19 +165,34 @@ class RtpSender:
 
 
 class RtpPeer:
-    """Which source addresses a stream accepts packets from.
+    """Which source addresses a stream accepts packets from, and where to send ours.
 
-    With `learn` (symmetric RTP, for peers behind NAT) the first packet's source becomes the
-    peer and only it is accepted afterwards; without, only the negotiated `expected` one.
+    With `learn` (symmetric RTP, RFC 4961: a peer behind NAT sends from an address its SDP
+    does not know) the first accepted packet's source becomes the peer ("latching"); from
+    then on only it is accepted and `peer` is where our packets go. Latching is limited to
+    the negotiated IP address and the IPs in `sources` (the media relays the server trusts):
+    a stranger who sprays packets at our port range before the caller's first packet cannot
+    take the stream over (the "RTP bleed" attack). Without `learn` only `expected` itself is
+    accepted. `expected=None` with no `sources` (nothing negotiated) latches onto the first
+    source, whatever it is.
     """
 
-    def __init__(self, expected: tuple[str, int] | None, *, learn: bool = True) -> None:
+    def __init__(
+        self, expected: tuple[str, int] | None, *, learn: bool = True, sources: Iterable[str] = ()
+    ) -> None:
         self.peer = expected
         self.learn = learn
+        self.sources = frozenset(sources) | ({expected[0]} if expected is not None else set())
         self._learned = False
+
+    @property
+    def latched(self) -> bool:
+        return self._learned
 
     def accept(self, addr: tuple[str, int]) -> bool:
         if self.learn and not self._learned:
+            if self.sources and addr[0] not in self.sources:
+                return False
             self.peer = addr
             self._learned = True
             return True

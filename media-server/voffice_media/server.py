@@ -46,6 +46,12 @@ from .uas import UAS, Acked, Action, CallCancelled, CallEnded, IncomingCall, Sen
 log = logging.getLogger("voffice_media")
 TICK = 0.020
 MAX_BUFFERED = FRAME * 10  # 200 ms of received audio waiting for the ticker
+MAX_INBOX = 50  # datagrams of one call waiting for the ticker (1 s of 20 ms packets)
+# A jitter buffer: received audio is played out (to the operation: recorded, fed to the fax
+# modem) once this much has arrived, and again after an underrun. Without it a caller's 30 ms
+# packets against our 20 ms ticks leave no slack, and 4 ms of jitter put a 20 ms hole in a
+# voicemail. In-band DTMF is detected on the received audio at once (Call.receive), not after it.
+PLAYOUT_DELAY = FRAME * 3
 
 
 @dataclass
@@ -53,6 +59,9 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 5070
     kamailio: frozenset[str] = frozenset({"127.0.0.1"})
+    # Media relays (rtpengine) RTP may come from besides the SDP's address and Kamailio's:
+    # symmetric RTP latches only onto one of these (rtp.RtpPeer).
+    rtp_sources: frozenset[str] = frozenset()
     data_dir: Path = Path(".run/media")
     sounds_dir: Path = Path("sounds")
     rtp_ports: tuple[int, int] = (40000, 49999)
@@ -101,32 +110,55 @@ class Call:
     rtp: RtpSocket | None = None
     port: int = 0
     rx_buffer: Pcm = field(default_factory=lambda: np.zeros(0, dtype=np.int16))
+    rx_playing: bool = False  # the jitter buffer has filled (see PLAYOUT_DELAY)
     rfc4733: Rfc4733Detector = field(init=False)
     tones: ToneDetector = field(default_factory=ToneDetector)
     finished: bool = False
     started: float = field(default_factory=time.time)
     recording: Any = None  # RecordingWriter for fax
+    inbox: list[tuple[bytes, tuple[str, int]]] = field(default_factory=list)  # datagrams for receive()
 
     def __post_init__(self) -> None:
         self.rfc4733 = Rfc4733Detector(self.dtmf_pt)
 
     def on_rtp(self, data: bytes, addr: tuple[str, int]) -> None:
+        """A datagram for this call: only queued. The ticker handles it after sending the
+        tick's packets (`receive`), so a burst of arrivals never delays what we send."""
+        if len(self.inbox) < MAX_INBOX:
+            self.inbox.append((data, addr))
+        else:
+            self.server.metrics.counters["rtp_dropped"] += 1
+
+    def receive(self) -> None:
+        """Handle what arrived since the last tick, in order."""
+        inbox, self.inbox = self.inbox, []
+        for data, addr in inbox:
+            self._packet(data, addr)
+
+    def _packet(self, data: bytes, addr: tuple[str, int]) -> None:
         if not self.peer.accept(addr):
             self.server.metrics.counters["rtp_rejected"] += 1
             return
-        try:
-            packet = RtpPacket.parse(data)
-        except RtpError:
-            self.server.metrics.counters["rtp_malformed"] += 1
-            return
-        if self.dtmf_pt is not None and packet.payload_type == self.dtmf_pt:
-            digit = self.rfc4733.feed(packet)
+        if len(data) > 12 and data[0] == 0x80:  # version 2, no padding, extension or CSRC: the usual packet
+            payload_type, payload = data[1] & 0x7F, data[12:]
+        else:
+            try:
+                packet = RtpPacket.parse(data)
+            except RtpError:
+                self.server.metrics.counters["rtp_malformed"] += 1
+                return
+            payload_type, payload = packet.payload_type, packet.payload
+        if self.dtmf_pt is not None and payload_type == self.dtmf_pt:
+            try:
+                digit = self.rfc4733.feed(RtpPacket.parse(data))
+            except RtpError:
+                return
             if digit:
                 self.digit(digit)
             return
-        if packet.payload_type != self.codec.payload_type or not packet.payload or len(packet.payload) > 1600:
+        if payload_type != self.codec.payload_type or not payload or len(payload) > 1600:
             return
-        pcm = self.codec.decode(packet.payload)  # any ptime: re-framed to 20 ms below
+        pcm = self.codec.decode(payload)  # any ptime: re-framed to 20 ms in tick()
         self.rx_buffer = np.concatenate([self.rx_buffer, pcm])[-MAX_BUFFERED:]  # a burst is cut, not queued forever
         if not isinstance(self.operation, (Fax, Voicemail)):
             for digit in self.tones.feed(pcm):
@@ -138,12 +170,19 @@ class Call:
 
     def tick(self) -> None:
         rx = None
-        if len(self.rx_buffer) >= FRAME:
-            rx, self.rx_buffer = self.rx_buffer[:FRAME], self.rx_buffer[FRAME:]
+        if not self.rx_playing and len(self.rx_buffer) >= PLAYOUT_DELAY:
+            self.rx_playing = True
+        if self.rx_playing:
+            if len(self.rx_buffer) >= FRAME:
+                rx, self.rx_buffer = self.rx_buffer[:FRAME], self.rx_buffer[FRAME:]
+            else:  # underrun: silence now, and fill up again before playing on
+                self.rx_playing = False
+                self.server.metrics.counters["rx_underruns"] += 1
         out = self.operation.frame(rx)
         if self.rtp is not None and self.rtp.transport is not None:
-            packet = self.sender.packet(self.codec.encode(out))
-            self.rtp.transport.sendto(packet.serialize(), self.remote)
+            # symmetric RTP: once the caller's first packet has been accepted, answer its source
+            target = self.peer.peer or self.remote
+            self.rtp.transport.sendto(self.sender.packet_bytes(self.codec.encode(out)), target)
             self.server.metrics.counters["packets_sent"] += 1
 
 
@@ -209,24 +248,37 @@ class MediaServer:
 
     async def _ticker(self) -> None:
         assert self.loop is not None
-        start = self.loop.time()
+        # The schedule and its lateness are kept on time.monotonic(): uvloop's loop.time()
+        # counts whole milliseconds and stands still while one loop iteration runs its
+        # callbacks, so it would hide the lateness that a burst of received packets causes.
+        start = time.monotonic()
         n = 0
         while True:
             n += 1
             due = start + n * TICK
-            delay = due - self.loop.time()
+            delay = due - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            now = self.loop.time()
-            self.metrics.late((now - due) * 1000)
-            if now - due > 0.2:  # far behind (suspended): skip ahead rather than burst
-                start, n = now, 0
-            for call in list(self.calls.values()):
+            late = time.monotonic() - due
+            self.metrics.late(late * 1000)
+            if late > 0.2:  # far behind (suspended): skip ahead rather than burst
+                start, n = time.monotonic(), 0
+            now = self.loop.time()  # the UAS's clock, the one on_sip gives it
+            calls = list(self.calls.values())
+            # first every call's packet, on time; then what arrived (digits, audio), results
+            for call in calls:
                 try:
                     call.tick()
                 except Exception:
                     log.exception("call %s failed", call.call_id)
-                    call.operation.result = call.operation.result or None
+                    self._end(call, failed=True)
+            for call in calls:
+                if call.call_id not in self.calls:
+                    continue
+                try:
+                    call.receive()
+                except Exception:
+                    log.exception("call %s failed", call.call_id)
                     self._end(call, failed=True)
                     continue
                 if call.operation.result is not None and not call.finished:
@@ -294,7 +346,8 @@ class MediaServer:
         g711 = {"PCMU": PCMU, "PCMA": PCMA}[media.codec.name.upper()]
         codec = Codec(g711.name, media.codec.payload_type, g711.encode, g711.decode)
         call = Call(call_id, op, vo_call, operation, codec, media.dtmf_payload_type,
-                    RtpPeer(media.remote), RtpSender(codec.payload_type), media.remote, self)
+                    RtpPeer(media.remote, sources=self.config.kamailio | self.config.rtp_sources),
+                    RtpSender(codec.payload_type), media.remote, self)
         try:
             await self._open_rtp(call)
         except OSError:
@@ -402,9 +455,14 @@ class MediaServer:
             if stored is None:
                 return {"type": "fax", "account": op["account"], "call_id": call.vo_call, "status": "failed",
                         "error": outcome.error if outcome else "no fax", **self._meta(op)}
-            pdf = self.store.derive(stored, "pdf", lambda path: tiff_to_pdf(stored.path, path))
+            extra: dict[str, str] = {}
+            try:
+                extra["pdf"] = str(self.store.derive(stored, ".pdf", lambda path: tiff_to_pdf(stored.path, path)))
+            except Exception as exc:  # the TIFF is stored: a PDF that fails must not lose the event
+                log.exception("call %s: fax stored, PDF not made", call.call_id)
+                extra["pdf_error"] = str(exc)[:200]
             return events_mod.recording_event(stored, event_type="fax", status="partial" if partial else "stored",
-                                              pdf=str(pdf), error=outcome.error if outcome else "")
+                                              error=outcome.error if outcome else "", **extra)
         return None
 
     def _emit(self, event: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from voffice_media.dtmf import DIGITS, Rfc4733Detector, TelephoneEvent, ToneDetector, dtmf_tone
 from voffice_media.rtp import RtpPacket
 
@@ -91,10 +92,73 @@ def test_late_packet_of_an_older_event_is_ignored() -> None:
     assert detect(wrapped) == "33"
 
 
-def test_old_timestamp_reused_after_many_events_is_not_new() -> None:
+def test_old_timestamp_forgotten_and_late_is_ignored() -> None:
+    # a timestamp older than the current event, not remembered, no marker: a late packet
     detector = Rfc4733Detector(PT)
     assert detect(sequence_of("12"), detector) == "12"
-    assert detect(event_packets("1", 1000, 99), detector) == ""
+    late = [p for p in event_packets("1", 500, 99) if not p.marker]
+    assert detect(late, detector) == ""
+
+
+def replay(digits: str, codes: dict[str, tuple[int, int]]) -> list[RtpPacket]:
+    """What sipp sends when it plays one capture per digit: each digit's packets with the
+    capture's own timestamp and sequence numbers, whatever came before."""
+    packets: list[RtpPacket] = []
+    for digit in digits:
+        timestamp, sequence = codes[digit]
+        packets += event_packets(digit, timestamp, sequence)
+    return packets
+
+
+# timestamps and first sequence numbers of sipp's dtmf_2833_{0,1,2}.pcap
+SIPP_CODES = {"0": (17632, 12080), "1": (13280, 7984), "2": (23200, 8042)}
+
+
+@pytest.mark.parametrize("digits", ["11", "101", "111", "201", "100", "2012", "0210"])
+def test_replayed_captures_reusing_timestamps_are_new_presses(digits: str) -> None:
+    assert detect(replay(digits, SIPP_CODES)) == digits
+
+
+def test_reused_timestamp_with_later_sequence_is_a_new_press() -> None:
+    # a sender that reuses the timestamp but numbers its packets on; the start packet is lost
+    first = event_packets("5", 1000, 10)
+    again = [p for p in event_packets("5", 1000, 30) if not p.marker]
+    assert detect(first + again) == "55"
+
+
+def test_retransmitted_end_packets_after_a_pause_stay_one_press() -> None:
+    packets = event_packets("7", 1000, 10)
+    end = packets[-1]
+    late_ends = [RtpPacket(PT, 20 + i, 1000, 1, end.payload) for i in range(3)]  # later sequence numbers
+    assert detect(packets + late_ends + [end] * 3) == "7"
+
+
+def test_reordered_packet_after_the_end_is_not_a_new_press() -> None:
+    packets = event_packets("8", 1000, 10)  # seq 10-14 updates, 15-17 end
+    reordered = packets[:2] + packets[3:] + [packets[2]]  # seq 12 (duration 480) after the end packets
+    assert detect(reordered) == "8"
+    # not a restart either: a duration that is not below the final one, or an end bit
+    code = DIGITS.index("8")
+    longer = RtpPacket(PT, 30, 1000, 1, TelephoneEvent(code, duration=800).serialize(), marker=True)
+    assert detect([*packets, longer]) == "8"
+
+
+def test_sipp_capture_played_twice() -> None:
+    """The real captures sipp ships, replayed as sipp does (headers untouched)."""
+    captures = Path("/usr/share/sip-tester")
+    if not (captures / "dtmf_2833_1.pcap").exists():
+        pytest.skip("sipp's captures are not installed")
+    packets: list[RtpPacket] = []
+    for digit in "101":
+        data = (captures / f"dtmf_2833_{digit}.pcap").read_bytes()
+        offset = 24
+        while offset < len(data):
+            length = int.from_bytes(data[offset + 8 : offset + 12], "little")
+            frame = data[offset + 16 : offset + 16 + length]
+            offset += 16 + length
+            ip_header = (frame[14] & 0x0F) * 4
+            packets.append(RtpPacket.parse(frame[14 + ip_header + 8 :]))
+    assert detect(packets) == "101"
 
 
 def test_other_payload_types_and_garbage_ignored() -> None:
@@ -191,6 +255,33 @@ def test_twist(twist_db: float, detected: str) -> None:
 @pytest.mark.parametrize(("amplitude", "detected"), [(300, ""), (800, "5"), (16000, "5")])
 def test_level_threshold(amplitude: int, detected: str) -> None:
     assert run(keyed("5", 80, amplitude=amplitude)) == detected
+
+
+def ungated() -> ToneDetector:
+    detector = ToneDetector()
+    detector.quiet_gate = False
+    return detector
+
+
+@pytest.mark.parametrize("amplitude", [200, 300, 420, 480, 520, 600, 800])
+@pytest.mark.parametrize("noise", [0.0, 100.0, 250.0])
+def test_quiet_gate_changes_nothing(amplitude: int, noise: float) -> None:
+    """Skipping audio too quiet to hold a digit gives what the full analysis gives, at levels
+    around the -33 dBm0 threshold (tone amplitude ~510) and in noise."""
+    rng = np.random.default_rng(amplitude + int(noise))
+    signal = keyed("159#", 60, 60, amplitude=amplitude).astype(np.float64)
+    signal = np.clip(signal + rng.normal(0, noise, len(signal)), -32768, 32767).astype(np.int16)
+    for chunk in (160, 240, 97):
+        assert run(signal, chunk=chunk) == run(signal, chunk=chunk, detector=ungated()), (amplitude, noise, chunk)
+
+
+def test_quiet_gate_skips_background_noise(monkeypatch: pytest.MonkeyPatch) -> None:
+    classified: list[int] = []
+    original = ToneDetector._classify
+    monkeypatch.setattr(ToneDetector, "_classify", lambda self, *a: classified.append(1) or original(self, *a))
+    noise = RNG.normal(0, 150, 160 * 50).astype(np.int16)  # about -44 dBm0
+    assert run(noise) == "" and classified == []
+    assert run(noise, detector=ungated()) == "" and len(classified) > 90
 
 
 def harmonic_voice(f0: float, seconds: float, seed: int) -> np.ndarray:

@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 import redis
+
 from voffice_media import events
 from voffice_media.events import EventError, emit, format_event, recording_event
 from voffice_media.recording import StoredRecording

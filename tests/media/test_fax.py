@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from PIL import Image
+
 from voffice_media import fax
 from voffice_media.fax import FaxSession, make_test_tiff, tiff_to_pdf
 from voffice_media.recording import RecordingStore

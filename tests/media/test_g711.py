@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+
 from voffice_media.g711 import CODECS, PCMA, PCMU, alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 
 ALL = np.arange(-32768, 32768, dtype=np.int16)

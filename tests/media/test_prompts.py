@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from voffice_media.prompts import PromptCache, PromptError, UnsafeSoundPath, beep, prewarm
 
 needs_tools = pytest.mark.skipif(

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
 from voffice_media import recording
 from voffice_media.recording import RecordingError, RecordingStore, UnsafeName
 

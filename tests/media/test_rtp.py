@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from voffice_media.rtp import RtpError, RtpExtension, RtpPacket, RtpPeer, RtpSender
 
 
@@ -130,3 +131,15 @@ def test_peer_learns_the_first_source() -> None:
     assert peer.accept(("10.0.0.1", 40000))
     unknown = RtpPeer(None)
     assert unknown.accept(("192.0.2.1", 1)) and not unknown.accept(("192.0.2.2", 1))
+
+
+def test_peer_latches_only_onto_the_negotiated_ip_or_trusted_sources() -> None:
+    peer = RtpPeer(("10.0.0.1", 30000), sources={"10.0.0.9"})
+    assert not peer.accept(("203.0.113.9", 30000))  # a stranger first: not latched
+    assert not peer.latched and peer.peer == ("10.0.0.1", 30000)
+    assert peer.accept(("10.0.0.1", 30000))
+    assert peer.latched and not peer.accept(("10.0.0.9", 5000))
+    relay = RtpPeer(("10.0.0.1", 30000), sources={"10.0.0.9"})
+    assert relay.accept(("10.0.0.9", 5000))  # the media relay, another port: latched, we send there
+    assert relay.peer == ("10.0.0.9", 5000)
+    assert not relay.accept(("10.0.0.1", 30000))

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from voffice_media.sipmsg import NameAddr, Request, Response, SipUri, Via, parse
 from voffice_media.uas import (
     UAS,

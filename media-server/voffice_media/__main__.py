@@ -30,6 +30,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path, default=Path(".run/media"), help="Recordings and the prompt cache")
     p.add_argument("--sounds-dir", type=Path, default=Path(__file__).resolve().parents[2] / "sounds", help="Where sound files of the configs are")
     p.add_argument("--rtp-ports", type=_range, default=(40000, 49999))
+    p.add_argument("--rtp-source", action="append", default=[], help="Another address RTP may come from (an rtpengine host; repeatable)")
     p.add_argument("--metrics", type=_addr, default=None, help="Serve Prometheus /metrics on HOST:PORT")
     p.add_argument("--redis", default=None, help="Redis URL (configs and events); default VOFFICE_REDIS_URL")
     p.add_argument("--silence-seconds", type=int, default=10, help="Voicemail stops after this much silence")
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> None:
         data_dir=args.data_dir,
         sounds_dir=args.sounds_dir,
         rtp_ports=args.rtp_ports,
+        rtp_sources=frozenset(args.rtp_source),
         redis_url=args.redis,
         metrics=args.metrics,
         silence_seconds=args.silence_seconds,

@@ -25,6 +25,7 @@ Behaviour (DESIGN.md section 2 and the media server issue):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -181,7 +182,9 @@ class Voicemail(Operation):
     max_seconds: int = 180
     silence_seconds: int = 10
     silence_level: int = 300  # mean absolute amplitude below which a frame is silent
-    recorded: list[Pcm] = field(default_factory=list)
+    recorded: list[Pcm] = field(default_factory=list)  # kept only when there is no sink
+    sink: Callable[[Pcm], object] | None = None  # streams frames to durable storage as they come
+    recorded_frames: int = 0
     silent_frames: int = 0
     answered: bool = True
 
@@ -189,10 +192,14 @@ class Voicemail(Operation):
         if self.prompting:
             return  # the prompt and the beep are not recorded
         frame = rx if rx is not None else SILENCE
-        self.recorded.append(frame)
+        if self.sink is not None:
+            self.sink(frame)
+        else:
+            self.recorded.append(frame)
+        self.recorded_frames += 1
         quiet = rx is None or float(np.abs(frame.astype(np.int32)).mean()) < self.silence_level
         self.silent_frames = self.silent_frames + 1 if quiet else 0
-        if len(self.recorded) >= self.max_seconds * FRAMES_PER_SECOND:
+        if self.recorded_frames >= self.max_seconds * FRAMES_PER_SECOND:
             self.result = Result("recorded", "max-length")
         elif self.silent_frames >= self.silence_seconds * FRAMES_PER_SECOND:
             self.result = Result("recorded", "silence")

@@ -353,6 +353,11 @@ class MediaServer:
         except OSError:
             self.apply(self.uas.reject(call_id, 503, "No RTP Port"))
             return
+        if isinstance(operation, Voicemail):
+            # Frames go to a .part file as they arrive: a crash keeps what was said, and
+            # the next start repairs it (RecordingStore.recover).
+            call.recording = self.store.open("voicemail", op["account"], vo_call, meta=self._meta(op))
+            operation.sink = call.recording.write_frame
         if isinstance(operation, Fax):
             if not spandsp_available():
                 self._close_rtp(call)
@@ -438,11 +443,7 @@ class MediaServer:
         operation = call.operation
         result = operation.result
         if isinstance(operation, Voicemail):
-            writer = self.store.open("voicemail", op["account"], call.vo_call, meta=self._meta(op))
-            audio = operation.audio()
-            for start in range(0, len(audio), FRAME):
-                writer.write_frame(audio[start : start + FRAME])
-            stored = writer.finish()
+            stored = call.recording.finish()
             if stored is None:
                 return None
             return events_mod.recording_event(stored, event_type="voicemail", reason=result.value if result else "")

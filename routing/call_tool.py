@@ -46,6 +46,8 @@ def scenario_text(digits: str, dtmf_after_ms: int, message_after_ms: int | None,
     if not digits and message_after_ms is None:
         name = "caller.xml" if answered else "caller-unanswered.xml"
         return (SIPP_DIR / name).read_text()
+    # sipp plays a pcap in the background; pauses only between digits, since a reply that
+    # arrives during a pause aborts the call.
     plays = '  <pause milliseconds="400"/>\n'.join(
         f'  <nop><action><exec play_pcap_audio="{PCAPS}/dtmf_2833_{PCAP_NAMES.get(d, d)}.pcap"/></action></nop>\n'
         for d in digits

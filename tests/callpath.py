@@ -16,6 +16,7 @@ from typing import Any
 
 import redis
 
+from routing.call_tool import scenario_text
 from routing.redis_server import free_port, free_udp_port, stop_process
 from routing.stack import Stack, StackConfig
 
@@ -173,8 +174,6 @@ def caller(workdir: Path, stack: CallStack, number: str, caller_number: str, sce
                 ["-key", "caller", caller_number, "-key", "talk", str(talk_ms), "-s", number, *(extra or []), f"127.0.0.1:{stack.sip_port}"])
 
 
-PCAPS = Path("/usr/share/sip-tester")
-PCAP_NAMES = {"*": "star", "#": "pound"}
 
 
 def dtmf_caller(workdir: Path, stack: CallStack, number: str, caller_number: str, digits: str, name: str = "caller",
@@ -182,19 +181,8 @@ def dtmf_caller(workdir: Path, stack: CallStack, number: str, caller_number: str
     """A caller that keys `digits` as RFC 2833 events (sipp's own pcaps) into the early media;
     with `message_after_ms`, once answered it waits that long (the prompt and the beep) and
     plays sipp's g711a.pcap (7 s of speech) as a voicemail message."""
-    # sipp plays a pcap in the background; pauses only between digits, since a reply that
-    # arrives during a pause aborts the call.
-    plays = '  <pause milliseconds="400"/>\n'.join(
-        f'  <nop><action><exec play_pcap_audio="{PCAPS}/dtmf_2833_{PCAP_NAMES.get(d, d)}.pcap"/></action></nop>\n'
-        for d in digits
-    )
     scenario = workdir / f"caller-dtmf-{len(list(workdir.glob('caller-dtmf-*.xml')))}.xml"
-    talk = ""
-    if message_after_ms is not None:
-        talk = (f'  <pause milliseconds="{message_after_ms}"/>\n'
-                f'  <nop><action><exec play_pcap_audio="{PCAPS}/g711a.pcap"/></action></nop>\n')
-    text = (SIPP_DIR / "caller-dtmf.xml").read_text().replace("DIGITS\n", plays).replace("TALK\n", talk)
-    scenario.write_text(text)
+    scenario.write_text(scenario_text(digits, 1500, message_after_ms, answered=True))
     return Sipp(workdir, name, str(scenario), free_udp_port(),
                 ["-key", "caller", caller_number, "-key", "talk", str(talk_ms), "-s", number, f"127.0.0.1:{stack.sip_port}"])
 

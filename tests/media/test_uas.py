@@ -25,7 +25,7 @@ KAMAILIO = ("10.0.0.1", 5060)
 LOCAL = ("10.0.0.5", 5080)
 T1 = 0.5
 SDP = b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 30000 RTP/AVP 0 101\r\n"
-RFC4475 = Path(__file__).resolve().parents[3] / "shared" / "data" / "rfc4475"
+RFC4475 = Path(__file__).resolve().parents[1] / "data" / "rfc4475"  # a copy of shared/data/rfc4475
 
 
 def make_uas() -> UAS:

@@ -16,6 +16,7 @@ failure route:   caller cancelled -> missed | media server down -> next one |
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -69,6 +70,13 @@ class VofficeRouting:
     def child_init(self, rank: int) -> int:
         # Connections are opened lazily by the reader, in this (forked) worker.
         self.reader = ConfigReader(redis_url(None), check_interval=0.1)
+        # Every call allocates a few hundred short-lived objects; with the default
+        # thresholds the cyclic GC runs every couple of calls and now and then walks every
+        # object of the process (modules, cached configs). Freeze what exists after start-up
+        # and collect rarely: reference counting frees almost everything anyway.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 50, 100)
         return 0
 
     # --- request route ------------------------------------------------------------------

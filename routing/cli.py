@@ -21,6 +21,7 @@ from .compiler import compile_account
 from .engine import CompiledAccount
 from .numbers import did_candidates
 from .problems import ERROR, Problem
+from .problems import errors as only_errors
 from .reader import ConfigReader, StoreUnavailable
 from .scenario import Event, EventError
 from .simulate import simulate
@@ -90,7 +91,7 @@ def validate(paths: tuple[str, ...], as_json: bool) -> None:
     result = validate_paths(list(paths))
     _print_problems(result.problems, as_json)
     if not as_json:
-        errors = sum(p.severity == ERROR for p in result.problems)
+        errors = len(only_errors(result.problems))
         warnings = len(result.problems) - errors
         n = len(result.documents)
         click.echo(f"{n} valid account(s), {errors} error(s), {warnings} warning(s)", err=not result.ok)
@@ -110,7 +111,7 @@ def load(paths: tuple[str, ...], dry_run: bool, keep: int, quiet: bool, redis_ur
     If any file is invalid, nothing is loaded.
     """
     result = validate_paths(list(paths))
-    errors = [p for p in result.problems if p.severity == ERROR]
+    errors = only_errors(result.problems)
     if errors:
         _print_problems(errors, False)
         fail(f"{len(errors)} error(s); nothing was loaded")
@@ -208,7 +209,7 @@ def _parse_at(text: str) -> datetime:
 
 def _account_from_file(path: str, number: str) -> CompiledAccount:
     result = validate_paths([path])
-    errors = [p for p in result.problems if p.severity == ERROR]
+    errors = only_errors(result.problems)
     if errors:
         _print_problems(errors, False)
         fail(f"{path} is not valid ({len(errors)} error(s))")
@@ -291,7 +292,7 @@ def coverage(what: str, week: str, slot_minutes: int, png_path: str | None, as_j
         fail(f"--week: {exc}")
     if Path(what).is_file():
         result = validate_paths([what])
-        errors = [p for p in result.problems if p.severity == ERROR]
+        errors = only_errors(result.problems)
         if errors:
             _print_problems(errors, False)
             fail(f"{what} is not valid ({len(errors)} error(s))")

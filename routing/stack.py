@@ -23,6 +23,7 @@ import redis
 
 from . import store
 from .clock import offset_from_env
+from .problems import errors
 from .redis_server import stop_process
 from .validation import validate_paths
 
@@ -255,7 +256,7 @@ class Stack:
     def load(self, paths: tuple[str, ...]) -> None:
         result = validate_paths(list(paths))
         if not result.ok:
-            raise StackError("; ".join(p.line() for p in result.problems if p.severity == "error")[:500])
+            raise StackError("; ".join(p.line() for p in errors(result.problems))[:500])
         r = store.connect(self.config.redis_url)
         changes, problems = store.plan_load(r, result.documents)
         if problems:

@@ -37,7 +37,7 @@ import redis
 
 from .compiler import compile_account, document_sha256
 from .diff import summarize
-from .problems import Problem, pointer
+from .problems import Problem, errors, pointer
 from .validation import validate_document
 
 DEFAULT_URL = "redis://127.0.0.1:6479/0"
@@ -278,7 +278,7 @@ def rollback(r: redis.Redis, account: str, to: int | None = None, keep: int = DE
     doc = read_source(r, account, to)
     if doc is None:
         raise StoreError(f"version {to} of {account!r} is not kept (kept: {', '.join(map(str, kept)) or 'none'})")
-    problems = [p for p in validate_document(doc, f"{account}@v{to}") if p.severity == "error"]
+    problems = errors(validate_document(doc, f"{account}@v{to}"))
     if problems:
         raise StoreError(f"version {to} no longer validates: {problems[0].line()}")
     changes, number_problems = plan_load(r, [(f"{account}@v{to}", doc)])
@@ -313,13 +313,5 @@ def describe(r: redis.Redis, account: str) -> dict[str, Any]:
         "numbers": json.loads(meta.get("numbers") or "[]"),
         "document": read_source(r, account, current),
     }
-
-
-def load_compiled(r: redis.Redis, account: str, version: int) -> dict[str, Any] | None:
-    raw = r.get(version_key(account, version))
-    if raw is None:
-        return None
-    plain: dict[str, Any] = msgpack.unpackb(raw, raw=False, strict_map_key=False)
-    return plain
 
 

@@ -30,7 +30,7 @@ from jsonschema.exceptions import ValidationError
 from .compiler import minutes
 from .day_type import DEFAULT_WEEKEND, WEEKDAY_NAMES, known_country, national_year
 from .numbers import E164, pattern_problem
-from .problems import ERROR, WARNING, Problem, pointer
+from .problems import ERROR, WARNING, Problem, has_errors, pointer
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "account.schema.json"
 MAX_FILE_BYTES = 5 * 1024 * 1024
@@ -331,7 +331,7 @@ class _Checker:
         self.check_caller_lists()
         self.check_scenarios(index)
         self.check_rules(index)
-        if not any(p.severity == ERROR for p in self.problems):
+        if not has_errors(self.problems):
             self.check_unused(index)
             self.check_coverage()
         return self.problems
@@ -689,7 +689,7 @@ class ValidatedSet:
 
     @property
     def ok(self) -> bool:
-        return not any(p.severity == ERROR for p in self.problems)
+        return not has_errors(self.problems)
 
 
 def validate_paths(paths: list[str]) -> ValidatedSet:
@@ -718,7 +718,7 @@ def validate_file(path: Path) -> tuple[dict[str, Any] | None, list[Problem]]:
     if problems:
         return None, problems
     problems = validate_document(doc, str(path))
-    return (None if any(p.severity == ERROR for p in problems) else doc), problems
+    return (None if has_errors(problems) else doc), problems
 
 
 def cross_file_problems(documents: list[tuple[str, dict[str, Any]]]) -> list[Problem]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import secrets
 import time
 from collections import Counter
@@ -563,11 +562,3 @@ def run(config: ServerConfig) -> None:
     except ImportError:
         pass
     asyncio.run(serve(config))
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
-
-
-def data_dir_default() -> Path:
-    return Path(os.environ.get("VOFFICE_MEDIA_DATA", ".run/media"))

@@ -13,14 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .media_contract import decode_result
-from .numbers import E164
+from .numbers import E164, SIP_URI
 from .ringing_plan import Wave, group_plan, operator_plan
 from .scenario import Cursor, Event, operation_of
 
-SIP_URI = re.compile(
-    r"sip:[A-Za-z0-9._~+-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(?::[0-9]{1,5})?"
-)
 GATEWAY = re.compile(r"[A-Za-z0-9.-]{1,253}(?::[0-9]{1,5})?|\[[0-9A-Fa-f:]{2,39}\](?::[0-9]{1,5})?")
 BUSY_CODES = frozenset({486, 600, 603})
 

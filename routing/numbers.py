@@ -44,6 +44,11 @@ NATIONAL_FORMS: dict[str, NationalForm] = {
 }
 
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+# A plain sip:user@host[:port], no parameters or headers: operators dialled directly.
+SIP_URI = re.compile(
+    r"sip:[A-Za-z0-9._~+-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(?::[0-9]{1,5})?"
+)
 _SEPARATORS = str.maketrans("", "", " -.()\t")
 _DIGITS = re.compile(r"\+?[0-9]{1,20}")
 

@@ -29,17 +29,13 @@ from jsonschema.exceptions import ValidationError
 
 from .compiler import minutes
 from .day_type import DEFAULT_WEEKEND, WEEKDAY_NAMES, known_country, national_year
-from .numbers import E164, pattern_problem
+from .numbers import E164, SIP_URI, pattern_problem
 from .problems import ERROR, WARNING, Problem, has_errors, pointer
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "account.schema.json"
 MAX_FILE_BYTES = 5 * 1024 * 1024
 MAX_SCENARIO_DEPTH = 16
 PARALLEL_FROM = 200  # files; below this a process pool costs more than it saves
-SIP_URI = re.compile(
-    r"sip:[A-Za-z0-9._~+-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(?::[0-9]{1,5})?"
-)
 CONTROL_MESSAGE = "contains a control character"
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # C0, DEL, C1 (U+009B is CSI)
 COLLECTIONS = (

@@ -1,0 +1,33 @@
+#!/bin/sh
+# Kamailio in the foreground with the -A defines `voffice up` passes (routing/stack.py), taken
+# from the environment. Extra arguments go to kamailio (e.g. -c to only check the config).
+#   VO_LISTEN          udp:IP:PORT Kamailio listens on            (udp:127.0.0.1:5060)
+#   VO_MEDIA_SERVERS   media server SIP URIs, space-separated     (sip:127.0.0.1:5070)
+#   VO_RTPENGINE_SOCK  rtpengine ng sockets, space-separated      (udp:127.0.0.1:2223)
+#   VO_CHILDREN        SIP worker processes                       (4)
+#   VO_SHM_MB, VO_PKG_MB  shared / per-process memory in MB       (128, 16)
+#   VO_DEBUG           Kamailio log level                         (2)
+# The routing code itself reads VOFFICE_REDIS_URL, VOFFICE_OPERATOR_GATEWAY,
+# VOFFICE_TRUSTED_TRUNKS, VOFFICE_MEDIA_SET and VOFFICE_NOW from the environment.
+set -eu
+
+: "${VOFFICE_ROOT:=/opt/voffice}"
+: "${VO_RUN_DIR:=/run/voffice}"
+export VOFFICE_ROOT
+
+mkdir -p "$VO_RUN_DIR"
+ds_list="$VO_RUN_DIR/dispatcher.list"
+: >"$ds_list"
+for uri in ${VO_MEDIA_SERVERS:-sip:127.0.0.1:5070}; do
+    printf '%s %s\n' "${VOFFICE_MEDIA_SET:-1}" "$uri" >>"$ds_list"
+done
+
+exec kamailio -f "$VOFFICE_ROOT/kamailio/kamailio.cfg" -DD -E -w "$VO_RUN_DIR" \
+    -m "${VO_SHM_MB:-128}" -M "${VO_PKG_MB:-16}" -x tlsf -X tlsf \
+    -A "VO_LISTEN=${VO_LISTEN:-udp:127.0.0.1:5060}" \
+    -A "VO_KEMI_SCRIPT=\"$VOFFICE_ROOT/kamailio/voffice_kemi.py\"" \
+    -A "VO_DISPATCHER_LIST=\"$ds_list\"" \
+    -A "VO_RTPENGINE_SOCK=\"${VO_RTPENGINE_SOCK:-udp:127.0.0.1:2223}\"" \
+    -A "VO_CHILDREN=${VO_CHILDREN:-4}" \
+    -A "VO_DEBUG=${VO_DEBUG:-2}" \
+    "$@"

@@ -1,0 +1,236 @@
+"""docker/: both compose files pass `docker-compose config` and wire their nodes to each other
+consistently; each image installs the Debian packages `make install` installs for its component;
+the Kamailio entrypoint passes the defines `voffice up` passes.
+
+No container engine is needed: `docker-compose config` (Debian's docker-compose 1.29, installed
+by `make install`) only reads the files. Its output is read without a YAML library: it is block
+YAML with services at two spaces, their keys at four, environment entries at six.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from functools import cache
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKER = ROOT / "docker"
+ONE_MACHINE = DOCKER / "compose.yaml"
+MULTINODE = DOCKER / "compose.multinode.yaml"
+
+# Debian packages of `make install`, by the image that needs them.
+IMAGE_PACKAGES = {
+    "kamailio.Dockerfile": {"kamailio", "kamailio-python3-modules", "python3-venv", "sipsak"},
+    "media-server.Dockerfile": {"python3-venv", "sox", "espeak-ng", "libspandsp2", "fonts-dejavu-core"},
+    "rtpengine.Dockerfile": {"rtpengine-daemon"},
+}
+# ... and the ones no image of ours installs.
+NOT_IN_IMAGES = {
+    "redis-server",  # the compose files use the official redis:7.0 image (7.0, as Debian 12)
+    "python3-dev",  # headers for building wheels; the images install binary wheels
+    "sip-tester",  # sipp: test and load tools
+    "docker-compose",  # reads these files on the development machine
+}
+
+
+@dataclass
+class Service:
+    environment: dict[str, str] = field(default_factory=dict)
+    command: list[str] = field(default_factory=list)
+    keys: dict[str, str] = field(default_factory=dict)  # its keys; the value if inline, else ""
+    ipv4_address: str | None = None
+
+
+def _unquote(value: str) -> str:
+    return value[1:-1] if len(value) > 1 and value[0] == value[-1] and value[0] in "'\"" else value
+
+
+def parse_services(text: str) -> dict[str, Service]:
+    """The parts of `docker-compose config` output these tests read."""
+    services: dict[str, Service] = {}
+    current: Service | None = None
+    section = ""
+    in_services = False
+    for line in text.splitlines():
+        if not line.startswith(" "):
+            in_services = line == "services:"
+            current = None
+            continue
+        if not in_services:
+            continue
+        if m := re.fullmatch(r"  ([\w.-]+):", line):
+            current = services.setdefault(m[1], Service())
+        elif current is None:
+            continue
+        elif m := re.fullmatch(r"    ([\w.-]+):(?: (.*))?", line):
+            section = m[1]
+            current.keys[section] = _unquote(m[2] or "")
+        elif section == "environment" and (m := re.fullmatch(r"      (\w+): ?(.*)", line)):
+            current.environment[m[1]] = _unquote(m[2])
+        elif section == "command" and (m := re.fullmatch(r"    - (.*)", line)):
+            current.command.append(_unquote(m[1]))
+        elif section == "networks" and (m := re.fullmatch(r"        ipv4_address: (.*)", line)):
+            current.ipv4_address = m[1]
+    return services
+
+
+def compose_cli() -> str:
+    cli = shutil.which("docker-compose")
+    if cli is None:
+        pytest.skip("no docker-compose CLI (Debian package docker-compose; `make install` installs it)")
+    return cli
+
+
+@cache
+def compose_config(path: Path, *args: str) -> str:
+    # Only the files' own defaults: no VO_*/VOFFICE_* from the caller's shell.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VO_", "VOFFICE_"))}
+    result = subprocess.run([compose_cli(), "-f", str(path), "config", *args],
+                            capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def services_of(path: Path) -> dict[str, Service]:
+    services = parse_services(compose_config(path))
+    assert set(services) == set(compose_config(path, "--services").split())
+    return services
+
+
+def option_values(command: list[str], option: str) -> list[str]:
+    """Values of `--option VALUE` and `--option=VALUE` in an argument list."""
+    values = [value for flag, value in pairwise(command) if flag == option]
+    return values + [arg.split("=", 1)[1] for arg in command if arg.startswith(option + "=")]
+
+
+def long_running(services: dict[str, Service]) -> dict[str, Service]:
+    return {name: s for name, s in services.items() if name != "loader"}
+
+
+# --- one machine -------------------------------------------------------------------------
+
+
+def test_one_machine_services() -> None:
+    services = services_of(ONE_MACHINE)
+    assert set(services) == {"redis", "rtpengine", "media-server", "loader", "kamailio"}
+    assert {"redis-data", "media-data"} <= set(compose_config(ONE_MACHINE, "--volumes").split())
+    for name, service in long_running(services).items():
+        assert "healthcheck" in service.keys, name
+        assert service.keys.get("restart") == "unless-stopped", name
+    assert services["loader"].keys.get("restart") == "no"
+    assert services["loader"].command == ["examples/seed-office.json"]
+
+
+def test_one_machine_is_the_voffice_up_layout() -> None:
+    """The addresses and ports of `voffice up` (routing/stack.py StackConfig defaults)."""
+    services = services_of(ONE_MACHINE)
+    kamailio, media = services["kamailio"], services["media-server"]
+    assert kamailio.environment["VO_LISTEN"] == "udp:127.0.0.1:5060"
+    assert kamailio.environment["VO_MEDIA_SERVERS"] == "sip:" + option_values(media.command, "--listen")[0]
+    assert kamailio.environment["VO_RTPENGINE_SOCK"] == "udp:" + option_values(
+        services["rtpengine"].command, "--listen-ng")[0]
+    assert option_values(media.command, "--redis") == [kamailio.environment["VOFFICE_REDIS_URL"]]
+    assert kamailio.environment["VOFFICE_REDIS_URL"] == "redis://127.0.0.1:6479/0"
+    assert {s.keys.get("network_mode") for s in services.values()} == {"host"}
+
+
+# --- multi-node --------------------------------------------------------------------------
+
+
+def test_multinode_services() -> None:
+    services = services_of(MULTINODE)
+    assert set(services) == {
+        "redis-1", "redis-2", "sentinel-1", "sentinel-2", "sentinel-3", "redis-proxy",
+        "rtpengine-redis", "rtpengine-1", "rtpengine-2", "media-1", "media-2",
+        "kamailio-1", "kamailio-2", "kamailio-3", "loader",
+    }
+    for name, service in long_running(services).items():
+        assert "healthcheck" in service.keys, name
+        assert service.keys.get("restart") == "unless-stopped", name
+    addresses = [s.ipv4_address for s in services.values()]
+    assert None not in addresses and len(set(addresses)) == len(addresses)
+
+
+def test_multinode_nodes_know_each_other() -> None:
+    services = services_of(MULTINODE)
+
+    def named(prefix: str) -> list[Service]:
+        return [s for name, s in sorted(services.items()) if re.fullmatch(prefix + r"-\d", name)]
+
+    kamailios, medias, rtpengines = named("kamailio"), named("media"), named("rtpengine")
+    assert len(kamailios) == 3 and len(medias) == 2 and len(rtpengines) == 2
+    redis_url = f"redis://{services['redis-proxy'].ipv4_address}:6379/0"
+    media_uris = sorted("sip:" + option_values(m.command, "--listen")[0] for m in medias)
+    ng_socks = sorted("udp:" + option_values(r.command, "--listen-ng")[0] for r in rtpengines)
+
+    for node in kamailios:
+        env = node.environment
+        assert env["VO_LISTEN"] == f"udp:{node.ipv4_address}:5060"
+        assert sorted(env["VO_MEDIA_SERVERS"].split()) == media_uris
+        assert sorted(env["VO_RTPENGINE_SOCK"].split()) == ng_socks
+        assert env["VOFFICE_REDIS_URL"] == redis_url
+        assert env["VOFFICE_OPERATOR_GATEWAY"] and env["VOFFICE_TRUSTED_TRUNKS"]
+    for media in medias:
+        assert option_values(media.command, "--listen")[0].startswith(f"{media.ipv4_address}:")
+        assert sorted(option_values(media.command, "--kamailio")) == sorted(k.ipv4_address for k in kamailios)
+        assert sorted(option_values(media.command, "--rtp-source")) == sorted(r.ipv4_address for r in rtpengines)
+        assert option_values(media.command, "--redis") == [redis_url]
+    for rtpengine in rtpengines:
+        assert option_values(rtpengine.command, "--interface") == [rtpengine.ipv4_address]
+        assert option_values(rtpengine.command, "--redis")[0].startswith(services["rtpengine-redis"].ipv4_address or "-")
+    # Each media server repairs unfinished recordings in its data dir at start-up: never share one.
+    data_dirs = [option_values(m.command, "--data-dir")[0] for m in medias]
+    assert len(set(data_dirs)) == len(data_dirs)
+    assert len({option_values(r.command, "--redis")[0] for r in rtpengines}) == len(rtpengines)
+    assert services["loader"].environment["VOFFICE_REDIS_URL"] == redis_url
+
+
+# --- images ------------------------------------------------------------------------------
+
+
+def _logical_lines(text: str) -> list[str]:
+    return re.sub(r"\\\n", " ", text).splitlines()
+
+
+def makefile_packages() -> set[str]:
+    for line in _logical_lines((ROOT / "Makefile").read_text()):
+        if m := re.match(r"APT_PACKAGES\s*:?=(.*)", line):
+            return set(m[1].split())
+    raise AssertionError("no APT_PACKAGES in the Makefile")
+
+
+def dockerfile_packages(path: Path) -> set[str]:
+    packages: set[str] = set()
+    for line in _logical_lines(path.read_text()):
+        for command in re.findall(r"apt-get install ([^&;]*)", line):
+            packages |= {word for word in command.split() if not word.startswith("-")}
+    return packages
+
+
+def test_every_make_install_package_has_a_place() -> None:
+    in_images = set().union(*IMAGE_PACKAGES.values())
+    assert makefile_packages() == in_images | NOT_IN_IMAGES
+
+
+@pytest.mark.parametrize("dockerfile", sorted(IMAGE_PACKAGES))
+def test_image_installs_its_component_packages(dockerfile: str) -> None:
+    text = (DOCKER / dockerfile).read_text()
+    assert text.startswith("#") and "FROM debian:bookworm-slim" in text
+    assert IMAGE_PACKAGES[dockerfile] <= dockerfile_packages(DOCKER / dockerfile)
+
+
+def test_kamailio_entrypoint_passes_the_stack_defines() -> None:
+    entrypoint = (DOCKER / "kamailio-entrypoint.sh").read_text()
+    stack_defines = set(re.findall(r'"-A", f[\'"](VO_\w+)=', (ROOT / "routing" / "stack.py").read_text()))
+    cfg_defines = set(re.findall(r"^#!ifndef (VO_\w+)", (ROOT / "kamailio" / "kamailio.cfg").read_text(), re.M))
+    passed = set(re.findall(r'-A "(VO_\w+)=', entrypoint))
+    assert stack_defines and stack_defines <= passed <= cfg_defines
+    assert "-x tlsf -X tlsf" in entrypoint and "exec kamailio " in entrypoint
+    assert os.access(DOCKER / "kamailio-entrypoint.sh", os.X_OK)

@@ -166,7 +166,7 @@ class Target:
                 raise BenchError(f"{self.name}: {part.name} exited with code {part.proc.returncode}; see {self.stack.config.run_dir}")
 
 
-def make_target(name: str, index: int, workdir: Path, children: int) -> Target:
+def make_target(name: str, index: int, workdir: Path, children: int, allocator: str = "tlsf") -> Target:
     gateway_port = free_udp_port()
     config = StackConfig(
         run_dir=workdir / name / "run",
@@ -178,6 +178,7 @@ def make_target(name: str, index: int, workdir: Path, children: int) -> Target:
         rtp_ports=rtp_port_range(index),
         operator_gateway=f"{HOST}:{gateway_port}",
         kamailio_children=children,
+        kamailio_allocator=allocator,
         load=(str(SEED),),
         now=WEDNESDAY_LUNCH,
     )
@@ -406,9 +407,9 @@ def idle_cpu(target: Target, seconds: float = 2.0) -> tuple[float, float]:
 
 
 def run_config(name: str, index: int, rates: Sequence[int], seconds: float, children: int,
-               workdir: Path, echo: Callable[[str], None]) -> Run:
+               workdir: Path, echo: Callable[[str], None], allocator: str = "tlsf") -> Run:
     run = Run(name)
-    target = make_target(name, index, workdir, children)
+    target = make_target(name, index, workdir, children, allocator)
     try:
         target.stack.start(timeout=30)
         echo(f"{name:<8} up: Kamailio {HOST}:{target.sip_port} ({children} children), operator gateway {HOST}:{target.gateway_port}")
@@ -470,7 +471,7 @@ def table(baseline: Run, voffice: Run) -> list[str]:
 
 
 def run_sip_bench(cps_start: int, cps_step: int, seconds: float, max_cps: int, echo: Callable[[str], None],
-                  kamailio_children: int = 4, workdir: Path | None = None) -> dict[str, Any]:
+                  kamailio_children: int = 4, workdir: Path | None = None, allocator: str = "tlsf") -> dict[str, Any]:
     """Step both configurations up from `cps_start` by `cps_step` to `max_cps`; print and return
     each step, each highest held rate and the two target ratios."""
     if cps_start < 1 or cps_step < 1 or max_cps < cps_start or seconds <= 0:
@@ -483,8 +484,9 @@ def run_sip_bench(cps_start: int, cps_step: int, seconds: float, max_cps: int, e
         workdir = Path(tempfile.mkdtemp(prefix="voffice-bench-sip-"))
     rates = list(range(cps_start, max_cps + 1, cps_step))
     echo(f"{len(rates)} rates {rates[0]}..{rates[-1]}/s, {seconds:g} s each, talk {TALK_MS} ms, {os.cpu_count()} cores; logs in {workdir}")
-    baseline = run_config("baseline", 0, rates, seconds, kamailio_children, workdir, echo)
-    voffice = run_config("voffice", 1, rates, seconds, kamailio_children, workdir, echo)
+    echo(f"Kamailio memory manager (both configurations): {allocator}")
+    baseline = run_config("baseline", 0, rates, seconds, kamailio_children, workdir, echo, allocator)
+    voffice = run_config("voffice", 1, rates, seconds, kamailio_children, workdir, echo, allocator)
     result = comparison(baseline, voffice, max_cps)
     echo("")
     for line in table(baseline, voffice):
@@ -503,6 +505,7 @@ def run_sip_bench(cps_start: int, cps_step: int, seconds: float, max_cps: int, e
         "seconds": seconds,
         "talk_ms": TALK_MS,
         "kamailio_children": kamailio_children,
+        "allocator": allocator,
         "workdir": str(workdir),
         "baseline": {"max_cps": baseline.max_cps, "error": baseline.error, "idle_kamailio_ms_s": baseline.idle_kamailio_ms_s,
                      "idle_rtpengine_ms_s": baseline.idle_rtpengine_ms_s, "steps": [asdict(s) | {"held": s.held, "lost": s.lost} for s in baseline.steps]},

@@ -386,9 +386,11 @@ def call_cmd(number: str, caller: str, dtmf: str, dtmf_after: float, message_aft
 @click.option("--step", "cps_step", default=50, show_default=True, type=click.IntRange(1, 5000), help="Rate increment.")
 @click.option("--max-cps", default=500, show_default=True, type=click.IntRange(1, 5000), help="Highest rate tried.")
 @click.option("--children", default=4, show_default=True, type=click.IntRange(1, 64), help="Kamailio children, the same for both configurations.")
+@click.option("--allocator", default="tlsf", show_default=True, type=click.Choice(["tlsf", "qm", "fm"]),
+              help="Kamailio's memory manager (-x/-X), the same for both configurations; qm is Kamailio's own default.")
 @click.option("--workdir", type=click.Path(file_okay=False), default=None, help="Logs and sipp statistics (default: a new temporary folder).")
 @user_errors
-def bench_sip(cps: int, seconds: float, cps_step: int, max_cps: int, children: int, workdir: str | None) -> None:
+def bench_sip(cps: int, seconds: float, cps_step: int, max_cps: int, children: int, allocator: str, workdir: str | None) -> None:
     """Full calls per second through the stack (sipp callers -> Kamailio with the KEMI routing ->
     an answering operator gateway), side by side with a native Kamailio cfg relaying the same calls."""
     from .bench_sip import BenchError, run_sip_bench
@@ -397,7 +399,7 @@ def bench_sip(cps: int, seconds: float, cps_step: int, max_cps: int, children: i
         fail(f"--max-cps ({max_cps}) is below --cps ({cps})")
     try:
         result = run_sip_bench(cps, cps_step, seconds, max_cps, click.echo, kamailio_children=children,
-                               workdir=Path(workdir) if workdir else None)
+                               workdir=Path(workdir) if workdir else None, allocator=allocator)
     except BenchError as exc:
         fail(str(exc))
     errors = [result[name]["error"] for name in ("baseline", "voffice") if result[name]["error"]]

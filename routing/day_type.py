@@ -28,6 +28,14 @@ class NationalYear:
     weekend: frozenset[int]  # weekday numbers, Monday = 0
 
 
+def preload_calendars() -> None:
+    """Import every country's calendar code now. python-holidays imports a country's module
+    on its first use; in Kamailio that would be a worker's first call to that country, and
+    done before the fork the code is shared by every worker (0.13 s, ~9 MiB, measured)."""
+    for country in holidays.list_supported_countries():
+        holidays.country_holidays(country)
+
+
 @lru_cache(maxsize=512)
 def national_year(country: str | None, subdivision: str | None, year: int) -> NationalYear:
     """The national calendar of one year, computed once per process and memoised."""

@@ -5,13 +5,20 @@ This module only moves data between Kamailio and the engine: every decision is m
 the transaction's AVPs (account, version, node, ...), never in a global, so every worker
 can continue any call, and a config load mid-call leaves running calls on their version.
 
-Request route:   reqinit -> CANCEL -> within dialog -> OPTIONS -> INVITE only ->
-                 strip X-VO-* -> number -> account (404 if unknown) -> decide -> run(node)
+Request route:   admit (ban, flood) -> CANCEL -> within dialog -> scanners -> OPTIONS ->
+                 INVITE only -> strip X-VO-* -> number -> account (404 if unknown) ->
+                 decide -> run(node)
 run(node):       ring a wave of operators | relay to a media server with X-VO-Op
 branch route:    per branch: rtpengine offer (via-branch), X-VO-* for media branches
-reply route:     rtpengine answer for SDP replies; the first 200 is recorded
+reply route:     rtpengine answer for SDP replies; the first 200 is remembered
 failure route:   caller cancelled -> missed | media server down -> next one |
                  next wave of the plan | event -> scenario.feed -> run(next node) or end
+BYE:             the call record of an answered call, with its talk time
+
+Every entry into Python and every KSR call costs CPU on the SIP path (docs/performance.md),
+so the per-call work is kept to what the routing needs: one `$rm`/`$si` read per request,
+no JSON in the branch, reply or BYE routes of an operator call, and the call record is
+put together by the event-shipping timer process, not by the SIP worker.
 """
 
 from __future__ import annotations
@@ -26,8 +33,10 @@ from typing import Any
 
 import KSR  # provided by Kamailio's app_python3
 
+from . import call_record
 from .call_step import MediaStep, RingWaves, action_for, event_from_reply, operator_uri
 from .clock import now
+from .day_type import preload_calendars
 from .engine import CompiledAccount, decide
 from .media_contract import encode_op
 from .reader import ConfigReader, StoreUnavailable
@@ -47,6 +56,8 @@ MEDIA_FR_MS = 2000  # a media server that does not answer 100 in time: the next 
 
 
 def mod_init() -> VofficeRouting:
+    # Before the fork: every worker shares the national calendars' code.
+    preload_calendars()
     return VofficeRouting()
 
 
@@ -56,8 +67,9 @@ def _load() -> dict[str, Any]:
     return json.loads(raw) if raw else {}
 
 
-def _save(st: dict[str, Any]) -> None:
-    KSR.pv.unset("$avp(vo)")  # an AVP assignment adds a value; keep exactly one
+def _save(st: dict[str, Any], replace: bool) -> None:
+    if replace:
+        KSR.pv.unset("$avp(vo)")  # an AVP assignment adds a value; keep exactly one
     KSR.pv.sets("$avp(vo)", json.dumps(st, separators=(",", ":")))
 
 
@@ -70,6 +82,8 @@ class VofficeRouting:
     def child_init(self, rank: int) -> int:
         # Connections are opened lazily by the reader, in this (forked) worker.
         self.reader = ConfigReader(redis_url(None), check_interval=0.1)
+        if rank > 0:  # a SIP worker: subscribe to config loads now, not on its first call
+            self.reader.warm()
         # Every call allocates a few hundred short-lived objects; with the default
         # thresholds the cyclic GC runs every couple of calls and now and then walks every
         # object of the process (modules, cached configs). Freeze what exists after start-up
@@ -82,18 +96,29 @@ class VofficeRouting:
     # --- request route ------------------------------------------------------------------
 
     def ksr_request_route(self, msg: Any) -> int:
-        if not self.reqinit():
+        source = KSR.pv.get("$si")
+        method = KSR.pv.get("$rm")
+        if source not in TRUSTED_TRUNKS and not self.admit(source):
             return 1
-        if KSR.is_method("CANCEL"):
+        in_dialog = KSR.siputils.has_totag() > 0
+        if not in_dialog and SCANNERS.search(KSR.pv.get("$ua") or ""):
+            return 1  # scanners get no answer at all
+        if KSR.maxfwd.process_maxfwd(10) < 0:
+            KSR.sl.sl_send_reply(483, "Too Many Hops")
+            return 1
+        if KSR.sanity.sanity_check(17895, 7) < 0:
+            return 1
+        if method == "CANCEL":
             if KSR.tm.t_check_trans() > 0:
                 KSR.tm.t_relay()
             return 1
-        if self.within_dialog():
+        if in_dialog:
+            self.within_dialog(method)
             return 1
-        if KSR.is_method("OPTIONS"):
+        if method == "OPTIONS":
             KSR.sl.sl_send_reply(200, "OK")
             return 1
-        if not KSR.is_method("INVITE"):
+        if method != "INVITE":
             KSR.sl.sl_send_reply(405, "Method Not Allowed")
             return 1
         if KSR.tmx.t_precheck_trans() > 0:
@@ -101,53 +126,43 @@ class VofficeRouting:
             return 1
         KSR.tm.t_check_trans()
         self.strip_internal_headers()
-        self.start_call()
+        self.start_call(source)
         return 1
 
-    def reqinit(self) -> bool:
-        source = KSR.pv.get("$si")
+    def admit(self, source: str) -> bool:
+        """Flood control for everyone but the trusted trunks (the carrier's SBCs) and our
+        media servers, which send many calls from one address by design."""
         if KSR.htable.sht_get("ban", source) is not None:
             return False
-        # Trusted trunks (the carrier's SBCs) and our media servers send many calls from
-        # one address by design; flood control is for everyone else.
-        trusted = source in TRUSTED_TRUNKS or KSR.dispatcher.ds_is_from_list(MEDIA_SET) > 0
-        if not trusted and KSR.pike.pike_check_req() < 0:
+        if KSR.dispatcher.ds_is_from_list(MEDIA_SET) > 0:
+            return True
+        if KSR.pike.pike_check_req() < 0:
             KSR.htable.sht_seti("ban", source, 1)
             KSR.warn(f"voffice: flood from {source}: banned\n")
             return False
-        if SCANNERS.search(KSR.pv.get("$ua") or ""):
-            return False  # scanners get no answer at all
-        if KSR.maxfwd.process_maxfwd(10) < 0:
-            KSR.sl.sl_send_reply(483, "Too Many Hops")
-            return False
-        if KSR.sanity.sanity_check(17895, 7) < 0:
-            return False
         return True
 
-    def within_dialog(self) -> bool:
-        if KSR.siputils.has_totag() < 0:
-            return False
+    def within_dialog(self, method: str) -> None:
         if KSR.rr.loose_route() > 0:
-            if KSR.is_method("BYE"):
+            if method == "BYE":
                 KSR.rtpengine.rtpengine_delete0()
                 self.record_end_of_answered_call()
-            elif KSR.is_method("INVITE"):
+            elif method == "INVITE":
                 KSR.rtpengine.rtpengine_manage("replace-origin replace-session-connection")
             KSR.tm.t_relay()
-            return True
-        if KSR.is_method("ACK"):
+            return
+        if method == "ACK":
             if KSR.tm.t_check_trans() > 0:
                 KSR.tm.t_relay()
-            return True
+            return
         KSR.sl.sl_send_reply(404, "Not Here")
-        return True
 
     def strip_internal_headers(self) -> None:
         # The regex costs a compile per call; a substring test on the raw message does not.
         if "x-vo-" in (KSR.pv.get("$mb") or "").lower():
             KSR.textops.remove_hf_re("^X-VO-")
 
-    def start_call(self) -> None:
+    def start_call(self, source: str) -> None:
         assert self.reader is not None
         dialled = KSR.pv.get("$rU") or ""
         try:
@@ -160,7 +175,7 @@ class VofficeRouting:
             return
         account, number = found
         version = self.reader.version_of(account.id)
-        caller = self.caller_number()
+        caller = self.caller_number(source)
         decision = decide(account, number, caller, now())
         KSR.rr.record_route()
         st = {
@@ -177,8 +192,8 @@ class VofficeRouting:
         }
         self.run(st, account.plain, Cursor(decision.node))
 
-    def caller_number(self) -> str | None:
-        if KSR.pv.get("$si") in TRUSTED_TRUNKS and KSR.hdr.is_present("P-Asserted-Identity") > 0:
+    def caller_number(self, source: str) -> str | None:
+        if source in TRUSTED_TRUNKS and KSR.hdr.is_present("P-Asserted-Identity") > 0:
             asserted = KSR.pv.get("$(ai{uri.user})")
             if asserted:
                 return str(asserted)
@@ -193,25 +208,31 @@ class VofficeRouting:
         op_id, op = operation_of(plain, cursor)
         st["steps"].append({"operation": op_id, "type": op["type"], "ringing": cursor.ringing, "event": None})
         if isinstance(action, RingWaves):
-            st["kind"] = "ring"
             self.ring_wave(st, action.waves[0])
         else:
-            st["kind"] = "media"
             self.relay_to_media(st, action)
 
     def ring_wave(self, st: dict[str, Any], wave: list[dict[str, Any]]) -> None:
-        uris = {operator_uri(ring["phone"], GATEWAY): ring["operator"] for ring in wave}
-        first, *rest = uris
+        uris = [operator_uri(ring["phone"], GATEWAY) for ring in wave]
+        # A failure route starts from the request as first relayed, whose destination may be
+        # the media server of an earlier step.
         KSR.resetdsturi()
-        KSR.pv.sets("$ru", first)
-        for uri in rest:
+        st["kind"] = "ring"
+        KSR.pv.sets("$ru", uris[0])
+        for uri in uris[1:]:
             KSR.corex.append_branch_uri(uri)
-        st["wave_ops"] = uris
+        # tm numbers a transaction's branches in the order they are created: the R-URI
+        # first, then the appended ones, wave after wave. The reply that answers tells its
+        # branch index, so the operator who answered needs no per-branch bookkeeping.
+        st["b0"] = st.get("nb", 0)
+        st["nb"] = st["b0"] + len(uris)
+        st["ops"] = [ring["operator"] for ring in wave]
         ring_ms = max(ring["ring_seconds"] for ring in wave) * 1000
         KSR.tm.t_set_fr(ring_ms, NO_RING_FR_MS)
-        self.relay(st)
+        self.relay(st, "ksr_branch_ring")
 
     def relay_to_media(self, st: dict[str, Any], step: MediaStep) -> None:
+        st["kind"] = "media"
         st["op"] = encode_op(step.op)
         KSR.pv.sets("$ru", st["ruri"])
         if KSR.dispatcher.ds_select_dst(MEDIA_SET, 4) < 0:
@@ -220,11 +241,17 @@ class VofficeRouting:
             self.record_call(st, "failed")
             return
         KSR.tm.t_set_fr(step.max_seconds * 1000, MEDIA_FR_MS)
-        self.relay(st)
+        self.relay_media(st)
 
-    def relay(self, st: dict[str, Any]) -> None:
-        _save(st)
-        KSR.tm.t_on_branch("ksr_branch_route")
+    def relay_media(self, st: dict[str, Any]) -> None:
+        st["nb"] = st.get("nb", 0) + 1
+        self.relay(st, "ksr_branch_media")
+
+    def relay(self, st: dict[str, Any], branch_route: str) -> None:
+        saved = "saved" in st  # the failure route replaces the AVP the request route set
+        st["saved"] = 1
+        _save(st, replace=saved)
+        KSR.tm.t_on_branch(branch_route)
         KSR.tm.t_on_reply("ksr_onreply_route")
         KSR.tm.t_on_failure("ksr_failure_route")
         if KSR.tm.t_relay() < 0:
@@ -232,16 +259,15 @@ class VofficeRouting:
 
     # --- per branch and per reply -------------------------------------------------------
 
-    def ksr_branch_route(self, msg: Any) -> int:
+    def ksr_branch_ring(self, msg: Any) -> int:
+        if KSR.textops.has_body_type("application/sdp") > 0:
+            KSR.rtpengine.rtpengine_offer(RTP_FLAGS)
+        return 1
+
+    def ksr_branch_media(self, msg: Any) -> int:
         st = _load()
-        if st.get("kind") == "media":
-            KSR.hdr.append(f"X-VO-Op: {st['op']}\r\n")
-            KSR.hdr.append(f"X-VO-Call: {st['callid']}\r\n")
-        else:
-            # Remember which operator this branch rings, for the reply that answers it.
-            operator = st.get("wave_ops", {}).get(KSR.pv.get("$ru"))
-            if operator:
-                KSR.htable.sht_sets("vobranch", f"{KSR.pv.get('$ci')}:{KSR.pv.get('$T_branch_idx')}", operator)
+        KSR.hdr.append(f"X-VO-Op: {st['op']}\r\n")
+        KSR.hdr.append(f"X-VO-Call: {st['callid']}\r\n")
         if KSR.textops.has_body_type("application/sdp") > 0:
             KSR.rtpengine.rtpengine_offer(RTP_FLAGS)
         return 1
@@ -250,25 +276,15 @@ class VofficeRouting:
         code = KSR.pv.get("$rs")
         if KSR.textops.has_body_type("application/sdp") > 0:
             KSR.rtpengine.rtpengine_answer(RTP_FLAGS)
-        if code == 200 and KSR.pv.get("$rm") == "INVITE":
+        if code == 200:  # t_on_reply is armed for INVITE transactions only
             key = KSR.pv.get("$ci")
-            if KSR.htable.sht_get("vocalls", key) is None:
-                st = _load()
-                # Kept for the BYE (a new transaction, no AVPs), which closes the record;
-                # an htable entry is far cheaper than tracking a dialog.
-                answered = "|".join((f"{time.time():.3f}", st.get("callid", ""), st.get("acct", ""), KSR.pv.get("$ft") or ""))
-                KSR.htable.sht_sets("vocalls", key, answered)
-                self.on_answered(st)
+            if KSR.htable.sht_get("vocalls", key) is None:  # the first 200, not a resend
+                # The call's state as it is, for its record at the BYE (a new transaction,
+                # no AVPs): an htable entry is far cheaper than tracking a dialog, and no
+                # JSON is read or written here.
+                state = KSR.pv.get("$avp(vo)")
+                KSR.htable.sht_sets("vocalls", key, call_record.answered(time.time(), KSR.pv.get("$T_branch_idx"), state))
         return 1
-
-    def on_answered(self, st: dict[str, Any]) -> None:
-        if st.get("kind") == "media":
-            op = st.get("op", "").split(";")
-            kind = next((p.split("=", 1)[1] for p in op if p.startswith("type=")), "media")
-            self.record_call(st, kind)
-            return
-        operator = KSR.htable.sht_get("vobranch", f"{KSR.pv.get('$ci')}:{KSR.pv.get('$T_branch_idx')}")
-        self.record_call(st, "answered", answered_by=operator)
 
     # --- failure route: the scenario moves on -----------------------------------------
 
@@ -287,7 +303,7 @@ class VofficeRouting:
         if media and not result and (code == 408 or code >= 500):
             if KSR.dispatcher.ds_next_dst() > 0:
                 KSR.info("voffice: media server failed, trying the next\n")
-                self.relay(st)
+                self.relay_media(st)
                 return 1
         if not media:
             action = action_for(plain, st["ver"], cursor, st["did"], st["caller"], seed=st["callid"])
@@ -326,51 +342,43 @@ class VofficeRouting:
 
     # --- call records -------------------------------------------------------------------
 
-    def record_call(self, st: dict[str, Any], status: str, answered_by: str | None = None, note: str | None = None) -> None:
-        """One call record per call on the events stream; `missed` exactly once."""
-        t0 = float(st.get("t0") or time.time())
-        event = {
-            "type": "call",
-            "status": status,
-            "account": st.get("acct", ""),
-            "number": st.get("did", ""),
-            "caller": st.get("caller", ""),
-            "call_id": st.get("callid", ""),
-            "rule": st.get("rule", ""),
-            "scenario": st.get("scen", ""),
-            "steps": json.dumps(st.get("steps", [])),
-            "answered_by": answered_by or "",
-            "setup_seconds": f"{time.time() - t0:.3f}",
-            "note": note or "",
-        }
-        self.emit(event)
+    def record_call(self, st: dict[str, Any], status: str, note: str = "") -> None:
+        """The record of a call that ends in the failure route (missed, failed): once."""
+        self.emit(call_record.outcome(status, time.time(), note, json.dumps(st, separators=(",", ":"))))
 
     def record_end_of_answered_call(self) -> None:
-        """The talk time of an answered call, when either side hangs up."""
+        """An answered call's record, with its talk time, when either side hangs up."""
         key = KSR.pv.get("$ci")
         answered = KSR.htable.sht_get("vocalls", key)
-        if not isinstance(answered, str) or "|" not in answered:
-            return
-        KSR.htable.sht_sets("vocalls", key, "ended")  # once, even if the BYE is retransmitted
-        answered_at, call_id, account, caller_tag = answered.split("|")
-        self.emit({
-            "type": "call-end",
-            "account": account,
-            "call_id": call_id,
-            "talk_seconds": f"{time.time() - float(answered_at):.3f}",
-            "hung_up_by": "caller" if KSR.pv.get("$ft") == caller_tag else "callee",
-        })
+        if not isinstance(answered, str):
+            return  # not ours, or a retransmitted BYE: the record is out already
+        KSR.htable.sht_rm("vocalls", key)
+        # rr's ftag: a BYE going downstream comes from the caller
+        hung_up_by = "caller" if KSR.rr.is_direction("downstream") > 0 else "callee"
+        self.emit(call_record.ended(time.time(), hung_up_by, answered))
 
-    def emit(self, event: dict[str, str]) -> None:
-        """Queue an event in shared memory; `ksr_flush_events` ships it. A SIP worker never
-        waits for Redis."""
-        if KSR.mqueue.mq_add(EVENTS_QUEUE, event["type"], json.dumps(event)) < 0:
+    def ksr_htable_event(self, msg: Any, event_name: str = "") -> int:
+        """htable's timer: an answered call's entry expired without a BYE (lost, or a
+        call longer than the table's autoexpire): its record goes out all the same."""
+        if event_name == "htable:expired:vocalls":
+            answered = KSR.pv.get("$shtrec(value)")
+            if isinstance(answered, str):
+                self.emit(call_record.expired(time.time(), answered))
+        return 1
+
+    def emit(self, queued: str) -> None:
+        """Queue a record in shared memory; `ksr_flush_events` ships it. A SIP worker never
+        waits for Redis, and never formats the record either."""
+        if KSR.mqueue.mq_add(EVENTS_QUEUE, "call", queued) < 0:
             KSR.warn("voffice: event queue full, call record dropped\n")
 
     def ksr_flush_events(self, msg: Any, event_name: str = "") -> int:
         """rtimer, every 100 ms in its own process: the queued events to the Redis stream."""
         while len(self._unsent) < MAX_UNSENT and KSR.mqueue.mq_fetch(EVENTS_QUEUE) > 0:
-            self._unsent.append(json.loads(KSR.mqueue.mqv_get(EVENTS_QUEUE)))
+            try:
+                self._unsent.append(call_record.record(KSR.mqueue.mqv_get(EVENTS_QUEUE)))
+            except call_record.RecordError as exc:
+                KSR.err(f"voffice: {exc}\n")
         if not self._unsent:
             return 1
         try:

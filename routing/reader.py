@@ -91,6 +91,11 @@ class ConfigReader:
                 return (account, number) if account else None
         return None
 
+    def warm(self) -> None:
+        """Subscribe to config loads now (a worker's start), not on its first call; with
+        Redis down this is retried on the next lookup as usual."""
+        self._refresh()
+
     def account(self, account_id: str) -> CompiledAccount | None:
         """The current compiled version of an account, or None if it is not loaded."""
         self._refresh()

@@ -1,0 +1,108 @@
+"""The call record: one per call on `voffice:events`, built from what the SIP workers queued.
+
+A SIP worker does as little as it can per call (docs/performance.md): it queues the call's
+state exactly as it keeps it (the JSON of its transaction AVP) with a few `|`-separated
+fields in front, and the event-shipping timer process turns that into the record. The
+formats of the queued texts live here, next to the one function that reads them, so both
+sides are tested together (tests/test_call_record.py); the state's JSON is always last, so
+a `|` inside it cannot shift the fields.
+
+    outcome|<status>|<ended at>|<note>|<state>              missed, failed: from the failure route
+    ended|<ended at>|<hung up by>|<answered>                an answered call's BYE
+    expired|<ended at>||<answered>                          no BYE seen (htable expiry)
+    <answered> = <answered at>|<branch index>|<state>       kept from the 200 until the BYE
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def outcome(status: str, ended_at: float, note: str, state: str) -> str:
+    note = note.replace("|", "/")
+    return f"outcome|{status}|{ended_at:.3f}|{note}|{state}"
+
+
+def answered(answered_at: float, branch_index: Any, state: str) -> str:
+    return f"{answered_at:.3f}|{branch_index}|{state}"
+
+
+def ended(ended_at: float, hung_up_by: str, answered_text: str) -> str:
+    return f"ended|{ended_at:.3f}|{hung_up_by}|{answered_text}"
+
+
+def expired(ended_at: float, answered_text: str) -> str:
+    return f"expired|{ended_at:.3f}||{answered_text}"
+
+
+class RecordError(ValueError):
+    pass
+
+
+def record(queued: str) -> dict[str, str]:
+    """The `call` event for one queued text."""
+    kind, _, rest = queued.partition("|")
+    try:
+        if kind == "outcome":
+            status, ended_at, note, state = rest.split("|", 3)
+            return _record(json.loads(state), status, float(ended_at), None, note=note)
+        if kind in ("ended", "expired"):
+            ended_at, hung_up_by, answered_at, branch, state = rest.split("|", 4)
+            st = json.loads(state)
+            return _record(
+                st,
+                _answered_status(st),
+                float(ended_at),
+                float(answered_at),
+                answered_by=_operator(st, branch),
+                hung_up_by=hung_up_by,
+                note="" if kind == "ended" else "no BYE seen: the call's entry expired",
+            )
+    except (ValueError, TypeError) as exc:
+        raise RecordError(f"unreadable queued call record ({exc}): {queued[:120]!r}") from exc
+    raise RecordError(f"unknown queued call record kind {kind!r}")
+
+
+def _answered_status(st: dict[str, Any]) -> str:
+    if st.get("kind") != "media":
+        return "answered"
+    fields = dict(part.split("=", 1) for part in str(st.get("op", "")).split(";") if "=" in part)
+    return fields.get("type", "media")  # voicemail, fax: answered by a media server
+
+
+def _operator(st: dict[str, Any], branch: str) -> str:
+    """The operator of the branch that answered: tm numbers branches in creation order."""
+    if st.get("kind") == "media" or not branch.isdigit():
+        return ""
+    ops = st.get("ops") or []
+    offset = int(branch) - int(st.get("b0", 0))
+    return str(ops[offset]) if 0 <= offset < len(ops) else ""
+
+
+def _record(
+    st: dict[str, Any],
+    status: str,
+    ended_at: float,
+    answered_at: float | None,
+    answered_by: str = "",
+    hung_up_by: str = "",
+    note: str = "",
+) -> dict[str, str]:
+    t0 = float(st.get("t0") or ended_at)
+    return {
+        "type": "call",
+        "status": status,
+        "account": str(st.get("acct", "")),
+        "number": str(st.get("did", "")),
+        "caller": str(st.get("caller", "")),
+        "call_id": str(st.get("callid", "")),
+        "rule": str(st.get("rule", "")),
+        "scenario": str(st.get("scen", "")),
+        "steps": json.dumps(st.get("steps", [])),
+        "answered_by": answered_by,
+        "setup_seconds": f"{(answered_at if answered_at is not None else ended_at) - t0:.3f}",
+        "talk_seconds": "" if answered_at is None else f"{max(0.0, ended_at - answered_at):.3f}",
+        "hung_up_by": hung_up_by,
+        "note": note,
+    }

@@ -407,6 +407,29 @@ def bench_sip(cps: int, seconds: float, cps_step: int, max_cps: int, children: i
         fail("; ".join(errors))
 
 
+@bench.command(name="scale")
+@click.option("--accounts", default=10_000, show_default=True, type=click.IntRange(1, 100_000), help="Generated accounts (2 numbers each).")
+@click.option("--cps", default=200, show_default=True, type=click.IntRange(1, 2000), help="Calls per second.")
+@click.option("--cache", "cache_limit", default=1000, show_default=True, type=click.IntRange(1, 100_000),
+              help="Compiled accounts each Kamailio worker keeps (VOFFICE_CACHE_ACCOUNTS).")
+@click.option("--calls", default=None, type=click.IntRange(1, 1_000_000), help="Calls to place (default: every number once).")
+@click.option("--children", default=4, show_default=True, type=click.IntRange(1, 64), help="Kamailio children.")
+@click.option("--workdir", type=click.Path(file_okay=False), default=None, help="Logs and sipp statistics (default: a new temporary folder).")
+@user_errors
+def bench_scale(accounts: int, cps: int, cache_limit: int, calls: int | None, children: int, workdir: str | None) -> None:
+    """Thousands of accounts loaded, calls spread over every number through the stack: each
+    call's route checked against the engine, each Kamailio process's memory sampled."""
+    from .bench_scale import ScaleError, run_scale
+
+    try:
+        result = run_scale(accounts, cps, cache_limit, click.echo, workdir=Path(workdir) if workdir else None,
+                           children=children, calls=calls)
+    except ScaleError as exc:
+        fail(str(exc))
+    if not result.ok:
+        fail("scale run not OK (see above)")
+
+
 @bench.command(name="media")
 @click.option("--calls", default=500, show_default=True, type=click.IntRange(1, 5000), help="Concurrent calls in one media server process.")
 @click.option("--seconds", default=20.0, show_default=True, type=click.FloatRange(1, 3600), help="Measured seconds, once every call is up.")

@@ -39,7 +39,7 @@ from .clock import now
 from .day_type import preload_calendars
 from .engine import CompiledAccount, decide
 from .media_contract import encode_op
-from .reader import ConfigReader, StoreUnavailable
+from .reader import ConfigReader, StoreUnavailable, cache_limit_from_env
 from .scenario import Cursor, EventError, feed, operation_of
 from .store import redis_url
 
@@ -81,7 +81,7 @@ class VofficeRouting:
 
     def child_init(self, rank: int) -> int:
         # Connections are opened lazily by the reader, in this (forked) worker.
-        self.reader = ConfigReader(redis_url(None), check_interval=0.1)
+        self.reader = ConfigReader(redis_url(None), max_accounts=cache_limit_from_env(os.environ), check_interval=0.1)
         if rank > 0:  # a SIP worker: subscribe to config loads now, not on its first call
             self.reader.warm()
         # Every call allocates a few hundred short-lived objects; with the default

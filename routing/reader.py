@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgpack
@@ -31,6 +31,13 @@ from .store import CHANNEL, account_key, redis_url, version_key
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def cache_limit_from_env(env: Mapping[str, str]) -> int:
+    """VOFFICE_CACHE_ACCOUNTS: how many compiled accounts one process keeps (default 10,000;
+    ~25 KiB each, docs/performance.md)."""
+    text = env.get("VOFFICE_CACHE_ACCOUNTS", "")
+    return int(text) if text.isdigit() and int(text) > 0 else 10_000
 
 
 class StoreUnavailable(Exception):

@@ -8,7 +8,7 @@ APT_PACKAGES := redis-server python3-venv python3-dev fonts-dejavu-core kamailio
 APT_STAMP := .stamp-apt
 VENV_STAMP := $(VENV)/.stamp-install
 
-.PHONY: install run test lint unit clean
+.PHONY: install run test lint unit soak clean
 
 install: $(APT_STAMP) $(VENV_STAMP)
 
@@ -33,6 +33,13 @@ run: install
 
 test: install lint
 	$(PY) -m pytest -q tests
+
+# Optional, not part of `make test`: a long run through the whole stack (default 30 min at
+# 100 calls/s over 20,000 numbers): every route checked, worker memory sampled per quarter.
+SOAK_CPS ?= 100
+SOAK_CALLS ?= 180000
+soak: install
+	$(VENV)/bin/voffice bench scale --accounts 10000 --cps $(SOAK_CPS) --calls $(SOAK_CALLS) --cache 2000
 
 lint: install
 	$(VENV)/bin/ruff check routing media-server tests

@@ -8,6 +8,7 @@ Public API:
     ToneDetector(rate=8000, *, min_level_dbm0=-33, normal_twist_db=8, reverse_twist_db=4,
                  peak_ratio_db=6, dominance=0.8, min_windows=2, gap_windows=4)
         .feed(samples: NDArray[int16]) -> list[str]
+        .gap(samples=160)                       audio lost here (see "Lost audio" below)
     dtmf_tone(digit, ms, rate=8000, *, amplitude=7000, twist_db=0.0) -> NDArray[int16]
     DIGITS = "0123456789*#ABCD"
 
@@ -51,6 +52,16 @@ A window shows a digit when
 A digit is emitted once it is seen in `min_windows` consecutive windows (2: 30 ms of tone,
 so every press of 40 ms or more is caught whatever its alignment to the frames), and not
 again until `gap_windows` windows without it have passed (a new press of the same key).
+
+Lost audio. The server plays received audio out of its jitter buffer in RTP timestamp order;
+a frame whose packet was lost (or late, or not sent: nothing to play) is reported with
+`gap()`, not fed as silence: 20 ms of zeros in a long press would count as three windows of
+pause, two lost frames as five (a second press). Across a gap the partial window is dropped
+and the state (the candidate's count, the key held) carries over. So a press is detected
+once two of its windows arrive, in one piece or not (a 100 ms press of five frames: any two
+of them, whichever are lost), a press is never split by lost frames, and two presses of one
+key need `gap_windows` windows of received pause between them (40 ms), or 200 ms without
+any audio (a sender that sends no packets in a pause, silence suppression).
 """
 
 from __future__ import annotations
@@ -72,6 +83,7 @@ COLUMNS = (1209.0, 1336.0, 1477.0, 1633.0)
 KEYPAD = ("123A", "456B", "789C", "*0#D")
 FULL_SCALE_DBM0 = 3.17  # a full-scale sine in G.711 is +3.17 dBm0
 LONG_EVENT = 0xFF00  # a segment this long was cut by the 16-bit duration field
+_NOTHING: NDArray[np.float64] = np.zeros(0)
 
 
 # ------------------------------------------------------------------------ RFC 4733
@@ -211,9 +223,12 @@ class ToneDetector:
         self._count = 0
         self._held: str | None = None  # the digit emitted last, while its key is down
         self._absent = 0
+        self._missing = 0  # samples reported by gap() since audio last came
+        self._release = rate // 5
 
     def feed(self, samples: NDArray[np.int16]) -> list[str]:
         """Analyse `samples`; return the digits whose key press was recognised in them."""
+        self._missing = 0
         buffer = np.concatenate((self._pending, np.asarray(samples, dtype=np.float64)))
         blocks = len(buffer) // self.hop
         if blocks < 2:
@@ -243,6 +258,15 @@ class ToneDetector:
             if emitted is not None:
                 digits.append(emitted)
         return digits
+
+    def gap(self, samples: int = 160) -> None:
+        """`samples` of audio that did not arrive (a lost packet): no window spans them, and
+        they count neither as tone nor as pause, so a press goes on across them and a press
+        seen before and after adds up its windows; after 200 ms without audio the key is up."""
+        self._pending = _NOTHING
+        self._missing += samples
+        if self._missing >= self._release:
+            self._candidate, self._count, self._held = None, 0, None
 
     def _classify(self, powers: list[float], window: NDArray[np.float64]) -> str | None:
         """The digit one window shows, if any (see the module docstring)."""

@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import secrets
+import struct
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from . import events as events_mod
 from .dtmf import Rfc4733Detector, ToneDetector
 from .fax import FaxSession, spandsp_available, tiff_to_pdf
 from .g711 import PCMA, PCMU, Codec
+from .jitter import NOTHING, Heard, JitterBuffer
 from .operations import FRAME, Fax, Operation, Pcm, Voicemail, build
 from .prompts import PromptCache, PromptError, beep
 from .recording import RecordingStore
@@ -43,13 +45,24 @@ from .sdp import SdpError, answer, negotiate, parse_offer
 from .uas import UAS, Acked, Action, CallCancelled, CallEnded, IncomingCall, Send
 
 log = logging.getLogger("voffice_media")
+RX_COUNTERS = (  # the jitter buffers' counters (jitter.JitterBuffer), all calls together
+    ("rx_concealed", "Frames played out with audio missing (lost packets), as silence"),
+    ("rx_late", "Packets that arrived after their place was played out (dropped)"),
+    ("rx_duplicate", "Packets received twice (the copy ignored)"),
+    ("rx_underruns", "Times a call's jitter buffer ran empty"),
+    ("rx_rewinds", "Times audio came later than the playout delay allows: the delay grew"),
+    ("rx_resyncs", "Timestamp jumps or SSRC changes: a new timeline"),
+    ("rx_overflow", "Bursts beyond the buffer's capacity: the oldest audio dropped"),
+)
+RTP_TIMES = struct.Struct("!II")  # timestamp, SSRC at offset 4 of an RTP header
 TICK = 0.020
-MAX_BUFFERED = FRAME * 10  # 200 ms of received audio waiting for the ticker
+MAX_BUFFERED = FRAME * 20  # 400 ms of received audio waiting for the ticker (a burst beyond is cut)
 MAX_INBOX = 50  # datagrams of one call waiting for the ticker (1 s of 20 ms packets)
-# A jitter buffer: received audio is played out (to the operation: recorded, fed to the fax
-# modem) once this much has arrived, and again after an underrun. Without it a caller's 30 ms
-# packets against our 20 ms ticks leave no slack, and 4 ms of jitter put a 20 ms hole in a
-# voicemail. In-band DTMF is detected on the received audio at once (Call.receive), not after it.
+# The jitter buffer (jitter.JitterBuffer) places received audio by RTP timestamp and plays it
+# out (to the operation: recorded, fed to the fax modem, and to the in-band DTMF detector) once
+# this much has arrived: packets up to 60 ms late, reordered or duplicated change nothing; a lost
+# one is a frame of silence in its place, later audio keeps its time. Without the delay a
+# caller's 30 ms packets against our 20 ms ticks leave no slack.
 PLAYOUT_DELAY = FRAME * 3
 
 
@@ -108,8 +121,9 @@ class Call:
     server: MediaServer
     rtp: RtpSocket | None = None
     port: int = 0
-    rx_buffer: Pcm = field(default_factory=lambda: np.zeros(0, dtype=np.int16))
-    rx_playing: bool = False  # the jitter buffer has filled (see PLAYOUT_DELAY)
+    jitter: JitterBuffer = field(init=False)
+    heard: Heard = NOTHING  # what this tick played out, for the in-band DTMF detector
+    inband: bool = field(init=False)  # in-band DTMF is listened for (not during voicemail, fax)
     rfc4733: Rfc4733Detector = field(init=False)
     tones: ToneDetector = field(default_factory=ToneDetector)
     finished: bool = False
@@ -119,6 +133,8 @@ class Call:
 
     def __post_init__(self) -> None:
         self.rfc4733 = Rfc4733Detector(self.dtmf_pt)
+        self.jitter = JitterBuffer(PLAYOUT_DELAY, MAX_BUFFERED, FRAME, counters=self.server.metrics.counters)
+        self.inband = not isinstance(self.operation, (Fax, Voicemail))
 
     def on_rtp(self, data: bytes, addr: tuple[str, int]) -> None:
         """A datagram for this call: only queued. The ticker handles it after sending the
@@ -129,7 +145,15 @@ class Call:
             self.server.metrics.counters["rtp_dropped"] += 1
 
     def receive(self) -> None:
-        """Handle what arrived since the last tick, in order."""
+        """In-band DTMF in what this tick played out; then what arrived since the last tick."""
+        if self.inband:
+            heard, self.heard = self.heard, NOTHING
+            if heard.audio is None or heard.lost:
+                # nothing (yet, or lost, or late) is neither tone nor pause: a press goes on across it
+                self.tones.gap()
+            else:
+                for digit in self.tones.feed(heard.audio):
+                    self.digit(digit)
         inbox, self.inbox = self.inbox, []
         for data, addr in inbox:
             self._packet(data, addr)
@@ -140,13 +164,14 @@ class Call:
             return
         if len(data) > 12 and data[0] == 0x80:  # version 2, no padding, extension or CSRC: the usual packet
             payload_type, payload = data[1] & 0x7F, data[12:]
+            timestamp, ssrc = RTP_TIMES.unpack_from(data, 4)
         else:
             try:
                 packet = RtpPacket.parse(data)
             except RtpError:
                 self.server.metrics.counters["rtp_malformed"] += 1
                 return
-            payload_type, payload = packet.payload_type, packet.payload
+            payload_type, payload, timestamp, ssrc = packet.payload_type, packet.payload, packet.timestamp, packet.ssrc
         if self.dtmf_pt is not None and payload_type == self.dtmf_pt:
             try:
                 digit = self.rfc4733.feed(RtpPacket.parse(data))
@@ -157,32 +182,29 @@ class Call:
             return
         if payload_type != self.codec.payload_type or not payload or len(payload) > 1600:
             return
-        pcm = self.codec.decode(payload)  # any ptime: re-framed to 20 ms in tick()
-        self.rx_buffer = np.concatenate([self.rx_buffer, pcm])[-MAX_BUFFERED:]  # a burst is cut, not queued forever
-        if not isinstance(self.operation, (Fax, Voicemail)):
-            for digit in self.tones.feed(pcm):
-                self.digit(digit)
+        self.jitter.push(ssrc, timestamp, self.codec.decode(payload))  # any ptime: re-framed to 20 ms
 
     def digit(self, key: str) -> None:
         self.server.metrics.counters["dtmf_detected"] += 1
         self.operation.digit(key)
 
     def tick(self) -> None:
-        rx = None
-        if not self.rx_playing and len(self.rx_buffer) >= PLAYOUT_DELAY:
-            self.rx_playing = True
-        if self.rx_playing:
-            if len(self.rx_buffer) >= FRAME:
-                rx, self.rx_buffer = self.rx_buffer[:FRAME], self.rx_buffer[FRAME:]
-            else:  # underrun: silence now, and fill up again before playing on
-                self.rx_playing = False
-                self.server.metrics.counters["rx_underruns"] += 1
-        out = self.operation.frame(rx)
+        self.heard = self.jitter.pop()
+        out = self.operation.frame(self.heard.audio)
         if self.rtp is not None and self.rtp.transport is not None:
             # symmetric RTP: once the caller's first packet has been accepted, answer its source
             target = self.peer.peer or self.remote
             self.rtp.transport.sendto(self.sender.packet_bytes(self.codec.encode(out)), target)
             self.server.metrics.counters["packets_sent"] += 1
+
+    def hangup(self) -> None:
+        """The caller hung up (or the server stops): a recording gets what was still on its way
+        (the datagrams not yet handled, the jitter buffer) before it ends."""
+        if isinstance(self.operation, Voicemail) and self.operation.result is None:
+            self.receive()
+            for audio in self.jitter.drain():
+                self.operation.frame(audio)
+        self.operation.hangup()
 
 
 class SipSocket(asyncio.DatagramProtocol):
@@ -218,6 +240,13 @@ class MediaServer:
         for action in self.store.recover():
             log.warning("recording %s: %s (%s)", action.part, action.action, action.reason)
             self.metrics.counters[f"recordings_{action.action}"] += 1
+            # A repaired recording is published: its event goes out like any other's.
+            event = events_mod.recovery_event(action)
+            if event is not None:
+                try:
+                    self._emit(event)
+                except Exception:  # Redis down at start-up: the warning above is all there is
+                    log.exception("recording %s: %s, its event not sent", action.part, action.action)
         transport, _ = await self.loop.create_datagram_endpoint(
             lambda: SipSocket(self), local_addr=(self.config.host, self.config.port)
         )
@@ -231,7 +260,7 @@ class MediaServer:
         """Stop taking calls, finish recordings in progress, hang up, close."""
         self.stopping = True
         for call in list(self.calls.values()):
-            call.operation.hangup()
+            call.hangup()
         deadline = time.monotonic() + grace
         while self.calls and time.monotonic() < deadline:
             await asyncio.sleep(TICK)
@@ -303,7 +332,7 @@ class MediaServer:
             elif isinstance(action, (CallCancelled, CallEnded)):
                 call = self.calls.get(action.call_id)
                 if call is not None:
-                    call.operation.hangup()
+                    call.hangup()
                     if not call.operation.answered:
                         self._end(call)
             elif isinstance(action, Acked):
@@ -496,6 +525,11 @@ class MediaServer:
             f"voffice_media_packets_late_total {c['packets_late']}",
             "# TYPE voffice_media_dtmf_detected_total counter",
             f"voffice_media_dtmf_detected_total {c['dtmf_detected']}",
+            *(line for name, what in RX_COUNTERS for line in (
+                f"# HELP voffice_media_{name}_total {what}",
+                f"# TYPE voffice_media_{name}_total counter",
+                f"voffice_media_{name}_total {c[name]}",
+            )),
             "# TYPE voffice_media_recordings_stored_total counter",
             f"voffice_media_recordings_stored_total {c['recordings_stored']}",
             "# TYPE voffice_media_tick_lateness_ms summary",

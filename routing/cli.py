@@ -389,20 +389,49 @@ def call_cmd(number: str, caller: str, dtmf: str, dtmf_after: float, message_aft
 @click.option("--allocator", default="tlsf", show_default=True, type=click.Choice(["tlsf", "qm", "fm"]),
               help="Kamailio's memory manager (-x/-X), the same for both configurations; qm is Kamailio's own default.")
 @click.option("--workdir", type=click.Path(file_okay=False), default=None, help="Logs and sipp statistics (default: a new temporary folder).")
+@click.option("--caller", "caller_kind", type=click.Choice(["plain", "dtmf", "cancel-ringing", "cancel-prompt"]), default=None,
+              help="What the callers do (a mix; default: plain, bench/sipp/uac.xml).")
+@click.option("--gateway", "gateway_spec", default=None, metavar="answer|answer-after:N|busy[:N]|decline[:N]|503[:N]|no-answer",
+              help="What the operator gateway does (a mix; default: answer at once); N in seconds (busy:N etc. ring N s first).")
+@click.option("--inf", "inf_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Numbers and callers for sipp -inf (a mix; see `voffice bench numbers`).")
+@click.option("--talk", "talk_ms", type=click.IntRange(0, 3_600_000), default=None, help="Talk time of answered calls, ms (a mix; default 200).")
+@click.option("--expect", "expect_codes", default=None, metavar="CODES",
+              help="Final statuses a mix's calls may end with, e.g. 200,480 (default: what the mix gives with the seed).")
+@click.option("--load", "load_paths", multiple=True, metavar="FILE|DIR", help="Accounts for voffice's configuration (default: the seed).")
+@click.option("--now", default=None, help="voffice's clock at the start (default: Wednesday lunch, 2026-11-25T13:30:00+03:00).")
+@click.option("--voffice-only", is_flag=True, help="Run the voffice configuration alone (no native baseline).")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, metavar="FILE.png",
+              help="Draw calls/s offered and answered and INVITE->200 p50/p99 per second over the run.")
 @user_errors
-def bench_sip(cps: int, seconds: float, cps_step: int, max_cps: int, children: int, allocator: str, workdir: str | None) -> None:
+def bench_sip(cps: int, seconds: float, cps_step: int, max_cps: int, children: int, allocator: str, workdir: str | None,
+              caller_kind: str | None, gateway_spec: str | None, inf_path: str | None, talk_ms: int | None, expect_codes: str | None,
+              load_paths: tuple[str, ...], now: str | None, voffice_only: bool, plot_path: str | None) -> None:
     """Full calls per second through the stack (sipp callers -> Kamailio with the KEMI routing ->
-    an answering operator gateway), side by side with a native Kamailio cfg relaying the same calls."""
+    an answering operator gateway), side by side with a native Kamailio cfg relaying the same calls.
+    --caller, --gateway, --inf, --talk, --expect make a mix of the load-tester kit (bench/sipp/,
+    docs/load-testing.md)."""
+    from .bench_kit import TALK_MS, Gateway, Mix, MixError, parse_codes, parse_gateway
     from .bench_sip import BenchError, run_sip_bench
 
     if max_cps < cps:
         fail(f"--max-cps ({max_cps}) is below --cps ({cps})")
+    mix = None
+    if any(v is not None for v in (caller_kind, gateway_spec, inf_path, talk_ms, expect_codes)) or load_paths or now:
+        try:
+            mix = Mix(caller=caller_kind or "plain", gateway=parse_gateway(gateway_spec) if gateway_spec else Gateway(),
+                      talk_ms=TALK_MS if talk_ms is None else talk_ms, inf=Path(inf_path).resolve() if inf_path else None,
+                      expect=parse_codes(expect_codes) if expect_codes else None, routing_known=not load_paths and not now)
+        except MixError as exc:
+            fail(str(exc))
     try:
         result = run_sip_bench(cps, cps_step, seconds, max_cps, click.echo, kamailio_children=children,
-                               workdir=Path(workdir) if workdir else None, allocator=allocator)
+                               workdir=Path(workdir) if workdir else None, allocator=allocator, mix=mix,
+                               voffice_only=voffice_only, plot=Path(plot_path) if plot_path else None,
+                               load=load_paths, now=now)
     except BenchError as exc:
         fail(str(exc))
-    errors = [result[name]["error"] for name in ("baseline", "voffice") if result[name]["error"]]
+    errors = [run["error"] for run in (result["baseline"], result["voffice"]) if run and run["error"]]
     if errors:
         fail("; ".join(errors))
 
@@ -428,6 +457,39 @@ def bench_scale(accounts: int, cps: int, cache_limit: int, calls: int | None, ch
         fail(str(exc))
     if not result.ok:
         fail("scale run not OK (see above)")
+
+
+@bench.command(name="numbers")
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--number", "numbers", multiple=True, metavar="E164", help="Numbers to call (default: every number loaded in Redis).")
+@click.option("--config", "configs", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Take the numbers of these account files instead of Redis.")
+@click.option("--caller", "callers", multiple=True, metavar="E164", help="Calling numbers, taken in turn (default +79031112233).")
+@click.option("--random", "random_order", is_flag=True, help="RANDOM instead of SEQUENTIAL: sipp picks a line at random for each call.")
+@redis_option
+@user_errors
+def bench_numbers(out: str, numbers: tuple[str, ...], configs: tuple[str, ...], callers: tuple[str, ...], random_order: bool,
+                  redis_url: str | None) -> None:
+    """Write OUT, a sipp injection file of numbers and callers (`number;caller` per line) for
+    `voffice bench sip --inf OUT` or sipp -inf: the numbers loaded in Redis (vo:numbers), or
+    --config files' numbers, or --number."""
+    from .bench_kit import MixError, number_pairs, write_numbers_csv
+
+    chosen = list(numbers)
+    if not chosen and configs:
+        for path in configs:
+            doc = json.loads(Path(path).read_text(encoding="utf-8"))
+            chosen += [n for n in doc.get("numbers", []) if isinstance(n, str)]
+    if not chosen and not configs:
+        chosen = sorted(k.decode() if isinstance(k, bytes) else str(k) for k in store.connect(redis_url).hkeys("vo:numbers"))
+        if not chosen:
+            fail(f"no numbers loaded in Redis at {store.redis_url(redis_url)} (voffice load ..., or --number/--config)")
+    try:
+        count = write_numbers_csv(Path(out), number_pairs(chosen, list(callers) or ["+79031112233"]),
+                                  "RANDOM" if random_order else "SEQUENTIAL")
+    except MixError as exc:
+        fail(str(exc))
+    click.echo(f"{out}: {count} numbers")
 
 
 @bench.command(name="media")

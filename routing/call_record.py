@@ -10,7 +10,9 @@ a `|` inside it cannot shift the fields.
     outcome|<status>|<ended at>|<note>|<state>              missed, failed: from the failure route
     ended|<ended at>|<hung up by>|<answered>                an answered call's BYE
     expired|<ended at>||<answered>                          no BYE seen (htable expiry)
-    <answered> = <answered at>|<branch index>|<state>       kept from the 200 until the BYE
+    <answered> = <answered at>|<branch index>|<state>       kept from the 200 until the BYE,
+    <to-tag>|<answered>                                     as the vocalls htable keeps it
+                                                            (the answering dialog's to-tag)
 """
 
 from __future__ import annotations
@@ -26,6 +28,22 @@ def outcome(status: str, ended_at: float, note: str, state: str) -> str:
 
 def answered(answered_at: float, branch_index: Any, state: str) -> str:
     return f"{answered_at:.3f}|{branch_index}|{state}"
+
+
+def dialog_tag(tag: Any) -> str:
+    """A dialog's to-tag as kept (a SIP token never holds '|'; a broken one cannot shift fields)."""
+    return str(tag or "").replace("|", "")
+
+
+def kept(to_tag: Any, answered_text: str) -> str:
+    """What the vocalls htable keeps from an answered call's 200 until its BYE."""
+    return f"{dialog_tag(to_tag)}|{answered_text}"
+
+
+def unkeep(value: str) -> tuple[str, str]:
+    """(to-tag, answered text) of a kept entry."""
+    to_tag, _, answered_text = value.partition("|")
+    return to_tag, answered_text
 
 
 def ended(ended_at: float, hung_up_by: str, answered_text: str) -> str:

@@ -145,8 +145,7 @@ class VofficeRouting:
     def within_dialog(self, method: str) -> None:
         if KSR.rr.loose_route() > 0:
             if method == "BYE":
-                KSR.rtpengine.rtpengine_delete0()
-                self.record_end_of_answered_call()
+                self.end_of_dialog()
             elif method == "INVITE":
                 KSR.rtpengine.rtpengine_manage("replace-origin replace-session-connection")
             KSR.tm.t_relay()
@@ -273,18 +272,34 @@ class VofficeRouting:
         return 1
 
     def ksr_onreply_route(self, msg: Any) -> int:
-        code = KSR.pv.get("$rs")
+        if KSR.pv.get("$rs") == 200 and not self.answer(KSR.pv.get("$ci")):  # INVITEs only
+            return 1
         if KSR.textops.has_body_type("application/sdp") > 0:
             KSR.rtpengine.rtpengine_answer(RTP_FLAGS)
-        if code == 200:  # t_on_reply is armed for INVITE transactions only
-            key = KSR.pv.get("$ci")
-            if KSR.htable.sht_get("vocalls", key) is None:  # the first 200, not a resend
-                # The call's state as it is, for its record at the BYE (a new transaction,
-                # no AVPs): an htable entry is far cheaper than tracking a dialog, and no
-                # JSON is read or written here.
-                state = KSR.pv.get("$avp(vo)")
-                KSR.htable.sht_sets("vocalls", key, call_record.answered(time.time(), KSR.pv.get("$T_branch_idx"), state))
         return 1
+
+    def answer(self, key: str) -> bool:
+        """A 200: remembered when it answers the call; False when it must not be anchored."""
+        if (KSR.pv.get("$T_reply_last") or 0) >= 300:
+            # A 200 on a branch that had already failed: the operator answered after its
+            # ring timer fired (tm cancelled the branch and the plan moved on) or after
+            # saying busy. tm discards it ("status rewrite by UAS"): it answers nothing.
+            return False
+        to_tag = call_record.dialog_tag(KSR.pv.get("$tt"))
+        kept = KSR.htable.sht_get("vocalls", key)
+        if kept is None:
+            # The call's state as it is, for its record at the BYE (a new transaction, no
+            # AVPs): an htable entry is far cheaper than tracking a dialog, and no JSON is
+            # read or written here. The answering dialog's to-tag tells its BYE from the BYE
+            # of a second answer (end_of_dialog).
+            state = KSR.pv.get("$avp(vo)")
+            answered = call_record.answered(time.time(), KSR.pv.get("$T_branch_idx"), state)
+            KSR.htable.sht_sets("vocalls", key, call_record.kept(to_tag, answered))
+            return True
+        # The same answer resent, or a second one: an operator whose 200 crossed the CANCEL
+        # sent when another answered. tm relays every 2xx (RFC 3261 16.7) and the caller
+        # hangs that dialog up; anchoring it would point the caller's media at that operator.
+        return isinstance(kept, str) and call_record.unkeep(kept)[0] == to_tag
 
     # --- failure route: the scenario moves on -----------------------------------------
 
@@ -346,24 +361,34 @@ class VofficeRouting:
         """The record of a call that ends in the failure route (missed, failed): once."""
         self.emit(call_record.outcome(status, time.time(), note, json.dumps(st, separators=(",", ":"))))
 
-    def record_end_of_answered_call(self) -> None:
-        """An answered call's record, with its talk time, when either side hangs up."""
+    def end_of_dialog(self) -> None:
+        """A BYE: an answered call's record, with its talk time, when either side hangs up,
+        and its media released.
+
+        A forking proxy relays every 2xx (RFC 3261 16.7): an operator who answers after the
+        proxy cancelled its branch because another one answered makes a second dialog of
+        the same call, which the caller ACKs and hangs up at once. Its BYE is relayed, but it
+        neither ends the call in progress (record, talk time) nor releases that call's
+        media: rtpengine's delete with the call's from-tag drops every leg of it."""
         key = KSR.pv.get("$ci")
-        answered = KSR.htable.sht_get("vocalls", key)
-        if not isinstance(answered, str):
-            return  # not ours, or a retransmitted BYE: the record is out already
-        KSR.htable.sht_rm("vocalls", key)
+        kept = KSR.htable.sht_get("vocalls", key)
         # rr's ftag: a BYE going downstream comes from the caller
-        hung_up_by = "caller" if KSR.rr.is_direction("downstream") > 0 else "callee"
-        self.emit(call_record.ended(time.time(), hung_up_by, answered))
+        downstream = KSR.rr.is_direction("downstream") > 0
+        if isinstance(kept, str):  # else not ours, or a resent BYE: the record is out already
+            to_tag, answered = call_record.unkeep(kept)
+            if to_tag and to_tag != call_record.dialog_tag(KSR.pv.get("$tt" if downstream else "$ft")):
+                return  # another dialog of this call: the answered one goes on
+            KSR.htable.sht_rm("vocalls", key)
+            self.emit(call_record.ended(time.time(), "caller" if downstream else "callee", answered))
+        KSR.rtpengine.rtpengine_delete0()
 
     def ksr_htable_event(self, msg: Any, event_name: str = "") -> int:
         """htable's timer: an answered call's entry expired without a BYE (lost, or a
         call longer than the table's autoexpire): its record goes out all the same."""
         if event_name == "htable:expired:vocalls":
-            answered = KSR.pv.get("$shtrec(value)")
-            if isinstance(answered, str):
-                self.emit(call_record.expired(time.time(), answered))
+            kept = KSR.pv.get("$shtrecord(value)")
+            if isinstance(kept, str):
+                self.emit(call_record.expired(time.time(), call_record.unkeep(kept)[1]))
         return 1
 
     def emit(self, queued: str) -> None:

@@ -59,6 +59,9 @@ class StackConfig:
     now: str | None = None  # VOFFICE_NOW
     components: tuple[str, ...] = ("redis", "rtpengine", "media", "kamailio")
     trusted_trunks: str = "127.0.0.1"  # exempt from flood control; their P-Asserted-Identity is believed
+    # An answered call whose BYE never comes gets its record when its entry in Kamailio's
+    # vocalls htable expires, this long after the answer (kamailio.cfg: VO_CALLS_TABLE).
+    call_max_seconds: int = 43200
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -168,10 +171,14 @@ def components(config: StackConfig) -> list[Component]:
         low, high = config.media_rtp_ports
         span = (high - low) // max(1, config.media_servers)
         for i, port in enumerate(config.media_ports()):
+            # A data dir each (media, media2, ...): at start-up a media server repairs or
+            # quarantines every unfinished recording in its dir, which must never be another
+            # server's recording in progress (as in docker/compose.multinode.yaml).
+            data_dir = run / ("media" if i == 0 else f"media{i + 1}")
             out.append(Component(
                 f"media{i + 1}",
                 [sys.executable, "-m", "voffice_media", "--listen", f"{h}:{port}", "--kamailio", h,
-                 "--data-dir", str(run / "media"), "--rtp-ports", f"{low + i * span}-{low + (i + 1) * span - 1}",
+                 "--data-dir", str(data_dir), "--rtp-ports", f"{low + i * span}-{low + (i + 1) * span - 1}",
                  "--metrics", f"{h}:{port + 1}", "--redis", config.redis_url],
                 lambda port=port: sip_options(h, port) == 200,  # type: ignore[misc]
                 env,
@@ -188,7 +195,8 @@ def components(config: StackConfig) -> list[Component]:
              "-A", f'VO_KEMI_SCRIPT="{KEMI_SCRIPT}"',
              "-A", f'VO_DISPATCHER_LIST="{ds_list}"',
              "-A", f'VO_RTPENGINE_SOCK="udp:{h}:{config.rtpengine_port}"',
-             "-A", f"VO_CHILDREN={config.kamailio_children}"],
+             "-A", f"VO_CHILDREN={config.kamailio_children}",
+             "-A", f'VO_CALLS_TABLE="vocalls=>size=14;autoexpire={int(config.call_max_seconds)};"'],
             lambda: sip_options(h, config.sip_port) == 200,
             env,
         ))

@@ -7,6 +7,7 @@ import copy
 import json
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -18,10 +19,30 @@ import redis
 
 from routing.call_tool import scenario_text
 from routing.redis_server import free_port, free_udp_port, stop_process
-from routing.stack import Stack, StackConfig
+from routing.stack import Component, Stack, StackConfig
 
 SIPP_DIR = Path(__file__).resolve().parent / "sipp"
 SIPP = shutil.which("sipp") or "/usr/bin/sipp"
+
+
+def free_port_block(size: int) -> int:
+    """The first of `size` consecutive ports free on loopback for UDP and TCP: each media
+    server takes two (SIP, metrics on the next one), the second server the two after."""
+    for _ in range(100):
+        base = free_udp_port()
+        if base + size <= 65536 and all(_port_free(base + i) for i in range(1, size)):
+            return base
+    raise OSError(f"no {size} consecutive free ports on loopback")
+
+
+def _port_free(port: int) -> bool:
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
 
 
 def free_port_range(size: int) -> tuple[int, int]:
@@ -47,6 +68,7 @@ class CallStack:
     config_doc: dict[str, Any]
     with_media: bool = True
     media_servers: int = 1
+    overrides: dict[str, Any] = field(default_factory=dict)  # more StackConfig fields
     stack: Stack | None = None
     config: StackConfig | None = None
     gateway_port: int = field(default_factory=free_udp_port)
@@ -59,7 +81,7 @@ class CallStack:
             run_dir=self.workdir / "run",
             redis_port=free_port(),
             sip_port=free_udp_port(),
-            media_port=free_udp_port(),
+            media_port=free_port_block(2 * self.media_servers),
             rtpengine_port=free_udp_port(),
             rtp_ports=free_port_range(400),
             media_rtp_ports=free_port_range(400),
@@ -69,6 +91,7 @@ class CallStack:
             now=self.now,
             components=parts,
             media_servers=self.media_servers,
+            **self.overrides,
         )
         self.stack = Stack(self.config)
         self.stack.start()
@@ -76,6 +99,24 @@ class CallStack:
     def stop(self) -> None:
         if self.stack is not None:
             self.stack.stop()
+
+    def part(self, name: str) -> Component:
+        assert self.stack is not None
+        return next(p for p in self.stack.parts if p.name == name)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Kill a component (a crash: SIGKILL by default) and reap it."""
+        proc = self.part(name).proc
+        assert proc is not None
+        proc.send_signal(sig)
+        proc.wait(timeout=10)
+
+    def restart(self, name: str, timeout: float = 20) -> None:
+        """Start a stopped component again with the same command, as `voffice up` would."""
+        assert self.stack is not None
+        part = self.part(name)
+        self.stack.parts.remove(part)
+        self.stack._start(part, detach=False, timeout=timeout)
 
     @property
     def sip_port(self) -> int:
@@ -145,7 +186,7 @@ class Sipp:
 
 
 def operator(workdir: Path, name: str, behaviour: str, port: int, calls: int = 1, ring_ms: int = 300) -> Sipp:
-    """An operator (or the operator gateway): answer | busy | decline | unavailable | no-answer."""
+    """An operator (or the operator gateway): answer | busy | decline | unavailable | timeout | no-answer."""
     if behaviour == "answer":
         return Sipp(workdir, name, "operator-answer.xml", port, ["-key", "ring", str(ring_ms), "-rtp_echo"], calls)
     if behaviour == "no-answer":
@@ -157,7 +198,8 @@ def operator(workdir: Path, name: str, behaviour: str, port: int, calls: int = 1
     return Sipp(workdir, name, str(scenario), port, ["-key", "ring", str(ring_ms)], calls)
 
 
-REJECTIONS = {"busy": (486, "Busy Here"), "decline": (603, "Decline"), "unavailable": (503, "Service Unavailable")}
+REJECTIONS = {"busy": (486, "Busy Here"), "decline": (603, "Decline"), "unavailable": (503, "Service Unavailable"),
+              "timeout": (408, "Request Timeout")}
 
 
 def caller(workdir: Path, stack: CallStack, number: str, caller_number: str, scenario: str = "caller.xml",

@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import PurePath
 from typing import Any, Protocol
 
-from .recording import StoredRecording
+from .recording import RecoveryAction, StoredRecording
 
 STREAM = "voffice:events"
 MAXLEN = 100_000
@@ -110,3 +110,16 @@ def recording_event(
             event[key] = stored.meta[key]
     event.update(extra)
     return event
+
+
+def recovery_event(action: RecoveryAction) -> dict[str, Any] | None:
+    """What consumers hear of a start-up recovery (RecordingStore.recover): a recording
+    repaired from what a crashed server left behind is published like any other, with
+    status `partial`; one that could not be repaired was moved to quarantine/: an `error`.
+    Nothing for the completed (already stored) and the discarded (empty) ones."""
+    reason = " ".join(action.reason.split())[:200]
+    if action.action == "repaired" and action.stored is not None:
+        return recording_event(action.stored, event_type=action.stored.kind, status="partial", recovered=reason)
+    if action.action == "quarantined":
+        return {"type": "error", "status": "quarantined", "path": action.part, "error": reason}
+    return None

@@ -240,6 +240,13 @@ class MediaServer:
         for action in self.store.recover():
             log.warning("recording %s: %s (%s)", action.part, action.action, action.reason)
             self.metrics.counters[f"recordings_{action.action}"] += 1
+            # A repaired recording is published: its event goes out like any other's.
+            event = events_mod.recovery_event(action)
+            if event is not None:
+                try:
+                    self._emit(event)
+                except Exception:  # Redis down at start-up: the warning above is all there is
+                    log.exception("recording %s: %s, its event not sent", action.part, action.action)
         transport, _ = await self.loop.create_datagram_endpoint(
             lambda: SipSocket(self), local_addr=(self.config.host, self.config.port)
         )

@@ -14,6 +14,7 @@ reply route:     rtpengine answer for SDP replies; the first 200 is remembered
 failure route:   caller cancelled -> missed | media server down -> next one |
                  next wave of the plan | event -> scenario.feed -> run(next node) or end
 BYE:             the call record of an answered call, with its talk time
+stray reply:     a reply that matches no transaction is dropped, never relayed
 
 Every entry into Python and every KSR call costs CPU on the SIP path (docs/performance.md),
 so the per-call work is kept to what the routing needs: one `$rm`/`$si` read per request,
@@ -257,6 +258,16 @@ class VofficeRouting:
             KSR.sl.sl_reply_error()
 
     # --- per branch and per reply -------------------------------------------------------
+
+    def ksr_sl_reply(self, msg: Any, event_name: str = "") -> int:
+        """tm's on_sl_reply: a reply that matches no transaction of ours. Kamailio would relay
+        it statelessly to its second Via (RFC 3261 16.7), whatever its top Via says and from
+        whoever sent it (replies bypass the request route's flood ban): anyone could make us
+        send SIP to any address. Every call is transaction-stateful (a 2xx retransmitted
+        while tm holds the transaction is still relayed), and only strays get here: no
+        cost on the call path."""
+        KSR.set_drop()
+        return 1
 
     def ksr_branch_ring(self, msg: Any) -> int:
         if KSR.textops.has_body_type("application/sdp") > 0:

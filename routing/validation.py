@@ -69,10 +69,23 @@ def _inline_refs(node: Any, defs: dict[str, Any], stack: tuple[str, ...] = ()) -
     return node
 
 
+def _is_integer(checker: Any, value: Any) -> bool:
+    """JSON Schema counts 3.0 as an integer; everything after validation (range(),
+    X-VO-Op's digit patterns) needs a Python int, so an integer field takes only those."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_Draft = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
+)
+
+
 @lru_cache(maxsize=1)
 def _validator() -> jsonschema.Draft202012Validator:
     full = schema()
-    return jsonschema.Draft202012Validator(_inline_refs(full, full["$defs"]))
+    validator: jsonschema.Draft202012Validator = _Draft(_inline_refs(full, full["$defs"]))
+    return validator
 
 
 # --- reading files ----------------------------------------------------------------------
@@ -205,6 +218,8 @@ def _schema_message(err: ValidationError) -> str:
     if kind == "pattern":
         return f"{_short(err.instance)} is not valid; expected {_lower(what) or 'a match of ' + str(err.validator_value)}"
     if kind == "type":
+        if err.validator_value == "integer" and isinstance(err.instance, float):
+            return f"must be integer, not {err.instance!r}"
         return f"must be {err.validator_value}, not {_json_type(err.instance)}"
     if kind == "enum":
         allowed = ", ".join(json.dumps(v, ensure_ascii=False) for v in _listed(err.validator_value))
@@ -312,7 +327,9 @@ class _Checker:
     def warn(self, where: str, message: str) -> None:
         self.problems.append(Problem(self.file, where, message, WARNING))
 
-    def run(self) -> list[Problem]:
+    def run(self, schema_valid: bool = True) -> list[Problem]:
+        """The meaning problems; the warnings only for a document without errors (the
+        warning checks read it as the schema says it is)."""
         doc = self.doc
         for path, text in _walk_strings(doc):
             found = CONTROL.search(text)
@@ -327,7 +344,7 @@ class _Checker:
         self.check_caller_lists()
         self.check_scenarios(index)
         self.check_rules(index)
-        if not has_errors(self.problems):
+        if schema_valid and not has_errors(self.problems):
             self.check_unused(index)
             self.check_coverage()
         return self.problems
@@ -355,7 +372,7 @@ class _Checker:
                 ZoneInfo(tz)
             except (ValueError, OSError, KeyError):
                 self.error("/timezone", f"unknown time zone {tz!r} (an IANA name such as Europe/Moscow)")
-        for i, number in enumerate(doc.get("numbers") or []):
+        for i, number in enumerate(_listed(doc.get("numbers"))):
             if isinstance(number, str) and not E164.fullmatch(number):
                 self.error(pointer("numbers", i), f"{_short(number)} is not an E.164 number")
         calendar = doc.get("calendar")
@@ -386,7 +403,7 @@ class _Checker:
     def check_operators(self) -> None:
         digits = self.doc.get("extension_digits", 3)
         digits = digits if isinstance(digits, int) else 3
-        own_numbers = {n for n in self.doc.get("numbers") or [] if isinstance(n, str)}
+        own_numbers = {n for n in _listed(self.doc.get("numbers")) if isinstance(n, str)}
         extensions: dict[str, int] = {}
         for i, op in _items(self.doc, "operators"):
             phone = _str(op.get("phone"))
@@ -450,7 +467,7 @@ class _Checker:
     def check_schedules(self) -> None:
         for i, schedule in _items(self.doc, "schedules"):
             spans: list[tuple[int, int, int]] = []
-            for j, interval in enumerate(schedule.get("intervals") or []):
+            for j, interval in enumerate(_listed(schedule.get("intervals"))):
                 if not (isinstance(interval, list) and len(interval) == 2 and all(isinstance(t, str) for t in interval)):
                     continue
                 try:
@@ -472,7 +489,7 @@ class _Checker:
 
     def check_caller_lists(self) -> None:
         for i, caller_list in _items(self.doc, "caller_lists"):
-            for j, pattern in enumerate(caller_list.get("patterns") or []):
+            for j, pattern in enumerate(_listed(caller_list.get("patterns"))):
                 if isinstance(pattern, str):
                     why = pattern_problem(pattern)
                     if why:
@@ -503,7 +520,7 @@ class _Checker:
             self.error(pointer(*path, "keys"), f"keys apply to menus only; {ref!r} is of type {kind!r}")
         if kind == "menu" and isinstance(keys, dict):
             repeat = op.get("repeat_key", "0") if op else "0"
-            if repeat in keys:
+            if isinstance(repeat, str) and repeat in keys:
                 self.error(pointer(*path, "keys", repeat), f"key {repeat} is the repeat key of menu {ref!r}; choose another key or another repeat_key")
         if kind in ("voicemail", "fax") and isinstance(node.get("next"), dict):
             self.warn(pointer(*path, "next"), f"never taken: {kind} ends the call")
@@ -657,13 +674,14 @@ def validate_document(doc: Any, file: str) -> list[Problem]:
     """Schema and meaning problems of one parsed document, errors and warnings."""
     if not isinstance(doc, dict):
         return [Problem(file, "", f"the document must be a JSON object, not {_json_type(doc)}")]
+    schema_found = schema_problems(doc, file)
     try:
-        meaning = _Checker(doc, file).run()
+        meaning = _Checker(doc, file).run(schema_valid=not schema_found)
     except RecursionError:
         meaning = [Problem(file, "", "document nested too deeply")]
     # A control character also breaks the schema's pattern; the specific message is enough.
     controls = {p.pointer for p in meaning if p.message.startswith(CONTROL_MESSAGE)}
-    problems = [p for p in schema_problems(doc, file) if p.pointer not in controls]
+    problems = [p for p in schema_found if p.pointer not in controls]
     return _dedupe(problems + meaning)
 
 

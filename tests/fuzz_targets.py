@@ -16,8 +16,10 @@ random bytes rarely get past a parser's first check.
 
 from __future__ import annotations
 
+import atexit
 import copy
 import json
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -316,6 +318,7 @@ def config_files(draw: st.DrawFn) -> bytes:
 
 
 _FILES = Path(tempfile.mkdtemp(prefix="voffice-fuzz-"))
+atexit.register(shutil.rmtree, _FILES, ignore_errors=True)
 
 
 def check_config_file(raw: bytes) -> bool:

@@ -37,6 +37,7 @@ NOT_IN_IMAGES = {
     "python3-dev",  # headers for building wheels; the images install binary wheels
     "sip-tester",  # sipp: test and load tools
     "docker-compose",  # reads these files on the development machine
+    "sipvicious",  # the scanner the abuse tests run against the stack
 }
 
 

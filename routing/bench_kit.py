@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -292,10 +292,18 @@ class CallTrace:
         return None if self.final_at is None or not self.answered else (self.final_at - self.invite_at) * 1000
 
 
-def read_calls(folder: Path) -> list[CallTrace]:
-    """Each call of the callers' -trace_shortmsg logs in `folder` (one line per message, tab
-    separated: date, time, epoch seconds, S|R, Call-ID, CSeq, first line), in INVITE order."""
-    calls: dict[str, CallTrace] = {}
+@dataclass(frozen=True)
+class ShortMessage:
+    at: float  # epoch seconds
+    sent: bool  # S (sent by this sipp) or R (received)
+    call_id: str
+    first_line: str
+
+
+def invite_messages(folder: Path) -> Iterator[ShortMessage]:
+    """The INVITE transactions' messages (the requests and their replies) of the sipp
+    -trace_shortmsg logs in `folder`: one line per message, tab separated: date, time, epoch
+    seconds, S|R, Call-ID, CSeq, first line."""
     for path in folder.glob("*_shortmessages.log"):
         with path.open(errors="replace") as f:
             for line in f:
@@ -306,14 +314,31 @@ def read_calls(folder: Path) -> list[CallTrace]:
                     at = float(parts[2])
                 except ValueError:
                     continue
-                if parts[3] == "S" and parts[6].startswith("INVITE "):
-                    calls.setdefault(parts[4], CallTrace(at))
-                elif parts[3] == "R" and parts[6].startswith("SIP/2.0 ") and parts[4] in calls:
-                    call = calls[parts[4]]
-                    code = parts[6][8:11]
-                    if call.final is None and code.isdigit() and int(code) >= 200:
-                        call.final, call.final_at = int(code), at
+                yield ShortMessage(at, parts[3] == "S", parts[4], parts[6])
+
+
+def read_calls(folder: Path) -> list[CallTrace]:
+    """Each call of the callers' logs in `folder`, in INVITE order."""
+    calls: dict[str, CallTrace] = {}
+    for message in invite_messages(folder):
+        if message.sent and message.first_line.startswith("INVITE "):
+            calls.setdefault(message.call_id, CallTrace(message.at))
+        elif not message.sent and message.first_line.startswith("SIP/2.0 ") and message.call_id in calls:
+            call = calls[message.call_id]
+            code = message.first_line[8:11]
+            if call.final is None and code.isdigit() and int(code) >= 200:
+                call.final, call.final_at = int(code), message.at
     return sorted(calls.values(), key=lambda c: c.invite_at)
+
+
+def first_invites(folder: Path, sent: bool) -> dict[str, str]:
+    """Call-ID -> Request-URI user of the first INVITE each call sent (a caller's log) or
+    received (an operator gateway's log)."""
+    out: dict[str, str] = {}
+    for message in invite_messages(folder):
+        if message.sent == sent and message.first_line.startswith("INVITE sip:"):
+            out.setdefault(message.call_id, message.first_line[len("INVITE sip:"):].split("@", 1)[0])
+    return out
 
 
 def finals_count(calls: Iterable[CallTrace]) -> dict[str, int]:

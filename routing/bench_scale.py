@@ -31,6 +31,7 @@ from typing import Any
 
 from . import store
 from .bench import generate_accounts
+from .bench_kit import first_invites
 from .bench_sip import HOST, UAC_XML, UAS_XML, descendants, read_stats, sipp_binary
 from .call_step import RingWaves, action_for
 from .compiler import compile_account
@@ -91,19 +92,6 @@ def expected_operator_phones(docs: list[dict[str, Any]], now_iso: str) -> dict[s
             if not isinstance(action, RingWaves):
                 raise ScaleError(f"{doc['account']}: the first step at {now_iso} is not ringing operators")
             out[number] = frozenset(ring["phone"] for ring in action.waves[0])
-    return out
-
-
-def _invites(folder: Path, sent: bool) -> dict[str, str]:
-    """Call-ID -> Request-URI user of the first INVITE sent (caller) or received (gateway)."""
-    out: dict[str, str] = {}
-    for path in folder.glob("*_shortmessages.log"):
-        with path.open(errors="replace") as f:
-            for line in f:
-                parts = line.rstrip("\n").split("\t")
-                if len(parts) < 7 or parts[3] != ("S" if sent else "R") or not parts[6].startswith("INVITE sip:"):
-                    continue
-                out.setdefault(parts[4], parts[6][len("INVITE sip:"):].split("@", 1)[0])
     return out
 
 
@@ -197,8 +185,8 @@ def run_scale(accounts: int, cps: int, cache_limit: int, echo: Callable[[str], N
         stats = read_stats(workdir / "uac" / "stats.csv")
         result.answered = int(float(stats.get("SuccessfulCall(C)", 0) or 0))
         result.failed = int(float(stats.get("FailedCall(C)", 0) or 0))
-        dialled = _invites(workdir / "uac", sent=True)
-        rung = _invites(workdir / "uas", sent=False)
+        dialled = first_invites(workdir / "uac", sent=True)
+        rung = first_invites(workdir / "uas", sent=False)
         for call_id, number in dialled.items():
             phone = rung.get(call_id)
             result.checked += 1

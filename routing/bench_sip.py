@@ -239,28 +239,6 @@ def _count(stats: dict[str, str], column: str) -> int:
         return 0
 
 
-def read_answers(folder: Path) -> list[tuple[float, float]]:
-    """(when the 200 arrived, INVITE->200 ms) per answered call, from the caller's -trace_shortmsg:
-    one line per message, tab-separated: date, time, epoch seconds, S|R, Call-ID, CSeq, first line."""
-    sent: dict[str, float] = {}
-    out = []
-    for path in folder.glob("*_shortmessages.log"):
-        with path.open(errors="replace") as f:
-            for line in f:
-                parts = line.rstrip("\n").split("\t")
-                if len(parts) < 7 or parts[5] != "CSeq:1 INVITE":
-                    continue
-                try:
-                    at = float(parts[2])
-                except ValueError:
-                    continue
-                if parts[3] == "S" and parts[6].startswith("INVITE "):
-                    sent.setdefault(parts[4], at)  # the first INVITE, not a retransmission
-                elif parts[3] == "R" and parts[6].startswith("SIP/2.0 200") and parts[4] in sent:
-                    out.append((at, (at - sent.pop(parts[4])) * 1000))
-    return sorted(out)
-
-
 def percentile(values: Sequence[float], fraction: float) -> float | None:
     if not values:
         return None
@@ -405,10 +383,8 @@ def run_step(target: Target, cps: int, seconds: float, workdir: Path, mix: Mix |
     step.series = per_second(traces)
     step.finals = finals_count(traces)
     step.offered_cps = rate([c.invite_at for c in traces])
-    if mix is None:
-        answers = read_answers(folder / "uac")
-    else:
-        answers = [(c.final_at, c.setup_ms) for c in traces if c.final_at is not None and c.setup_ms is not None]
+    answers = sorted((c.final_at, c.setup_ms) for c in traces if c.final_at is not None and c.setup_ms is not None)
+    if mix is not None:
         step.expected = sorted(mix.expected(target.name))
         step.unexpected = sum(n for code, n in step.finals.items() if code == "none" or int(code) not in step.expected)
     if len(answers) >= 2 and answers[-1][0] > answers[0][0]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
 from routing.call_tool import scenario_text
@@ -22,6 +23,13 @@ from routing.redis_server import free_port, free_udp_port, stop_process
 from routing.stack import Component, Stack, StackConfig
 
 SIPP_DIR = Path(__file__).resolve().parent / "sipp"
+
+# The marks of every test that starts the stack (pytestmark = STACK_TESTS).
+STACK_TESTS = [
+    pytest.mark.callpath,
+    pytest.mark.skipif(not (shutil.which("kamailio") and shutil.which("rtpengine") and shutil.which("sipp")),
+                       reason="kamailio, rtpengine and sipp are installed by `make install`"),
+]
 SIPP = shutil.which("sipp") or "/usr/bin/sipp"
 
 

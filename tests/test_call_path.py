@@ -22,6 +22,7 @@ from routing.stack import sip_options
 
 from .callpath import (
     SIPP_DIR,
+    STACK_TESTS,
     CallStack,
     Sipp,
     caller,
@@ -32,11 +33,7 @@ from .callpath import (
     short_ring_config,
 )
 
-pytestmark = [
-    pytest.mark.callpath,
-    pytest.mark.skipif(not (shutil.which("kamailio") and shutil.which("rtpengine") and shutil.which("sipp")),
-                       reason="kamailio, rtpengine and sipp are installed by `make install`"),
-]
+pytestmark = STACK_TESTS
 
 NUMBER = "+74951234567"
 

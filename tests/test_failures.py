@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 import socket
 import threading
 import time
@@ -30,6 +29,7 @@ from typing import Any
 import pytest
 
 from .callpath import (
+    STACK_TESTS,
     CallStack,
     Sipp,
     caller,
@@ -41,11 +41,7 @@ from .callpath import (
 )
 from .conftest import SEED
 
-pytestmark = [
-    pytest.mark.callpath,
-    pytest.mark.skipif(not (shutil.which("kamailio") and shutil.which("rtpengine") and shutil.which("sipp")),
-                       reason="kamailio, rtpengine and sipp are installed by `make install`"),
-]
+pytestmark = STACK_TESTS
 
 NUMBER = "+74951234567"
 CALLER = "+79031112233"

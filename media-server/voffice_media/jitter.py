@@ -119,15 +119,7 @@ class JitterBuffer:
             pos = self._ref_pos + ((timestamp - self._ref_ts + 0x8000_0000) & 0xFFFF_FFFF) - 0x8000_0000
             if self._p <= pos and pos + n <= self._p + self.capacity:
                 self._ref_ts, self._ref_pos = timestamp, pos
-                i = self._head + pos - self._p
-                if self._have.find(0, i, i + n) < 0:
-                    self.counters["rx_duplicate"] += 1
-                    return
-                self._pcm[i : i + n] = pcm
-                self._have[i : i + n] = self._ones[:n]
-                if pos + n > self._end:
-                    self._end = pos + n
-                self._underrun = False
+                self._place(pos, pcm, n)
                 return
         if n > self.capacity:
             pcm, timestamp, n = pcm[-self.capacity :], (timestamp + n - self.capacity) & 0xFFFF_FFFF, self.capacity
@@ -166,13 +158,18 @@ class JitterBuffer:
             self._advance(pos + n - self._p - self.capacity)
             if self._floor is not None:
                 self._floor = self._p
+        self._place(pos, pcm, n)
+
+    def _place(self, pos: int, pcm: Pcm, n: int) -> None:
+        """Samples at `pos` (within the buffer), unless every one of them is there already."""
         i = self._head + pos - self._p
         if self._have.find(0, i, i + n) < 0:
             self.counters["rx_duplicate"] += 1
             return
         self._pcm[i : i + n] = pcm
         self._have[i : i + n] = self._ones[:n]
-        self._end = max(self._end, pos + n)
+        if pos + n > self._end:
+            self._end = pos + n
         self._underrun = False
 
     def _resync(self, ssrc: int, timestamp: int) -> None:

@@ -149,6 +149,7 @@ class VofficeRouting:
                 self.end_of_dialog()
             elif method == "INVITE":
                 KSR.rtpengine.rtpengine_manage("replace-origin replace-session-connection")
+            self.strip_internal_headers()  # X-VO-* never crosses us, in a dialog either
             KSR.tm.t_relay()
             return
         if method == "ACK":

@@ -71,6 +71,8 @@ def test_lunch_secretary_answers_through_the_gateway(tmp_path: Path, lunch_stack
     invite = gateway.messages()
     assert "INVITE sip:+79161230004@127.0.0.1" in invite  # the secretary, E.164 via the gateway
     assert "X-VO-" not in invite.split("INVITE", 1)[1].split("\n\n", 1)[0]  # stripped from outside
+    bye = invite[invite.index("\nBYE sip:"):]
+    assert "CSeq: 2 BYE" in bye and "X-VO-" not in bye.split("\n\n", 1)[0]  # in a dialog too
     assert lunch_stack.config is not None
     low, high = lunch_stack.config.rtp_ports
     assert low <= first_media_port(invite, "INVITE") <= high  # the operator sees rtpengine's port

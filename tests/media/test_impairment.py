@@ -36,7 +36,7 @@ from voffice_media.dtmf import DIGITS, TelephoneEvent, dtmf_tone
 from voffice_media.g711 import alaw_decode, alaw_encode
 from voffice_media.rtp import RtpError, RtpPacket, RtpSender
 from voffice_media.sdp import negotiate, parse_offer
-from voffice_media.sipmsg import Request, Response, SipParseError, make_response, parse
+from voffice_media.sipmsg import Response
 
 from ..conftest import SEED
 from .impair import TO_CALLER, TO_SERVER, Impairment, ImpairmentProxy, _Direction
@@ -143,26 +143,11 @@ class Caller:
             with contextlib.suppress(RtpError):
                 RtpPacket.parse(data)
                 self.rtp_received += 1
-        self.peer.sip.setblocking(False)
-        try:
-            while True:
-                try:
-                    data, addr = self.peer.sip.recvfrom(65535)
-                except BlockingIOError:
-                    return
-                try:
-                    message = parse(data)
-                except SipParseError:
-                    continue
-                if isinstance(message, Request) and message.method == "BYE":
-                    self.peer.bye_received = True
-                    self.peer.send(make_response(message, 200, "OK"), addr)
-                elif (isinstance(message, Response) and message.status >= 200 and self.final is None
-                      and "INVITE" in (message.headers.get("CSeq") or "")):
-                    self.final = message
-                    self.peer.to = message.headers.get("To")
-        finally:
-            self.peer.sip.setblocking(True)
+        for message in self.peer.poll_sip():
+            if (isinstance(message, Response) and message.status >= 200 and self.final is None
+                    and "INVITE" in (message.headers.get("CSeq") or "")):
+                self.final = message
+                self.peer.to = message.headers.get("To")
 
     def talk(self, talker: Talker, *, until_final: bool = False, stall: tuple[int, float] | None = None) -> None:
         """Send the talker's ticks through the proxy, one every 20 ms on a fixed schedule (a late

@@ -438,15 +438,16 @@ class Peer:
                 return message
         raise AssertionError("BYE not answered")
 
-    def poll_sip(self) -> None:
-        """Answer whatever the server sent (its BYE) without waiting."""
+    def poll_sip(self) -> list[Request | Response]:
+        """Answer whatever the server sent (its BYE) without waiting; the other messages."""
+        others: list[Request | Response] = []
         self.sip.setblocking(False)
         try:
             while True:
                 try:
                     data, addr = self.sip.recvfrom(65535)
                 except BlockingIOError:
-                    return
+                    return others
                 try:
                     message = parse(data)
                 except SipParseError:
@@ -454,6 +455,8 @@ class Peer:
                 if isinstance(message, Request) and message.method == "BYE":
                     self.bye_received = True
                     self.send(make_response(message, 200, "OK"), addr)
+                else:
+                    others.append(message)
         finally:
             self.sip.setblocking(True)
 

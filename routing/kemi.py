@@ -34,7 +34,7 @@ from typing import Any
 
 import KSR  # provided by Kamailio's app_python3
 
-from . import call_record
+from . import branch_timer, call_record
 from .call_step import MediaStep, RingWaves, action_for, event_from_reply, operator_uri
 from .clock import now
 from .day_type import preload_calendars
@@ -77,6 +77,8 @@ def _save(st: dict[str, Any], replace: bool) -> None:
 class VofficeRouting:
     def __init__(self) -> None:
         self.reader: ConfigReader | None = None
+        # Made before the fork, so every worker knows the spirals of every other one.
+        self.spiral_key = secrets.token_hex(16)
         self._events: Any = None
         self._unsent: list[dict[str, str]] = []  # only in the event-shipping timer process
 
@@ -99,7 +101,11 @@ class VofficeRouting:
     def ksr_request_route(self, msg: Any) -> int:
         source = KSR.pv.get("$si")
         method = KSR.pv.get("$rm")
-        if source not in TRUSTED_TRUNKS and not self.admit(source):
+        ourselves = source == KSR.pv.get("$Ri") and KSR.pv.get("$sp") == KSR.pv.get("$Rp")
+        if ourselves and method == "INVITE" and not KSR.siputils.has_totag() > 0:
+            self.ring_one_branch()
+            return 1
+        if not ourselves and source not in TRUSTED_TRUNKS and not self.admit(source):
             return 1
         in_dialog = KSR.siputils.has_totag() > 0
         if not in_dialog and SCANNERS.search(KSR.pv.get("$ua") or ""):
@@ -215,22 +221,61 @@ class VofficeRouting:
 
     def ring_wave(self, st: dict[str, Any], wave: list[dict[str, Any]]) -> None:
         uris = [operator_uri(ring["phone"], GATEWAY) for ring in wave]
-        # A failure route starts from the request as first relayed, whose destination may be
-        # the media server of an earlier step.
-        KSR.resetdsturi()
+        branches = branch_timer.wave_branches(wave, uris, self.spiral_key)
+        # Each appended branch takes the destination set when it is appended: ourselves for
+        # a spiral (branch_timer), none (its Request-URI) for the others; the Request-URI's
+        # own destination last. A failure route starts from the request as first relayed,
+        # whose destination may be the media server of an earlier step: reset it too.
+        spiral_to = self.own_uri() if any(b.spiral for b in branches) else ""
         st["kind"] = "ring"
-        KSR.pv.sets("$ru", uris[0])
-        for uri in uris[1:]:
-            KSR.corex.append_branch_uri(uri)
+        for branch in branches[1:]:
+            self.set_destination(spiral_to if branch.spiral else "")
+            KSR.corex.append_branch_uri(branch.uri)
+        KSR.pv.sets("$ru", branches[0].uri)
+        self.set_destination(spiral_to if branches[0].spiral else "")
         # tm numbers a transaction's branches in the order they are created: the R-URI
         # first, then the appended ones, wave after wave. The reply that answers tells its
         # branch index, so the operator who answered needs no per-branch bookkeeping.
         st["b0"] = st.get("nb", 0)
         st["nb"] = st["b0"] + len(uris)
         st["ops"] = [ring["operator"] for ring in wave]
-        ring_ms = max(ring["ring_seconds"] for ring in wave) * 1000
-        KSR.tm.t_set_fr(ring_ms, NO_RING_FR_MS)
+        KSR.tm.t_set_fr(branch_timer.wave_ring_ms(wave), NO_RING_FR_MS)
         self.relay(st, "ksr_branch_ring")
+
+    @staticmethod
+    def set_destination(uri: str) -> None:
+        if uri:
+            KSR.setdsturi(uri)
+        else:
+            KSR.resetdsturi()
+
+    @staticmethod
+    def own_uri() -> str:
+        """This Kamailio's socket the call came in on, where a spiral goes."""
+        host = KSR.pv.get("$Ri")
+        return f"sip:[{host}]:{KSR.pv.get('$Rp')}" if ":" in host else f"sip:{host}:{KSR.pv.get('$Rp')}"
+
+    def ring_one_branch(self) -> None:
+        """A spiral from a wave (branch_timer): ring this one operator under their own
+        timer; the call's transaction upstream does everything else (its Record-Route,
+        rtpengine, the scenario). Anything else from our own address with an INVITE that is
+        not a spiral of ours is refused, never relayed."""
+        if KSR.tmx.t_precheck_trans() > 0:
+            KSR.tm.t_check_trans()
+            return
+        KSR.tm.t_check_trans()
+        if KSR.maxfwd.process_maxfwd(10) < 0:
+            KSR.sl.sl_send_reply(483, "Too Many Hops")
+            return
+        branch = branch_timer.unspiral(KSR.pv.get("$ru") or "", self.spiral_key)
+        if branch is None:
+            KSR.sl.sl_send_reply(403, "Forbidden")
+            return
+        uri, ring_ms = branch
+        KSR.pv.sets("$ru", uri)
+        KSR.tm.t_set_fr(ring_ms, NO_RING_FR_MS)
+        if KSR.tm.t_relay() < 0:
+            KSR.sl.sl_reply_error()
 
     def relay_to_media(self, st: dict[str, Any], step: MediaStep) -> None:
         st["kind"] = "media"

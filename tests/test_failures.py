@@ -271,6 +271,107 @@ def test_answer_after_cancel_when_the_ring_timer_fired(tmp_path: Path, morning: 
     assert float(record["setup_seconds"]) >= 5  # the ring timer ran out before anyone answered
 
 
+# --- a wave whose members ring for different times ---------------------------------------
+
+SHORT_S, LONG_S = 5, 9
+
+
+@pytest.fixture(scope="module")
+def mixed_wave(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[CallStack, dict[str, int]]]:
+    """Wednesday morning, the managers' wave with ring times of their own: ivanov 5 s,
+    petrov 9 s, one attempt each; then sidorov."""
+    workdir = tmp_path_factory.mktemp("mixed")
+    ports = {name: free_udp_port() for name in OPS}
+    doc = short_ring_config(seed(), ports)
+    workday = next(s for s in doc["scenarios"] if s["id"] == "workday")
+    workday["root"] = {"operation": "to-clients"}
+    ivanov, petrov, _sidorov = doc["groups"][0]["members"]
+    ivanov.update(attempts=1, ring_seconds=SHORT_S)
+    petrov.update(attempts=1, ring_seconds=LONG_S)
+    stack = CallStack(workdir, WEDNESDAY_MORNING, doc, with_media=False)
+    try:
+        stack.start()
+        yield stack, ports
+    finally:
+        stack.stop()
+
+
+def rang_for(sipp: Sipp) -> float:
+    [invite], [cancel] = sipp.received_at("INVITE"), sipp.received_at("CANCEL")
+    return cancel - invite
+
+
+def test_each_operator_of_a_wave_rings_for_their_own_ring_time(tmp_path: Path, mixed_wave: tuple[CallStack, dict[str, int]]) -> None:
+    """Nobody of the wave answers: ivanov's phone is CANCELled at his 5 s, petrov's at his
+    9 s, and only then does sidorov ring. ivanov sees a clean Request-URI (the spiral that
+    gives him his own timer leaves no trace) and the call one record."""
+    stack, ports = mixed_wave
+    events = Events(stack)
+    ivanov = operator(tmp_path, "ivanov", "no-answer", ports["ivanov"]).start()
+    petrov = operator(tmp_path, "petrov", "no-answer", ports["petrov"]).start()
+    sidorov = operator(tmp_path, "sidorov", "answer", ports["sidorov"]).start()
+    try:
+        call = caller(tmp_path, stack, NUMBER, CALLER).start()
+        assert call.wait(60) == 0
+        assert sidorov.wait(30) == 0 and ivanov.wait(10) == 0 and petrov.wait(10) == 0
+    finally:
+        for sipp in (ivanov, petrov, sidorov):
+            sipp.stop()
+    assert SHORT_S - 0.3 <= rang_for(ivanov) <= SHORT_S + 1.5
+    assert LONG_S - 0.3 <= rang_for(petrov) <= LONG_S + 1.5
+    # the next wave when petrov's timer fires (tm sends his CANCEL in the same moment)
+    assert min(sidorov.received_at("INVITE")) - min(petrov.received_at("INVITE")) >= LONG_S - 0.3
+    assert invites(ivanov) == [f"INVITE sip:ivanov@127.0.0.1:{ports['ivanov']} SIP/2.0"]
+    assert "vo-ring" not in ivanov.messages()
+    [record] = events.settled_calls()
+    assert (record["status"], record["answered_by"]) == ("answered", "sidorov")
+    assert LONG_S <= float(record["setup_seconds"]) <= LONG_S + 3
+
+
+def test_the_operator_with_the_shorter_ring_time_answers(tmp_path: Path, mixed_wave: tuple[CallStack, dict[str, int]]) -> None:
+    """ivanov (the spiral's branch) answers: petrov is CANCELled, the caller's media is
+    anchored to ivanov, the dialog's BYE reaches ivanov, and the record is his."""
+    stack, ports = mixed_wave
+    events = Events(stack)
+    ivanov = operator(tmp_path, "ivanov", "answer", ports["ivanov"], ring_ms=1000).start()
+    petrov = operator(tmp_path, "petrov", "no-answer", ports["petrov"]).start()
+    try:
+        call = caller(tmp_path, stack, NUMBER, CALLER, talk_ms=2000).start()
+        assert wait_for(lambda: "ACK" in " ".join(ivanov.received()), 15)
+        assert stack.config is not None
+        port = stack.config.rtpengine_port
+        calls = rtpengine_command(port, {"command": "list"})["calls"]
+        anchored = set(rtpengine_command(port, {"command": "query", "call-id": calls[0]})["tags"]) if calls else set()
+        assert call.wait(30) == 0 and ivanov.wait(10) == 0 and petrov.wait(10) == 0
+    finally:
+        for sipp in (ivanov, petrov):
+            sipp.stop()
+    assert [line.split()[0] for line in petrov.received()] == ["INVITE", "CANCEL", "ACK"]
+    assert [line.split()[0] for line in ivanov.received()] == ["INVITE", "ACK", "BYE"]
+    assert anchored == {sipp_tag(call, "00"), sipp_tag(ivanov, "01")}
+    [record] = events.settled_calls()
+    assert (record["status"], record["answered_by"], record["hung_up_by"]) == ("answered", "ivanov", "caller")
+
+
+def test_the_caller_hangs_up_while_a_mixed_wave_rings(tmp_path: Path, mixed_wave: tuple[CallStack, dict[str, int]]) -> None:
+    """The caller's CANCEL reaches both phones, the spiral's too, long before their timers;
+    one missed record."""
+    stack, ports = mixed_wave
+    events = Events(stack)
+    ivanov = operator(tmp_path, "ivanov", "no-answer", ports["ivanov"]).start()
+    petrov = operator(tmp_path, "petrov", "no-answer", ports["petrov"]).start()
+    try:
+        call = caller(tmp_path, stack, NUMBER, CALLER, scenario="caller-cancel.xml").start()
+        assert call.wait(30) == 0
+        assert ivanov.wait(10) == 0 and petrov.wait(10) == 0
+    finally:
+        for sipp in (ivanov, petrov):
+            sipp.stop()
+    assert rang_for(ivanov) < SHORT_S - 1 and rang_for(petrov) < SHORT_S - 1
+    [record] = events.settled_calls()
+    assert record["status"] == "missed"
+
+
 @pytest.fixture(scope="module")
 def lunch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CallStack]:
     """Wednesday lunch as the seed has it: the secretary (twice, through the operator

@@ -10,7 +10,8 @@ Request route:   admit (ban, flood) -> CANCEL -> within dialog -> scanners -> OP
                  decide -> run(node)
 run(node):       ring a wave of operators | relay to a media server with X-VO-Op
 branch route:    per branch: rtpengine offer (via-branch), X-VO-* for media branches
-reply route:     rtpengine answer for SDP replies; the first 200 is remembered
+reply route:     rtpengine answer for SDP replies; the first 200 is remembered; a branch
+                 that fails releases its own media leg
 failure route:   caller cancelled -> missed | media server down -> next one |
                  next wave of the plan | event -> scenario.feed -> run(next node) or end
 BYE:             the call record of an answered call, with its talk time
@@ -48,7 +49,11 @@ SCANNERS = re.compile(r"friendly-scanner|sipvicious|sipcli|sip-scan|vaxsipuserag
 GATEWAY = os.environ.get("VOFFICE_OPERATOR_GATEWAY", "127.0.0.1:5080")
 MEDIA_SET = int(os.environ.get("VOFFICE_MEDIA_SET", "1"))
 TRUSTED_TRUNKS = frozenset(filter(None, os.environ.get("VOFFICE_TRUSTED_TRUNKS", "").split(",")))
-RTP_FLAGS = "via-branch=auto replace-origin replace-session-connection"
+# Every branch its own media leg in rtpengine: the offer (branch route) takes the branch
+# ID tm generates for that branch ("next"), a reply the first Via's, which is that branch's
+# (`auto` would take the caller's Via branch for both: one leg shared by every branch).
+RTP_FLAGS = "via-branch=auto-next replace-origin replace-session-connection"
+RTP_BRANCH = "via-branch=1"  # a reply's own branch
 EVENTS_STREAM = "voffice:events"
 EVENTS_QUEUE = "voevents"  # kamailio.cfg: mqueue + rtimer
 MAX_UNSENT = 100_000
@@ -329,7 +334,11 @@ class VofficeRouting:
         return 1
 
     def ksr_onreply_route(self, msg: Any) -> int:
-        if KSR.pv.get("$rs") == 200 and not self.answer(KSR.pv.get("$ci")):  # INVITEs only
+        status = KSR.pv.get("$rs")
+        if status >= 300:  # this branch failed (busy, declined, CANCELled, ...): its leg only
+            KSR.rtpengine.rtpengine_delete(RTP_BRANCH)
+            return 1
+        if status == 200 and not self.answer(KSR.pv.get("$ci")):  # INVITEs only
             return 1
         if KSR.textops.has_body_type("application/sdp") > 0:
             KSR.rtpengine.rtpengine_answer(RTP_FLAGS)
@@ -415,7 +424,10 @@ class VofficeRouting:
     # --- call records -------------------------------------------------------------------
 
     def record_call(self, st: dict[str, Any], status: str, note: str = "") -> None:
-        """The record of a call that ends in the failure route (missed, failed): once."""
+        """The end of a call nobody answered (missed, failed): its media released, every
+        branch of it (a branch whose timer fired sent no reply to release its own), and
+        its record, once."""
+        KSR.rtpengine.rtpengine_delete0()
         self.emit(call_record.outcome(status, time.time(), note, json.dumps(st, separators=(",", ":"))))
 
     def end_of_dialog(self) -> None:

@@ -13,7 +13,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 import redis
@@ -107,6 +107,18 @@ class CallStack:
     def stop(self) -> None:
         if self.stack is not None:
             self.stack.stop()
+
+    def __enter__(self) -> Self:
+        """`with CallStack(...) as stack:` starts it and always stops it, a failed start too."""
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
 
     def part(self, name: str) -> Component:
         assert self.stack is not None

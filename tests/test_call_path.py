@@ -48,11 +48,8 @@ WEDNESDAY_LUNCH = "2026-11-25T13:30:00+03:00"
 @pytest.fixture
 def lunch_stack(tmp_path: Path, seed_doc: dict[str, Any]) -> Iterator[CallStack]:
     stack = CallStack(tmp_path, WEDNESDAY_LUNCH, short_ring_config(seed_doc), with_media=False)
-    stack.start()
-    try:
+    with stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def test_options_answered_by_kamailio(lunch_stack: CallStack) -> None:
@@ -123,8 +120,7 @@ def test_weekday_no_extension_rings_both_managers_at_once_then_the_head(tmp_path
     # wave's INVITE may overtake the CANCEL of the branch whose ring timer just fired.
     doc["groups"][0]["members"][1]["attempts"] = 1
     stack = CallStack(tmp_path, "2026-11-25T10:00:00+03:00", doc, with_media=True)
-    stack.start()
-    try:
+    with stack:
         ivanov = operator(tmp_path, "ivanov", "busy", ports["ivanov"], calls=2).start()
         petrov = operator(tmp_path, "petrov", "no-answer", ports["petrov"], calls=1).start()
         sidorov = operator(tmp_path, "sidorov", "answer", ports["sidorov"]).start()
@@ -141,8 +137,6 @@ def test_weekday_no_extension_rings_both_managers_at_once_then_the_head(tmp_path
         [record] = [e for e in stack.events() if e["type"] == "call"]
         assert record["status"] == "answered" and record["answered_by"] == "sidorov"
         assert [s["event"] for s in json.loads(record["steps"])] == ["timeout", None]
-    finally:
-        stack.stop()
 
 
 @pytest.fixture
@@ -340,8 +334,7 @@ def test_scanners_get_no_answer_and_floods_are_banned(lunch_stack: CallStack) ->
 def test_a_dead_media_server_fails_over_to_the_next(tmp_path: Path, seed_doc: dict[str, Any]) -> None:
     stack = CallStack(tmp_path, "2026-11-28T13:00:00+03:00", short_ring_config(seed_doc), with_media=True)
     stack.media_servers = 2
-    stack.start()
-    try:
+    with stack:
         assert stack.stack is not None
         media1 = next(p for p in stack.stack.parts if p.name == "media1")
         assert media1.proc is not None
@@ -352,8 +345,6 @@ def test_a_dead_media_server_fails_over_to_the_next(tmp_path: Path, seed_doc: di
             assert call.wait(60) == 0
         records = [e for e in stack.events() if e["type"] == "call"]
         assert [(r["status"], json.loads(r["steps"])[0]["event"]) for r in records] == [("missed", "done")] * 2
-    finally:
-        stack.stop()
 
 
 def test_trusted_trunk_caller_from_p_asserted_identity(tmp_path: Path, media_stack_factory: Any) -> None:

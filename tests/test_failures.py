@@ -156,11 +156,8 @@ def morning(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[CallStac
     workday["root"] = {"operation": "to-clients"}
     doc["groups"][0]["members"][1]["attempts"] = 1
     stack = CallStack(workdir, WEDNESDAY_MORNING, doc, with_media=False)
-    try:
-        stack.start()
+    with stack:
         yield stack, ports
-    finally:
-        stack.stop()
 
 
 def invites(sipp: Sipp) -> list[str]:
@@ -289,11 +286,8 @@ def mixed_wave(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[CallS
     ivanov.update(attempts=1, ring_seconds=SHORT_S)
     petrov.update(attempts=1, ring_seconds=LONG_S)
     stack = CallStack(workdir, WEDNESDAY_MORNING, doc, with_media=False)
-    try:
-        stack.start()
+    with stack:
         yield stack, ports
-    finally:
-        stack.stop()
 
 
 def dialog_legs(rtpengine_port: int, call_id: str) -> set[str]:
@@ -413,11 +407,8 @@ def lunch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CallStack]:
     """Wednesday lunch as the seed has it: the secretary (twice, through the operator
     gateway), then the emergency menu of a media server."""
     stack = CallStack(tmp_path_factory.mktemp("lunch"), WEDNESDAY_LUNCH, short_ring_config(seed()), with_media=True)
-    try:
-        stack.start()
+    with stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.mark.parametrize("failure", ["busy", "unavailable", "timeout", "silent"])
@@ -469,8 +460,7 @@ def test_rtpengine_restarted_new_calls_are_anchored_again(tmp_path: Path) -> Non
     while it is down (Kamailio's rtpengine module sees its only instance fail and marks it
     disabled) still connects, end to end."""
     stack = CallStack(tmp_path, WEDNESDAY_LUNCH, short_ring_config(seed()), with_media=False)
-    try:
-        stack.start()
+    with stack:
         assert stack.config is not None
         low, high = stack.config.rtp_ports
 
@@ -490,8 +480,6 @@ def test_rtpengine_restarted_new_calls_are_anchored_again(tmp_path: Path) -> Non
         assert not any(low <= port <= high for port in down)  # connected end to end, not anchored
         stack.restart("rtpengine")
         assert all(low <= port <= high for port in place("after")), "not anchored after the restart"
-    finally:
-        stack.stop()
 
 
 # --- a lost BYE -------------------------------------------------------------------------
@@ -506,8 +494,7 @@ def test_lost_bye_the_call_record_comes_when_the_entry_expires(tmp_path: Path) -
     the note that no BYE was seen."""
     stack = CallStack(tmp_path, WEDNESDAY_LUNCH, short_ring_config(seed()), with_media=False,
                       overrides={"call_max_seconds": 3})
-    try:
-        stack.start()
+    with stack:
         events = Events(stack)
         gateway = operator(tmp_path, "gateway", "answer", stack.gateway_port).start()
         try:
@@ -522,8 +509,6 @@ def test_lost_bye_the_call_record_comes_when_the_entry_expires(tmp_path: Path) -
         assert (record["status"], record["answered_by"], record["rule"]) == ("answered", "smirnova", "r1")
         assert record["note"] == "no BYE seen: the call's entry expired" and record["hung_up_by"] == ""
         assert float(record["talk_seconds"]) >= 3 - 0.1  # from the answer to the expiry
-    finally:
-        stack.stop()
 
 
 # --- Redis killed under load --------------------------------------------------------------
@@ -538,8 +523,7 @@ def test_redis_killed_under_load_every_call_is_routed(tmp_path: Path) -> None:
     calls = 120
     doc = short_ring_config(seed())
     stack = CallStack(tmp_path, WEDNESDAY_LUNCH, doc, with_media=False)
-    try:
-        stack.start()
+    with stack:
         events = Events(stack)
         gateway = operator(tmp_path, "gateway", "answer", stack.gateway_port, calls=calls, ring_ms=100).start()
         load = Sipp(tmp_path, "callers", "caller.xml", free_udp_port(),
@@ -577,8 +561,6 @@ def test_redis_killed_under_load_every_call_is_routed(tmp_path: Path) -> None:
         finally:
             gateway.stop()
         assert invites(gateway) == [f"INVITE sip:+79161239999@127.0.0.1:{stack.gateway_port} SIP/2.0"]
-    finally:
-        stack.stop()
 
 
 # --- a media server killed during a voicemail ---------------------------------------------

@@ -148,11 +148,8 @@ class HostStack(CallStack):
 @pytest.fixture
 def torture_stack(tmp_path: Path, seed_doc: dict[str, Any]) -> Iterator[HostStack]:
     stack = HostStack(tmp_path, WEDNESDAY_LUNCH, short_ring_config(seed_doc), with_media=True)
-    stack.start()
-    try:
+    with stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 class Gateway:
@@ -324,8 +321,7 @@ def test_stray_replies_are_not_relayed(tmp_path: Path, seed_doc: dict[str, Any])
     whoever sent it and whatever its top Via: anyone could make Kamailio send SIP anywhere
     (RFC 4475 bcast: to 255.255.255.255). Now it is dropped (tm on_sl_reply)."""
     stack = HostStack(tmp_path, WEDNESDAY_LUNCH, short_ring_config(seed_doc), with_media=False)
-    stack.start()
-    try:
+    with stack:
         victim = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         victim.bind((sibling(stack.host, 3), 0))
         victim.settimeout(1.0)
@@ -341,8 +337,6 @@ def test_stray_replies_are_not_relayed(tmp_path: Path, seed_doc: dict[str, Any])
                 with pytest.raises(TimeoutError):
                     victim.recv(65535)
         assert sip_options(stack.host, stack.sip_port) == 200
-    finally:
-        stack.stop()
 
 
 def test_a_crafted_to_header_does_not_stop_the_media_server(tmp_path: Path, seed_doc: dict[str, Any]) -> None:
@@ -350,8 +344,7 @@ def test_a_crafted_to_header_does_not_stop_the_media_server(tmp_path: Path, seed
     media server for hours (the display-name regex backtracked exponentially): relayed by
     Kamailio to a media server like any call, and to the next one on its 408."""
     stack = HostStack(tmp_path, "2026-11-28T13:00:00+03:00", short_ring_config(seed_doc), with_media=True)  # Saturday: the greeting
-    stack.start()
-    try:
+    with stack:
         assert stack.config is not None
         media = (stack.host, stack.config.media_port)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as caller:
@@ -369,8 +362,6 @@ def test_a_crafted_to_header_does_not_stop_the_media_server(tmp_path: Path, seed
         assert sip_options(*media, timeout=1.0) == 200
         assert stack.alive("media1") and "Traceback" not in stack.log("media1")
         assert finals[0].startswith((b"SIP/2.0 4", b"SIP/2.0 5"))  # the call ends; nothing hangs
-    finally:
-        stack.stop()
 
 
 # --------------------------------------------------------------------------- SIPVicious
@@ -520,11 +511,8 @@ def options_from(source: str, host: str, port: int, user_agent: str = "Linphone/
 @pytest.fixture
 def scan_stack(tmp_path: Path, seed_doc: dict[str, Any]) -> Iterator[HostStack]:
     stack = HostStack(tmp_path, WEDNESDAY_LUNCH, short_ring_config(seed_doc), with_media=False)
-    stack.start()
-    try:
+    with stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 needs_sipvicious = pytest.mark.skipif(not (shutil.which("svmap") and shutil.which("svwar") and SIPVICIOUS.is_dir()),

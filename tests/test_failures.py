@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import socket
+import struct
 import threading
 import time
 import urllib.request
@@ -480,6 +482,39 @@ def test_rtpengine_restarted_new_calls_are_anchored_again(tmp_path: Path) -> Non
         assert not any(low <= port <= high for port in down)  # connected end to end, not anchored
         stack.restart("rtpengine")
         assert all(low <= port <= high for port in place("after")), "not anchored after the restart"
+
+
+def udp_from(source: tuple[str, int], dest: tuple[str, int], payload: bytes) -> None:
+    """Send one UDP datagram with a forged source address (a raw socket: root only)."""
+    src, dst = socket.inet_aton(source[0]), socket.inet_aton(dest[0])
+    udp = struct.pack("!HHHH", source[1], dest[1], 8 + len(payload), 0) + payload  # no checksum: allowed on IPv4
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, socket.IPPROTO_UDP, 0, src, dst)
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as raw:
+        raw.sendto(ip + udp, (dest[0], 0))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="forging a source address needs a raw socket (root)")
+def test_the_spiral_cannot_be_borrowed_by_a_forged_source(tmp_path: Path, mixed_wave: tuple[CallStack, dict[str, int]]) -> None:
+    """An INVITE that claims to come from Kamailio's own address and port (the spiral's
+    source) with a made-up ring secret, or with none, gets 403 and reaches no phone."""
+    stack, ports = mixed_wave
+    kamailio = ("127.0.0.1", stack.sip_port)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as me, BlackHole(ports["ivanov"]) as ivanov:
+        me.bind(("127.0.0.1", 0))
+        me.settimeout(3)
+        for n, suffix in enumerate([";vo-ring=5000." + "0" * 32, ";vo-ring=5000." + "ab" * 16, ""]):
+            request = (
+                f"INVITE sip:ivanov@127.0.0.1:{ports['ivanov']}{suffix} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{me.getsockname()[1]};branch=z9hG4bKforged{n}\r\n"
+                f"From: <sip:x@127.0.0.1>;tag=f{n}\r\nTo: <sip:ivanov@127.0.0.1>\r\n"
+                f"Call-ID: forged-{n}@x\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n"
+                f"Contact: <sip:x@127.0.0.1:{me.getsockname()[1]}>\r\nContent-Length: 0\r\n\r\n"
+            )
+            udp_from(kamailio, kamailio, request.encode())
+            reply = me.recv(65535).decode()
+            assert reply.startswith("SIP/2.0 403 "), (suffix, reply.splitlines()[0])
+        time.sleep(0.5)
+        assert ivanov.requests("INVITE") == []
 
 
 # --- a lost BYE -------------------------------------------------------------------------

@@ -484,6 +484,31 @@ def test_rtpengine_restarted_new_calls_are_anchored_again(tmp_path: Path) -> Non
         assert all(low <= port <= high for port in place("after")), "not anchored after the restart"
 
 
+def test_a_mixed_wave_under_load(tmp_path: Path, mixed_wave: tuple[CallStack, dict[str, int]]) -> None:
+    """60 calls at 20/s through the spiral at once: ivanov (the spiral's branch) answers
+    each after 0.5 s, petrov rings and is CANCELled each time. Every call answered by
+    ivanov, one record each, and nothing left in rtpengine."""
+    stack, ports = mixed_wave
+    assert stack.config is not None
+    calls = 60
+    events = Events(stack)
+    ivanov = operator(tmp_path, "ivanov", "answer", ports["ivanov"], calls=calls, ring_ms=500).start()
+    petrov = operator(tmp_path, "petrov", "no-answer", ports["petrov"], calls=calls).start()
+    try:
+        load = caller(tmp_path, stack, NUMBER, CALLER, extra=["-r", "20", "-m", str(calls), "-l", str(calls)]).start()
+        assert load.wait(60) == 0
+        assert ivanov.wait(20) == 0 and petrov.wait(20) == 0
+    finally:
+        for sipp in (ivanov, petrov):
+            sipp.stop()
+    assert len(invites(ivanov)) == calls and len(invites(petrov)) == calls
+    assert sum(line.startswith("CANCEL ") for line in petrov.received()) == calls
+    records = events.settled_calls(calls, timeout=20)
+    assert len(records) == calls
+    assert {(r["status"], r["answered_by"]) for r in records} == {("answered", "ivanov")}
+    assert rtpengine_command(stack.config.rtpengine_port, {"command": "list"})["calls"] == []
+
+
 def udp_from(source: tuple[str, int], dest: tuple[str, int], payload: bytes) -> None:
     """Send one UDP datagram with a forged source address (a raw socket: root only)."""
     src, dst = socket.inet_aton(source[0]), socket.inet_aton(dest[0])

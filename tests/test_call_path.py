@@ -119,6 +119,10 @@ def test_weekday_no_extension_rings_both_managers_at_once_then_the_head(tmp_path
     # petrov rings once: sipp cannot hold two INVITEs of one Call-ID at once, and the next
     # wave's INVITE may overtake the CANCEL of the branch whose ring timer just fired.
     doc["groups"][0]["members"][1]["attempts"] = 1
+    # ivanov rings for 7 s, petrov for the default 5 s: petrov's branch gets its own timer
+    # through the spiral (routing/branch_timer.py), set up from the failure route that
+    # follows the prompt.
+    doc["groups"][0]["members"][0]["ring_seconds"] = 7
     stack = CallStack(tmp_path, "2026-11-25T10:00:00+03:00", doc, with_media=True)
     with stack:
         ivanov = operator(tmp_path, "ivanov", "busy", ports["ivanov"], calls=2).start()
@@ -133,7 +137,8 @@ def test_weekday_no_extension_rings_both_managers_at_once_then_the_head(tmp_path
         [first_petrov] = petrov.received_at("INVITE")
         [head] = sidorov.received_at("INVITE")
         assert abs(first_ivanov - first_petrov) < 0.2  # one wave: at once
-        assert first_petrov + 4.5 < second_ivanov < head  # petrov's 5 s ring timer ran out first
+        assert first_petrov + 4.5 < second_ivanov < first_petrov + 6.5  # petrov's own 5 s, not the wave's 7 s
+        assert second_ivanov < head
         [record] = [e for e in stack.events() if e["type"] == "call"]
         assert record["status"] == "answered" and record["answered_by"] == "sidorov"
         assert [s["event"] for s in json.loads(record["steps"])] == ["timeout", None]

@@ -5,8 +5,9 @@ This module only moves data between Kamailio and the engine: every decision is m
 the transaction's AVPs (account, version, node, ...), never in a global, so every worker
 can continue any call, and a config load mid-call leaves running calls on their version.
 
-Request route:   admit (ban, flood) -> CANCEL -> within dialog -> scanners -> OPTIONS ->
-                 INVITE only -> strip X-VO-* -> number -> account (404 if unknown) ->
+Request route:   a spiral from ourselves (a wave member under their own ring timer:
+                 branch_timer) | admit (ban, flood) -> CANCEL -> within dialog ->
+                 scanners -> OPTIONS -> INVITE only -> strip X-VO-* -> number -> account (404 if unknown) ->
                  decide -> run(node)
 run(node):       ring a wave of operators | relay to a media server with X-VO-Op
 branch route:    per branch: rtpengine offer (via-branch), X-VO-* for media branches

@@ -73,7 +73,7 @@ def record(queued: str) -> dict[str, str]:
                 _answered_status(st),
                 float(ended_at),
                 float(answered_at),
-                answered_by=_operator(st, branch),
+                answered_by=answering_operator(st, branch),
                 hung_up_by=hung_up_by,
                 note="" if kind == "ended" else "no BYE seen: the call's entry expired",
             )
@@ -89,7 +89,7 @@ def _answered_status(st: dict[str, Any]) -> str:
     return fields.get("type", "media")  # voicemail, fax: answered by a media server
 
 
-def _operator(st: dict[str, Any], branch: str) -> str:
+def answering_operator(st: dict[str, Any], branch: str) -> str:
     """The operator of the branch that answered: tm numbers branches in creation order."""
     if st.get("kind") == "media" or not branch.isdigit():
         return ""

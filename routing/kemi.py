@@ -217,13 +217,28 @@ class VofficeRouting:
 
     def run(self, st: dict[str, Any], plain: dict[str, Any], cursor: Cursor) -> None:
         st["node"], st["ring"], st["wave"] = cursor.node, cursor.ringing, 0
-        action = action_for(plain, st["ver"], cursor, st["did"], st["caller"], seed=st["callid"])
         op_id, op = operation_of(plain, cursor)
+        self.round_robin(st, plain, op)
+        action = action_for(plain, st["ver"], cursor, st["did"], st["caller"], seed=st["callid"], last_answered=st.get("last"))
         st["steps"].append({"operation": op_id, "type": op["type"], "ringing": cursor.ringing, "event": None})
         if isinstance(action, RingWaves):
             self.ring_wave(st, action.waves[0])
         else:
             self.relay_to_media(st, action)
+
+    @staticmethod
+    def round_robin(st: dict[str, Any], plain: dict[str, Any], op: dict[str, Any]) -> None:
+        """A round_robin group starts after the member who answered it last: kept in the
+        `vorr` htable (this Kamailio's shared memory, all workers), read once per step so
+        the step's waves stay the same while it rings (`st["last"]`)."""
+        st.pop("rr", None)
+        st.pop("last", None)
+        if op["type"] != "group" or plain["groups"][op["group"]]["strategy"] != "round_robin":
+            return
+        st["rr"] = f"{st['acct']}:{op['group']}"
+        last = KSR.htable.sht_get("vorr", st["rr"])
+        if isinstance(last, str):
+            st["last"] = last
 
     def ring_wave(self, st: dict[str, Any], wave: list[dict[str, Any]]) -> None:
         uris = [operator_uri(ring["phone"], GATEWAY) for ring in wave]
@@ -360,8 +375,14 @@ class VofficeRouting:
             # read or written here. The answering dialog's to-tag tells its BYE from the BYE
             # of a second answer (end_of_dialog).
             state = KSR.pv.get("$avp(vo)")
-            answered = call_record.answered(time.time(), KSR.pv.get("$T_branch_idx"), state)
+            branch = KSR.pv.get("$T_branch_idx")
+            answered = call_record.answered(time.time(), branch, state)
             KSR.htable.sht_sets("vocalls", key, call_record.kept(to_tag, answered))
+            if '"rr":' in state:  # a round_robin group: who answered it, for its next call
+                st = json.loads(state)
+                operator = call_record.answering_operator(st, str(branch))
+                if operator:
+                    KSR.htable.sht_sets("vorr", st["rr"], operator)
             return True
         # The same answer resent, or a second one: an operator whose 200 crossed the CANCEL
         # sent when another answered. tm relays every 2xx (RFC 3261 16.7) and the caller
@@ -388,7 +409,7 @@ class VofficeRouting:
                 self.relay_media(st)
                 return 1
         if not media:
-            action = action_for(plain, st["ver"], cursor, st["did"], st["caller"], seed=st["callid"])
+            action = action_for(plain, st["ver"], cursor, st["did"], st["caller"], seed=st["callid"], last_answered=st.get("last"))
             wave = st["wave"] + 1
             if isinstance(action, RingWaves) and wave < len(action.waves):
                 st["wave"] = wave

@@ -509,6 +509,31 @@ def test_a_mixed_wave_under_load(tmp_path: Path, mixed_wave: tuple[CallStack, di
     assert rtpengine_command(stack.config.rtpengine_port, {"command": "list"})["calls"] == []
 
 
+def test_round_robin_starts_after_whoever_answered_last(tmp_path: Path) -> None:
+    """The clients group as round_robin: four calls in a row, everyone answering. Each call
+    starts with the member after the one who answered the last call (whichever Kamailio
+    worker takes it): ivanov, petrov, sidorov, ivanov; nobody else is rung."""
+    ports = {name: free_udp_port() for name in OPS}
+    doc = short_ring_config(seed(), ports)
+    workday = next(s for s in doc["scenarios"] if s["id"] == "workday")
+    workday["root"] = {"operation": "to-clients"}
+    doc["groups"][0]["strategy"] = "round_robin"
+    with CallStack(tmp_path, WEDNESDAY_MORNING, doc, with_media=False) as stack:
+        events = Events(stack)
+        rung: list[str] = []
+        for n in range(4):
+            sipps = {name: operator(tmp_path / f"call{n}", name, "answer", ports[name]).start() for name in OPS}
+            try:
+                assert caller(tmp_path / f"call{n}", stack, NUMBER, CALLER).start().wait(30) == 0
+            finally:
+                for sipp in sipps.values():
+                    sipp.stop()
+            rung.append(",".join(name for name, sipp in sipps.items() if invites(sipp)))
+        records = events.settled_calls(4)
+    assert rung == ["ivanov", "petrov", "sidorov", "ivanov"]
+    assert [r["answered_by"] for r in records] == rung
+
+
 def udp_from(source: tuple[str, int], dest: tuple[str, int], payload: bytes) -> None:
     """Send one UDP datagram with a forged source address (a raw socket: root only)."""
     src, dst = socket.inet_aton(source[0]), socket.inet_aton(dest[0])

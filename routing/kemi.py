@@ -107,7 +107,7 @@ class VofficeRouting:
     def ksr_request_route(self, msg: Any) -> int:
         source = KSR.pv.get("$si")
         method = KSR.pv.get("$rm")
-        ourselves = source == KSR.pv.get("$Ri") and KSR.pv.get("$sp") == KSR.pv.get("$Rp")
+        ourselves = KSR.is_myself_suri() is True  # source address and port: one of our sockets
         if ourselves and method == "INVITE" and not KSR.siputils.has_totag() > 0:
             self.ring_one_branch()
             return 1

@@ -223,8 +223,10 @@ REJECTIONS = {"busy": (486, "Busy Here"), "decline": (603, "Decline"), "unavaila
 
 
 def caller(workdir: Path, stack: CallStack, number: str, caller_number: str, scenario: str = "caller.xml",
-           extra: list[str] | None = None, name: str = "caller", speak: bool = False, talk_ms: int = 300) -> Sipp:
-    """A caller; with `speak`, it plays sipp's g711a.pcap (7 s of speech) once answered."""
+           extra: list[str] | None = None, name: str = "caller", speak: bool = False, talk_ms: int = 300,
+           calls: int = 1) -> Sipp:
+    """A caller (`calls` of them, one after another unless `extra` sets a rate); with
+    `speak`, it plays sipp's g711a.pcap (7 s of speech) once answered."""
     if speak:
         text = (SIPP_DIR / scenario).read_text()
         ack_end = text.index("</send>", text.index("ACK [next_url]")) + len("</send>")
@@ -233,7 +235,8 @@ def caller(workdir: Path, stack: CallStack, number: str, caller_number: str, sce
         path.write_text(text[:ack_end] + play + text[ack_end:])
         scenario = str(path)
     return Sipp(workdir, name, scenario, free_udp_port(),
-                ["-key", "caller", caller_number, "-key", "talk", str(talk_ms), "-s", number, *(extra or []), f"127.0.0.1:{stack.sip_port}"])
+                ["-key", "caller", caller_number, "-key", "talk", str(talk_ms), "-s", number, *(extra or []), f"127.0.0.1:{stack.sip_port}"],
+                calls)
 
 
 

@@ -495,7 +495,7 @@ def test_a_mixed_wave_under_load(tmp_path: Path, mixed_wave: tuple[CallStack, di
     ivanov = operator(tmp_path, "ivanov", "answer", ports["ivanov"], calls=calls, ring_ms=500).start()
     petrov = operator(tmp_path, "petrov", "no-answer", ports["petrov"], calls=calls).start()
     try:
-        load = caller(tmp_path, stack, NUMBER, CALLER, extra=["-r", "20", "-m", str(calls), "-l", str(calls)]).start()
+        load = caller(tmp_path, stack, NUMBER, CALLER, extra=["-r", "20", "-l", str(calls)], calls=calls).start()
         assert load.wait(60) == 0
         assert ivanov.wait(20) == 0 and petrov.wait(20) == 0
     finally:

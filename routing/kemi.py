@@ -86,6 +86,7 @@ class VofficeRouting:
         # Made before the fork, so every worker knows the spirals of every other one.
         self.spiral_key = secrets.token_hex(16)
         self._events: Any = None
+        self._store_warned = 0.0
         self._unsent: list[dict[str, str]] = []  # only in the event-shipping timer process
 
     def child_init(self, rank: int) -> int:
@@ -180,7 +181,8 @@ class VofficeRouting:
         dialled = KSR.pv.get("$rU") or ""
         try:
             found = self.reader.lookup(dialled)
-        except StoreUnavailable:
+        except StoreUnavailable as exc:
+            self.warn_store(f"{dialled}: {exc}")
             KSR.sl.sl_send_reply(503, "Service Unavailable")
             return
         if found is None:
@@ -204,6 +206,14 @@ class VofficeRouting:
             "steps": [],
         }
         self.run(st, account.plain, Cursor(decision.node))
+
+    def warn_store(self, what: str) -> None:
+        """Why a call got 503 for want of Redis, at most once a second per worker: with
+        Redis down every cold lookup fails, and the log must not drown the SIP path."""
+        clock = time.monotonic()
+        if clock >= self._store_warned + 1.0:
+            self._store_warned = clock
+            KSR.warn(f"voffice: no config for {what} (503)\n")
 
     def caller_number(self, source: str) -> str | None:
         if source in TRUSTED_TRUNKS and KSR.hdr.is_present("P-Asserted-Identity") > 0:
@@ -436,7 +446,8 @@ class VofficeRouting:
         assert self.reader is not None
         try:
             account: CompiledAccount | None = self.reader.account_version(st["acct"], st["ver"])
-        except StoreUnavailable:
+        except StoreUnavailable as exc:
+            self.warn_store(f"{st['acct']} version {st['ver']}: {exc}")
             account = None
         if account is None:
             KSR.tm.t_reply(503, "Service Unavailable")

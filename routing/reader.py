@@ -65,7 +65,8 @@ class ConfigReader:
         self._redis: redis.Redis | None = None
         self._pubsub: Any = None
         self._next_check = 0.0
-        self._retry_at = 0.0
+        self._retry_at = 0.0  # no Redis reads before this (the last one failed)
+        self._subscribe_at = 0.0  # no new subscription before this (the last attempt failed)
         self._generation: int | None = None
         self._epoch: bytes | None = None
         self._numbers: dict[str, str] = {}  # number -> account, as last known
@@ -201,7 +202,7 @@ class ConfigReader:
         self._next_check = now + self.check_interval
         try:
             if self._pubsub is None:
-                if now < self._retry_at:
+                if now < max(self._retry_at, self._subscribe_at):
                     return
                 self._subscribe()
             while True:
@@ -210,8 +211,10 @@ class ConfigReader:
                     break
                 self._apply(message["data"])
         except (redis.RedisError, OSError):
+            # Only the subscription waits: the lookup that brought us here still tries its
+            # own read (a cold miss answered rather than refused if Redis is back).
             self.stats["redis_errors"] += 1
-            self._retry_at = now + self.retry_interval
+            self._subscribe_at = now + self.retry_interval
             self._drop_subscription()
 
     def _subscribe(self) -> None:

@@ -187,6 +187,32 @@ def test_reader_serves_cached_configs_while_redis_is_down(redis_server: RedisSer
     assert reader.stats["redis_errors"] >= 1
 
 
+def test_a_failed_subscription_does_not_refuse_a_cold_lookup(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Subscribing to config loads fails (the pubsub connection, say, right after a Redis
+    restart) while Redis itself answers: the lookup that found it still reads its number
+    and account, and the subscription is tried again after retry_interval."""
+    r = store.connect(redis_server.url)
+    load(r, str(SEED))
+    clock = FakeClock()
+    reader = ConfigReader(redis_server.url, check_interval=0.1, retry_interval=1.0, clock=clock)
+    subscribe = reader._subscribe
+
+    def broken() -> None:
+        raise redis.ConnectionError("pubsub connection refused")
+
+    monkeypatch.setattr(reader, "_subscribe", broken)
+    account = reader.account_for_number("+74951234567")  # cold: no cache yet
+    assert account is not None and account.id == "berry-demo"
+    assert reader.stats["redis_errors"] == 1
+    monkeypatch.setattr(reader, "_subscribe", subscribe)
+    clock.now += 0.5
+    reader.account_for_number("+74951234567")
+    assert reader._pubsub is None  # not tried again yet
+    clock.now += 1.0
+    reader.account_for_number("+74951234567")
+    assert reader._pubsub is not None  # subscribed again
+
+
 def test_reader_cache_is_bounded(redis_server: RedisServer, seed_doc: dict[str, Any], tmp_path: Path) -> None:
     r = store.connect(redis_server.url)
     paths = [

@@ -8,6 +8,7 @@
 #   VO_SHM_MB, VO_PKG_MB  shared / per-process memory in MB       (128, 16)
 #   VO_DEBUG           Kamailio log level                         (2)
 #   VO_CALL_MAX_SECONDS  an answered call's record goes out after this long without a BYE (43200)
+#   VO_MAX_INV_LIFETIME  tm's ceiling (ms) for INVITE transactions the routing does not set (180000)
 # The routing code itself reads VOFFICE_REDIS_URL, VOFFICE_OPERATOR_GATEWAY,
 # VOFFICE_TRUSTED_TRUNKS, VOFFICE_MEDIA_SET and VOFFICE_NOW from the environment.
 set -eu
@@ -31,5 +32,6 @@ exec kamailio -f "$VOFFICE_ROOT/kamailio/kamailio.cfg" -DD -E -w "$VO_RUN_DIR" \
     -A "VO_RTPENGINE_SOCK=\"${VO_RTPENGINE_SOCK:-udp:127.0.0.1:2223}\"" \
     -A "VO_CHILDREN=${VO_CHILDREN:-4}" \
     -A "VO_CALLS_TABLE=\"vocalls=>size=14;autoexpire=${VO_CALL_MAX_SECONDS:-43200};\"" \
+    -A "VO_MAX_INV_LIFETIME=${VO_MAX_INV_LIFETIME:-180000}" \
     -A "VO_DEBUG=${VO_DEBUG:-2}" \
     "$@"

@@ -60,6 +60,10 @@ EVENTS_QUEUE = "voevents"  # kamailio.cfg: mqueue + rtimer
 MAX_UNSENT = 100_000
 NO_RING_FR_MS = 5000  # an operator gateway that does not even answer 100 in time: move on
 MEDIA_FR_MS = 2000  # a media server that does not answer 100 in time: the next one
+# tm ends an INVITE transaction at its lifetime whatever its branches do, and a whole
+# scenario runs in one transaction: each step sets it to what that step may take, from now.
+LIFETIME_MARGIN_MS = 2000
+NONINV_LIFETIME_MS = 32000  # tm's default
 
 
 def mod_init() -> VofficeRouting:
@@ -271,6 +275,7 @@ class VofficeRouting:
         st["nb"] = st["b0"] + len(uris)
         st["ops"] = [ring["operator"] for ring in wave]
         KSR.tm.t_set_fr(branch_timer.wave_ring_ms(wave), NO_RING_FR_MS)
+        st["life"] = NO_RING_FR_MS + branch_timer.wave_ring_ms(wave) + LIFETIME_MARGIN_MS
         self.relay(st, "ksr_branch_ring")
 
     @staticmethod
@@ -305,6 +310,7 @@ class VofficeRouting:
         uri, ring_ms = branch
         KSR.pv.sets("$ru", uri)
         KSR.tm.t_set_fr(ring_ms, NO_RING_FR_MS)
+        KSR.tm.t_set_max_lifetime(NO_RING_FR_MS + ring_ms + LIFETIME_MARGIN_MS, NONINV_LIFETIME_MS)
         if KSR.tm.t_relay() < 0:
             KSR.sl.sl_reply_error()
 
@@ -318,6 +324,7 @@ class VofficeRouting:
             self.record_call(st, "failed")
             return
         KSR.tm.t_set_fr(step.max_seconds * 1000, MEDIA_FR_MS)
+        st["life"] = MEDIA_FR_MS + step.max_seconds * 1000 + LIFETIME_MARGIN_MS
         self.relay_media(st)
 
     def relay_media(self, st: dict[str, Any]) -> None:
@@ -328,6 +335,7 @@ class VofficeRouting:
         saved = "saved" in st  # the failure route replaces the AVP the request route set
         st["saved"] = 1
         _save(st, replace=saved)
+        KSR.tm.t_set_max_lifetime(st["life"], NONINV_LIFETIME_MS)
         KSR.tm.t_on_branch(branch_route)
         KSR.tm.t_on_reply("ksr_onreply_route")
         KSR.tm.t_on_failure("ksr_failure_route")

@@ -62,6 +62,9 @@ class StackConfig:
     # An answered call whose BYE never comes gets its record when its entry in Kamailio's
     # vocalls htable expires, this long after the answer (kamailio.cfg: VO_CALLS_TABLE).
     call_max_seconds: int = 43200
+    # tm's ceiling for an INVITE transaction that the routing does not set itself (each
+    # scenario step sets its own: kamailio.cfg VO_MAX_INV_LIFETIME, routing/kemi.py).
+    kamailio_max_inv_lifetime_ms: int = 180000
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -196,7 +199,8 @@ def components(config: StackConfig) -> list[Component]:
              "-A", f'VO_DISPATCHER_LIST="{ds_list}"',
              "-A", f'VO_RTPENGINE_SOCK="udp:{h}:{config.rtpengine_port}"',
              "-A", f"VO_CHILDREN={config.kamailio_children}",
-             "-A", f'VO_CALLS_TABLE="vocalls=>size=14;autoexpire={int(config.call_max_seconds)};"'],
+             "-A", f'VO_CALLS_TABLE="vocalls=>size=14;autoexpire={int(config.call_max_seconds)};"',
+             "-A", f"VO_MAX_INV_LIFETIME={int(config.kamailio_max_inv_lifetime_ms)}"],
             lambda: sip_options(h, config.sip_port) == 200,
             env,
         ))

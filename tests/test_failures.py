@@ -509,6 +509,34 @@ def test_a_mixed_wave_under_load(tmp_path: Path, mixed_wave: tuple[CallStack, di
     assert rtpengine_command(stack.config.rtpengine_port, {"command": "list"})["calls"] == []
 
 
+def test_a_scenario_longer_than_tms_transaction_lifetime_goes_on(tmp_path: Path) -> None:
+    """tm ends an INVITE transaction after max_inv_lifetime (180 s by default) whatever its
+    branches do, and a call's whole scenario runs in one: here the ceiling is 6 s and the
+    plan takes about 10 s (the managers ring 5 s, nobody answers; ivanov again 5 s; then
+    sidorov answers). Each step sets the lifetime it needs, so the call reaches sidorov."""
+    ports = {name: free_udp_port() for name in OPS}
+    doc = short_ring_config(seed(), ports)
+    workday = next(s for s in doc["scenarios"] if s["id"] == "workday")
+    workday["root"] = {"operation": "to-clients"}
+    doc["groups"][0]["members"][1]["attempts"] = 1
+    with CallStack(tmp_path, WEDNESDAY_MORNING, doc, with_media=False,
+                   overrides={"kamailio_max_inv_lifetime_ms": 6000}) as stack:
+        events = Events(stack)
+        ivanov = operator(tmp_path, "ivanov", "no-answer", ports["ivanov"], calls=2).start()
+        petrov = operator(tmp_path, "petrov", "no-answer", ports["petrov"]).start()
+        sidorov = operator(tmp_path, "sidorov", "answer", ports["sidorov"]).start()
+        try:
+            call = caller(tmp_path, stack, NUMBER, CALLER).start()
+            assert call.wait(60) == 0
+            assert sidorov.wait(30) == 0
+        finally:
+            for sipp in (ivanov, petrov, sidorov):
+                sipp.stop()
+        [record] = events.settled_calls()
+    assert (record["status"], record["answered_by"]) == ("answered", "sidorov")
+    assert float(record["setup_seconds"]) >= 2 * 5
+
+
 def test_round_robin_starts_after_whoever_answered_last(tmp_path: Path) -> None:
     """The clients group as round_robin: four calls in a row, everyone answering. Each call
     starts with the member after the one who answered the last call (whichever Kamailio

@@ -363,7 +363,8 @@ def rate(times: Sequence[float]) -> float:
     return 0.0
 
 
-def _percentile(values: Sequence[float], fraction: float) -> float | None:
+def percentile(values: Sequence[float], fraction: float) -> float | None:
+    """The `fraction` percentile of unsorted values (None for none)."""
     if not values:
         return None
     ordered = sorted(values)
@@ -383,7 +384,7 @@ def per_second(calls: Sequence[CallTrace]) -> list[list[float | None]]:
         offered[math.floor(call.invite_at - first)] += 1
         if call.final_at is not None and call.setup_ms is not None:
             answered[math.floor(call.final_at - first)].append(call.setup_ms)
-    return [[first + i, float(offered[i]), float(len(answered[i])), _percentile(answered[i], 0.5), _percentile(answered[i], 0.99)]
+    return [[first + i, float(offered[i]), float(len(answered[i])), percentile(answered[i], 0.5), percentile(answered[i], 0.99)]
             for i in range(len(offered))]
 
 

@@ -49,6 +49,7 @@ from .bench_kit import (
     format_finals,
     inf_scenario,
     per_second,
+    percentile,
     plot_run,
     rate,
     read_calls,
@@ -237,13 +238,6 @@ def _count(stats: dict[str, str], column: str) -> int:
         return int(float(stats.get(column, "0") or 0))
     except ValueError:
         return 0
-
-
-def percentile(values: Sequence[float], fraction: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

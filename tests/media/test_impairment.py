@@ -29,23 +29,20 @@ import numpy as np
 import pytest
 import redis
 
-from routing import store
 from routing.redis_server import RedisServer
-from routing.validation import validate_paths
 from voffice_media.dtmf import DIGITS, TelephoneEvent, dtmf_tone
 from voffice_media.g711 import alaw_decode, alaw_encode
 from voffice_media.rtp import RtpError, RtpPacket, RtpSender
 from voffice_media.sdp import negotiate, parse_offer
 from voffice_media.sipmsg import Response
 
-from ..conftest import SEED
 from .impair import TO_CALLER, TO_SERVER, Impairment, ImpairmentProxy, _Direction
 from .test_server import (
     ACCOUNT,
-    VERSION,
     MediaServerProcess,
     Peer,
     best_match,
+    load_seed,
     op_header,
     read_wav,
     sha256_of,
@@ -190,12 +187,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     redis_server.start()
     server: MediaServerProcess | None = None
     try:
-        r = store.connect(redis_server.url)
-        result = validate_paths([str(SEED)])
-        assert result.ok, [p.line() for p in result.problems]
-        changes, problems = store.plan_load(r, result.documents)
-        assert not problems, problems
-        assert store.apply_load(r, changes).versions == {ACCOUNT: VERSION}
+        load_seed(redis_server.url)
         server = MediaServerProcess(tmp_path_factory.mktemp("media"), redis_server.url, metrics=True).start()
         yield Stack(redis.Redis.from_url(redis_server.url), server)
     finally:
@@ -216,6 +208,19 @@ def impaired_call(stack: Stack, link: Impairment) -> Iterator[Caller]:
         caller.close()
         proxy.stop()
         assert proxy.error is None, proxy.error
+
+
+def keyed_call(stack: Stack, link: Impairment, header: str, talker: Talker) -> tuple[Caller, Response, dict[str, int]]:
+    """One call through `link` that plays `talker` until the server's final reply: the caller
+    (its proxy keeps the link's statistics), that reply, and how the server's counters moved."""
+    before = counters(stack.server)
+    with impaired_call(stack, link) as caller:
+        caller.invite(header, vo_call())
+        caller.talk(talker, until_final=True)
+        final = caller.wait_final(10)
+        caller.peer.ack(final)
+        moved = delta(before, counters(stack.server))
+    return caller, final, moved
 
 
 def counters(server: MediaServerProcess) -> dict[str, float]:
@@ -279,14 +284,9 @@ def test_rfc4733_extension_digits_through_loss_jitter_and_duplicates(stack: Stac
     talker = Talker().silence(0.3)
     for digit in digits:
         talker.key(digit).silence(0.1)
-    before = counters(stack.server)
-    with impaired_call(stack, RFC4733_LINK) as caller:
-        caller.invite(op_header("extension", "ext", timeout=5, digits=len(digits), inter_digit=3), vo_call())
-        caller.talk(talker, until_final=True)
-        final = caller.wait_final(10)
-        caller.peer.ack(final)
-        moved = delta(before, counters(stack.server))
-        summary = report(caller, moved)
+    header = op_header("extension", "ext", timeout=5, digits=len(digits), inter_digit=3)
+    caller, final, moved = keyed_call(stack, RFC4733_LINK, header, talker)
+    summary = report(caller, moved)
     assert final.status == 480 and final.headers.get("X-VO-Result") == f"digits={digits}", summary
     assert moved["dtmf_detected_total"] == len(digits), summary
     up = caller.proxy.stats[TO_SERVER]
@@ -299,14 +299,9 @@ def test_rfc4733_menu_repeat_then_key_through_heavy_duplication(stack: Stack) ->
     # max_repeats=1: a "0" detected twice would end the menu with `invalid`
     link = Impairment(loss=0.10, jitter=0.040, duplicate=0.5, seed=2833)
     talker = Talker().silence(0.3).key("0").silence(0.4).key("2").silence(0.2)
-    before = counters(stack.server)
-    with impaired_call(stack, link) as caller:
-        caller.invite(op_header("menu", "menu", timeout=5, repeat=0, max_repeats=1, keys="12"), vo_call())
-        caller.talk(talker, until_final=True)
-        final = caller.wait_final(10)
-        caller.peer.ack(final)
-        moved = delta(before, counters(stack.server))
-        summary = report(caller, moved)
+    header = op_header("menu", "menu", timeout=5, repeat=0, max_repeats=1, keys="12")
+    caller, final, moved = keyed_call(stack, link, header, talker)
+    summary = report(caller, moved)
     assert final.status == 480 and final.headers.get("X-VO-Result") == "key=2", summary
     assert moved["dtmf_detected_total"] == 2, summary
     print(summary)
@@ -321,16 +316,11 @@ def test_inband_digits_through_loss_and_jitter(stack: Stack) -> None:
     for digit in digits:  # 100 ms tone, 100 ms pause: an auto-dialler's pace
         audio += [dtmf_tone(digit, 100), np.zeros(800, dtype=np.int16)]
     talker = Talker().audio(np.concatenate(audio)).silence(0.3)
-    before = counters(stack.server)
-    with impaired_call(stack, INBAND_LINK) as caller:
-        caller.invite(op_header("extension", "ext", timeout=5, digits=len(digits), inter_digit=3), vo_call())
-        caller.talk(talker, until_final=True)
-        final = caller.wait_final(10)
-        caller.peer.ack(final)
-        moved = delta(before, counters(stack.server))
-        tones = {seq for seq, _ts, pcm in talker.frames if np.abs(pcm).max() > 1000}
-        lost = tones & {seq for seq, _ts in caller.proxy.stats[TO_SERVER].dropped_rtp}
-        summary = f"{report(caller, moved)}; {len(lost)} of {len(tones)} tone frames lost"
+    header = op_header("extension", "ext", timeout=5, digits=len(digits), inter_digit=3)
+    caller, final, moved = keyed_call(stack, INBAND_LINK, header, talker)
+    tones = {seq for seq, _ts, pcm in talker.frames if np.abs(pcm).max() > 1000}
+    lost = tones & {seq for seq, _ts in caller.proxy.stats[TO_SERVER].dropped_rtp}
+    summary = f"{report(caller, moved)}; {len(lost)} of {len(tones)} tone frames lost"
     assert final.status == 480 and final.headers.get("X-VO-Result") == f"digits={digits}", summary
     assert moved["dtmf_detected_total"] == len(digits), summary
     assert lost, f"the seed loses tone frames: the test means something ({summary})"

@@ -537,17 +537,22 @@ class Stack:
     workdir: Path
 
 
+def load_seed(redis_url: str) -> None:
+    """The seed account, loaded as `voffice load` would, as version VERSION."""
+    r = store.connect(redis_url)
+    result = validate_paths([str(SEED)])
+    assert result.ok, [p.line() for p in result.problems]
+    changes, problems = store.plan_load(r, result.documents)
+    assert not problems, problems
+    assert store.apply_load(r, changes).versions == {ACCOUNT: VERSION}
+
+
 @pytest.fixture(scope="module")
 def redis_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path_factory.mktemp("redis"))
     server.start()
     try:
-        r = store.connect(server.url)
-        result = validate_paths([str(SEED)])
-        assert result.ok, [p.line() for p in result.problems]
-        changes, problems = store.plan_load(r, result.documents)
-        assert not problems, problems
-        assert store.apply_load(r, changes).versions == {ACCOUNT: VERSION}
+        load_seed(server.url)
         yield server
     finally:
         server.stop()

@@ -118,16 +118,18 @@ def _mutate_bytes(data: st.DataObject, raw: bytes, alphabet: bytes) -> bytes:
 # ============================================================================ config documents
 
 
-def _strings(value: Any) -> Iterator[str]:
+def _strings(value: Any, keys_only: bool = False) -> Iterator[str]:
+    """Every key and (unless `keys_only`) every string value of a JSON document."""
     if isinstance(value, str):
-        yield value
+        if not keys_only:
+            yield value
     elif isinstance(value, dict):
         for key, item in value.items():
             yield key
-            yield from _strings(item)
+            yield from _strings(item, keys_only)
     elif isinstance(value, list):
         for item in value:
-            yield from _strings(item)
+            yield from _strings(item, keys_only)
 
 
 BASE_DOCUMENTS = [json.loads(path.read_text(encoding="utf-8")) for path in EXAMPLES]
@@ -147,17 +149,7 @@ TROUBLE_STRINGS = [
 ]
 DOC_STRINGS = [*sorted({s for doc in BASE_DOCUMENTS for s in _strings(doc)}), *TROUBLE_STRINGS]
 
-def _keys(value: Any) -> Iterator[str]:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield key
-            yield from _keys(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _keys(item)
-
-
-FIELD_NAMES = sorted({k for doc in BASE_DOCUMENTS for k in _keys(doc)} | {"keys", "next", "enabled", "subdivision", "file", "text", "repeat_key", "max_repeats", "inter_digit_timeout", "max_seconds", "weekdays"})
+FIELD_NAMES = sorted({k for doc in BASE_DOCUMENTS for k in _strings(doc, keys_only=True)} | {"keys", "next", "enabled", "subdivision", "file", "text", "repeat_key", "max_repeats", "inter_digit_timeout", "max_seconds", "weekdays"})
 
 _json_scalars = (
     st.none()

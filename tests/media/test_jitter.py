@@ -49,6 +49,19 @@ ZERO = np.zeros(FRAME, np.int16)
 # ------------------------------------------------------------------ in order, reordered, lost
 
 
+def arrival_ticks(fates: list[tuple[bool, int, int | None]], copy_of_lost: bool) -> dict[int, list[int]]:
+    """tick -> the packets arriving then: packet k is sent at tick k and arrives `delay` ticks
+    later unless lost; its copy, if any, `copy` ticks later (also for a lost packet with
+    `copy_of_lost`: the loss took only the original)."""
+    arrivals: dict[int, list[int]] = {}
+    for k, (lost, delay, copy) in enumerate(fates):
+        if not lost:
+            arrivals.setdefault(k + delay, []).append(k)
+        if copy is not None and (copy_of_lost or not lost):
+            arrivals.setdefault(k + copy, []).append(k)
+    return arrivals
+
+
 def test_in_order_after_the_playout_delay() -> None:
     buffer, sent = JitterBuffer(), frames(10)
     out: list[np.ndarray | None] = []
@@ -202,12 +215,7 @@ def test_jitter_below_the_delay_changes_nothing_and_loss_only_its_frames(
     if all(lost for lost, _d, _c in fates):
         return
     sent = frames(len(fates), seed=len(fates))
-    arrivals: dict[int, list[int]] = {}
-    for k, (lost, delay, copy) in enumerate(fates):
-        if not lost:
-            arrivals.setdefault(k + delay, []).append(k)
-            if copy is not None:
-                arrivals.setdefault(k + copy, []).append(k)
+    arrivals = arrival_ticks(fates, copy_of_lost=False)
     buffer = JitterBuffer()
     out = []
     for tick in range(len(fates) + 10):
@@ -228,12 +236,7 @@ def test_any_delays_play_each_frame_once_in_order_never_earlier(fates: list[tupl
     once, and a frame never plays earlier relative to its send time than the one before it
     (the timeline only ever shifts later)."""
     sent = frames(len(fates), seed=3)
-    arrivals: dict[int, list[int]] = {}
-    for k, (lost, delay, copy) in enumerate(fates):
-        if not lost:
-            arrivals.setdefault(k + delay, []).append(k)
-        if copy is not None:
-            arrivals.setdefault(k + copy, []).append(k)
+    arrivals = arrival_ticks(fates, copy_of_lost=True)
     identity = {sent[k].tobytes(): k for k in range(len(sent))}
     buffer = JitterBuffer()
     played: list[tuple[int, int]] = []  # (tick, k)

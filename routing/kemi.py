@@ -288,8 +288,8 @@ class VofficeRouting:
     @staticmethod
     def own_uri() -> str:
         """This Kamailio's socket the call came in on, where a spiral goes."""
-        host = KSR.pv.get("$Ri")
-        return f"sip:[{host}]:{KSR.pv.get('$Rp')}" if ":" in host else f"sip:{host}:{KSR.pv.get('$Rp')}"
+        host, port = KSR.pv.get("$Ri"), KSR.pv.get("$Rp")
+        return f"sip:[{host}]:{port}" if ":" in host else f"sip:{host}:{port}"
 
     def ring_one_branch(self) -> None:
         """A spiral from a wave (branch_timer): ring this one operator under their own

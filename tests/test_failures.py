@@ -142,20 +142,27 @@ def steps(record: dict[str, str]) -> list[tuple[str, str | None]]:
 OPS = ("ivanov", "petrov", "sidorov")
 
 
+def clients_first() -> tuple[dict[str, Any], dict[str, int]]:
+    """The seed with short ring times and each operator on a port of its own, whose workday
+    scenario starts at the clients group (the seed first plays the extension prompt, a media
+    step that costs seconds per call and is tested elsewhere); and those ports."""
+    ports = {name: free_udp_port() for name in OPS}
+    doc = short_ring_config(seed(), ports)
+    workday = next(s for s in doc["scenarios"] if s["id"] == "workday")
+    workday["root"] = {"operation": "to-clients"}
+    return doc, ports
+
+
 @pytest.fixture(scope="module")
 def morning(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[CallStack, dict[str, int]]]:
     """Wednesday morning: the clients group rings as the seed says, priority 1 (ivanov and
     petrov at once) in rounds, then priority 2 (sidorov), each operator on a sipp of its own.
 
-    Two changes to the seed: the workday scenario starts at the group (the seed first plays
-    the extension prompt, a media step that costs seconds per call and is tested elsewhere),
-    and petrov rings once: sipp cannot hold two INVITEs of one Call-ID at once, which a
+    Two changes to the seed: the workday scenario starts at the group (clients_first), and
+    petrov rings once: sipp cannot hold two INVITEs of one Call-ID at once, which a
     second round would send while petrov's first (late) answer is still open."""
     workdir = tmp_path_factory.mktemp("morning")
-    ports = {name: free_udp_port() for name in OPS}
-    doc = short_ring_config(seed(), ports)
-    workday = next(s for s in doc["scenarios"] if s["id"] == "workday")
-    workday["root"] = {"operation": "to-clients"}
+    doc, ports = clients_first()
     doc["groups"][0]["members"][1]["attempts"] = 1
     stack = CallStack(workdir, WEDNESDAY_MORNING, doc, with_media=False)
     with stack:
@@ -280,10 +287,7 @@ def mixed_wave(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[CallS
     """Wednesday morning, the managers' wave with ring times of their own: ivanov 5 s,
     petrov 9 s, one attempt each; then sidorov."""
     workdir = tmp_path_factory.mktemp("mixed")
-    ports = {name: free_udp_port() for name in OPS}
-    doc = short_ring_config(seed(), ports)
-    workday = next(s for s in doc["scenarios"] if s["id"] == "workday")
-    workday["root"] = {"operation": "to-clients"}
+    doc, ports = clients_first()
     ivanov, petrov, _sidorov = doc["groups"][0]["members"]
     ivanov.update(attempts=1, ring_seconds=SHORT_S)
     petrov.update(attempts=1, ring_seconds=LONG_S)
@@ -514,10 +518,7 @@ def test_a_scenario_longer_than_tms_transaction_lifetime_goes_on(tmp_path: Path)
     branches do, and a call's whole scenario runs in one: here the ceiling is 6 s and the
     plan takes about 10 s (the managers ring 5 s, nobody answers; ivanov again 5 s; then
     sidorov answers). Each step sets the lifetime it needs, so the call reaches sidorov."""
-    ports = {name: free_udp_port() for name in OPS}
-    doc = short_ring_config(seed(), ports)
-    workday = next(s for s in doc["scenarios"] if s["id"] == "workday")
-    workday["root"] = {"operation": "to-clients"}
+    doc, ports = clients_first()
     doc["groups"][0]["members"][1]["attempts"] = 1
     with CallStack(tmp_path, WEDNESDAY_MORNING, doc, with_media=False,
                    overrides={"kamailio_max_inv_lifetime_ms": 6000}) as stack:
@@ -541,10 +542,7 @@ def test_round_robin_starts_after_whoever_answered_last(tmp_path: Path) -> None:
     """The clients group as round_robin: four calls in a row, everyone answering. Each call
     starts with the member after the one who answered the last call (whichever Kamailio
     worker takes it): ivanov, petrov, sidorov, ivanov; nobody else is rung."""
-    ports = {name: free_udp_port() for name in OPS}
-    doc = short_ring_config(seed(), ports)
-    workday = next(s for s in doc["scenarios"] if s["id"] == "workday")
-    workday["root"] = {"operation": "to-clients"}
+    doc, ports = clients_first()
     doc["groups"][0]["strategy"] = "round_robin"
     with CallStack(tmp_path, WEDNESDAY_MORNING, doc, with_media=False) as stack:
         events = Events(stack)

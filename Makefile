@@ -7,8 +7,11 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := redis-server python3-venv python3-dev fonts-dejavu-core kamailio kamailio-python3-modules rtpengine-daemon sip-tester sipsak sox espeak-ng libspandsp2 docker-compose sipvicious
 APT_STAMP := .stamp-apt
 VENV_STAMP := $(VENV)/.stamp-install
+LOCK := requirements.lock
+# The lock is made by uv's `uv pip compile` (uv pinned here), today's newest versions within pyproject's ranges.
+UV_VERSION := 0.13.9
 
-.PHONY: install run test lint unit soak clean
+.PHONY: install lock run test lint unit soak clean
 
 install: $(APT_STAMP) $(VENV_STAMP)
 
@@ -22,11 +25,29 @@ $(APT_STAMP): Makefile
 	@touch $@
 
 # Debian's own python3, so Kamailio's embedded interpreter and our tools share one venv.
-$(VENV_STAMP): pyproject.toml $(APT_STAMP)
+# Everything comes from $(LOCK), exact versions and hashes: the locked pip first, then the rest
+# (setuptools included, so the editable install builds without fetching anything unpinned).
+$(VENV_STAMP): $(LOCK) pyproject.toml $(APT_STAMP)
 	@test -x $(PY) || /usr/bin/python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	@awk '/^pip==/ {p = 1; print; next} p && /^ / {print; next} {p = 0}' $(LOCK) > $(VENV)/pip.lock
+	$(PY) -m pip install -q --require-hashes --no-deps -r $(VENV)/pip.lock
+	$(PY) -m pip install -q --require-hashes --no-deps -r $(LOCK)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
 	@touch $@
+
+# Refreshes $(LOCK) from pyproject.toml: [project] dependencies, the dev extra, [build-system].requires
+# and pip, for CPython 3.11 on x86_64 Debian 12 (glibc 2.36), wheels only, every file's sha256.
+# `make lock` takes the newest versions in range; `make lock LOCK_UPGRADE=` keeps the pins that still fit.
+LOCK_UPGRADE ?= --upgrade
+lock: $(APT_STAMP)
+	@test -x $(PY) || /usr/bin/python3 -m venv $(VENV)
+	$(PY) -m pip install -q uv==$(UV_VERSION)
+	{ $(PY) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")'; \
+	  echo pip; } | $(VENV)/bin/uv pip compile -q pyproject.toml - --extra dev $(LOCK_UPGRADE) \
+	  --generate-hashes --only-binary :all: --emit-build-options \
+	  --python-version 3.11 --python-platform x86_64-manylinux_2_36 \
+	  --custom-compile-command 'make lock' -o $(LOCK)
 
 run: install
 	$(VENV)/bin/voffice up --foreground
@@ -42,8 +63,9 @@ soak: install
 	$(VENV)/bin/voffice bench scale --accounts 10000 --cps $(SOAK_CPS) --calls $(SOAK_CALLS) --cache 2000
 
 lint: install
-	$(VENV)/bin/ruff check routing media-server tests
+	$(VENV)/bin/ruff check routing media-server bench tests
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) $(APT_STAMP) .run

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Kamailio in the foreground with the -A defines `voffice up` passes (routing/stack.py), taken
+# Kamailio in the foreground with the -A defines `voffice up` passes (routing/stack/local.py), taken
 # from the environment. Extra arguments go to kamailio (e.g. -c to only check the config).
 #   VO_LISTEN          udp:IP:PORT Kamailio listens on            (udp:127.0.0.1:5060)
 #   VO_MEDIA_SERVERS   media server SIP URIs, space-separated     (sip:127.0.0.1:5070)
@@ -16,6 +16,12 @@ set -eu
 : "${VOFFICE_ROOT:=/opt/voffice}"
 : "${VO_RUN_DIR:=/run/voffice}"
 export VOFFICE_ROOT
+
+# Kamailio embeds Debian's libpython3, which takes its standard library from PYTHONHOME or else
+# from next to the first python3 on PATH: pin Debian's, drop whatever PYTHON* the caller set
+# (routing/stack/local.py does the same for `voffice up`; docs/architecture.md).
+for var in $(env | sed -n 's/^\(PYTHON[A-Za-z0-9_]*\)=.*/\1/p'); do unset "$var"; done
+export PYTHONHOME=/usr PYTHONNOUSERSITE=1 PYTHONDONTWRITEBYTECODE=1
 
 mkdir -p "$VO_RUN_DIR"
 ds_list="$VO_RUN_DIR/dispatcher.list"

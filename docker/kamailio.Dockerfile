@@ -10,14 +10,18 @@ RUN apt-get update \
 
 # Kamailio embeds Debian's /usr/bin/python3: the venv is made from that interpreter so the
 # embedded Python loads the venv's packages (kamailio/voffice_kemi.py puts them on sys.path).
-# Dependencies are installed against stub packages first so a code change does not reinstall them.
+# Dependencies come from requirements.lock (exact versions and hashes, as `make install`), before the
+# sources are copied, so a code change does not reinstall them; then the project itself, editable.
 WORKDIR /opt/voffice
-COPY pyproject.toml README.md ./
-RUN mkdir -p routing media-server/voffice_media \
- && touch routing/__init__.py media-server/voffice_media/__init__.py \
- && /usr/bin/python3 -m venv .venv \
- && .venv/bin/pip install -q --no-cache-dir -e .
+COPY requirements.lock ./
+RUN /usr/bin/python3 -m venv .venv \
+ && awk '/^pip==/ {p = 1; print; next} p && /^ / {print; next} {p = 0}' requirements.lock > /tmp/pip.lock \
+ && .venv/bin/pip install -q --no-cache-dir --require-hashes --no-deps -r /tmp/pip.lock \
+ && .venv/bin/pip install -q --no-cache-dir --require-hashes --no-deps -r requirements.lock \
+ && rm /tmp/pip.lock
 COPY . .
+RUN .venv/bin/pip install -q --no-cache-dir --no-deps --no-build-isolation -e . \
+ && .venv/bin/pip check
 
 RUN install -d -o kamailio -g kamailio /run/voffice
 ENV VOFFICE_ROOT=/opt/voffice PYTHONDONTWRITEBYTECODE=1

@@ -9,14 +9,18 @@ RUN apt-get update \
       python3-venv sox espeak-ng libspandsp2 fonts-dejavu-core \
  && rm -rf /var/lib/apt/lists/*
 
-# Dependencies are installed against stub packages first so a code change does not reinstall them.
+# Dependencies come from requirements.lock (exact versions and hashes, as `make install`), before the
+# sources are copied, so a code change does not reinstall them; then the project itself, editable.
 WORKDIR /opt/voffice
-COPY pyproject.toml README.md ./
-RUN mkdir -p routing media-server/voffice_media \
- && touch routing/__init__.py media-server/voffice_media/__init__.py \
- && /usr/bin/python3 -m venv .venv \
- && .venv/bin/pip install -q --no-cache-dir -e .
+COPY requirements.lock ./
+RUN /usr/bin/python3 -m venv .venv \
+ && awk '/^pip==/ {p = 1; print; next} p && /^ / {print; next} {p = 0}' requirements.lock > /tmp/pip.lock \
+ && .venv/bin/pip install -q --no-cache-dir --require-hashes --no-deps -r /tmp/pip.lock \
+ && .venv/bin/pip install -q --no-cache-dir --require-hashes --no-deps -r requirements.lock \
+ && rm /tmp/pip.lock
 COPY . .
+RUN .venv/bin/pip install -q --no-cache-dir --no-deps --no-build-isolation -e . \
+ && .venv/bin/pip check
 
 # /var/lib/voffice/media: recordings, faxes and the prompt cache; /var/lib/voffice/sounds: the
 # configs' sound files. Volumes mounted there start with this ownership.

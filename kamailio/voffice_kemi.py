@@ -1,5 +1,5 @@
 """Entry point Kamailio's app_python3 loads: put the project and its venv on sys.path,
-then hand over to routing.kemi. Kamailio embeds Debian's /usr/bin/python3, the same
+then hand over to routing.proxy.kemi. Kamailio embeds Debian's /usr/bin/python3, the same
 interpreter the project's .venv was made from, so the venv's packages load here."""
 
 import os
@@ -11,4 +11,4 @@ for _path in (_SITE, _ROOT):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-from routing.kemi import mod_init  # noqa: E402,F401
+from routing.proxy.kemi import mod_init  # noqa: E402,F401

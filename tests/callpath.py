@@ -18,9 +18,9 @@ from typing import Any, Self
 import pytest
 import redis
 
-from routing.call_tool import scenario_text
-from routing.redis_server import free_port, free_udp_port, stop_process
-from routing.stack import Component, Stack, StackConfig
+from routing.cli.call_tool import scenario_text
+from routing.stack.local import Component, Stack, StackConfig
+from routing.stack.redis_server import free_port, free_udp_port, stop_process
 
 SIPP_DIR = Path(__file__).resolve().parent / "sipp"
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from routing.redis_server import RedisServer
+from routing.stack.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

@@ -32,13 +32,12 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from routing.call_step import MediaStep, RingWaves, action_for, operator_uri
-from routing.cli import main as voffice_cli
-from routing.compiler import compile_account
-from routing.diff import summarize
-from routing.engine import CompiledAccount, decide
-from routing.media_contract import CALL_ID, ContractError, decode_op, decode_result, encode_op, encode_result
-from routing.numbers import (
+from routing.cli.console import main as voffice_cli
+from routing.core.compiler import compile_account
+from routing.core.diff import summarize
+from routing.core.engine import CompiledAccount, decide
+from routing.core.media_contract import CALL_ID, ContractError, decode_op, decode_result, encode_op, encode_result
+from routing.core.numbers import (
     E164,
     NATIONAL_FORMS,
     PATTERN,
@@ -48,9 +47,10 @@ from routing.numbers import (
     pattern_problem,
     to_e164,
 )
-from routing.problems import ERROR, WARNING, Problem, has_errors
-from routing.scenario import Cursor
-from routing.validation import validate_document, validate_paths
+from routing.core.problems import ERROR, WARNING, Problem, has_errors
+from routing.core.scenario import Cursor
+from routing.core.validation import validate_document, validate_paths
+from routing.proxy.call_step import MediaStep, RingWaves, action_for, operator_uri
 from voffice_media.dtmf import DIGITS, Rfc4733Detector, TelephoneEvent
 from voffice_media.rtp import RtpError, RtpPacket
 from voffice_media.sdp import SdpError, answer, negotiate, parse_offer
@@ -710,14 +710,14 @@ def check_numbers(value: tuple[str, str | None, str]) -> bool:
 # ============================================================================ the list
 
 TARGETS = [
-    Target("config-document", "routing.validation.validate_document (+ compile, msgpack, decide, action_for, encode_op)",
+    Target("config-document", "routing.core.validation.validate_document (+ compile, msgpack, decide, action_for, encode_op)",
            mutated_documents(), check_document, 500),
-    Target("config-file", "routing.validation.validate_paths and `voffice validate FILE`", config_files(), check_config_file, 250),
+    Target("config-file", "routing.core.validation.validate_paths and `voffice validate FILE`", config_files(), check_config_file, 250),
     Target("sip-parse", "voffice_media.sipmsg.parse and its header-value parsers", sip_datagrams(), check_sip, 800),
     Target("sip-uas", "voffice_media.uas.UAS.receive/tick (the media server's SIP side)", sip_datagrams(), check_uas, 300),
     Target("sdp", "voffice_media.sdp.parse_offer/negotiate/answer", sdp_bodies(), check_sdp, 800),
     Target("rtp", "voffice_media.rtp.RtpPacket.parse/serialize", rtp_datagrams(), check_rtp, 1000),
     Target("dtmf", "voffice_media.dtmf.TelephoneEvent.parse and Rfc4733Detector.feed", event_streams(), check_dtmf, 500),
-    Target("x-vo-op", "routing.media_contract.decode_op/encode_op/decode_result", op_headers(), check_op, 1000),
-    Target("numbers", "routing.numbers.to_e164/did_candidates and caller patterns", number_inputs(), check_numbers, 1000),
+    Target("x-vo-op", "routing.core.media_contract.decode_op/encode_op/decode_result", op_headers(), check_op, 1000),
+    Target("numbers", "routing.core.numbers.to_e164/did_candidates and caller patterns", number_inputs(), check_numbers, 1000),
 ]

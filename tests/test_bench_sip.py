@@ -1,4 +1,4 @@
-"""`voffice bench sip` and its load-tester kit (bench/sipp/, routing/bench_kit.py).
+"""`voffice bench sip` and its load-tester kit (bench/sipp/, bench/voffice_bench/kit.py).
 
 The pure parts (mixes, expected finals, numbers files, the callers' logs, the plot, the
 scenario files themselves) are unit tests. Two short real runs: the default bench (both
@@ -23,7 +23,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from routing.bench_kit import (
+from routing.cli.console import main
+from routing.stack.redis_server import free_udp_port
+from voffice_bench.kit import (
     CALLERS,
     GATEWAYS,
     SIPP_DIR,
@@ -44,9 +46,7 @@ from routing.bench_kit import (
     read_numbers_csv,
     write_numbers_csv,
 )
-from routing.bench_sip import Run, Step, mix_table, run_sip_bench, write_csvs
-from routing.cli import main
-from routing.redis_server import free_udp_port
+from voffice_bench.sip import Run, Step, mix_table, run_sip_bench, write_csvs
 
 SIPP = shutil.which("sipp")
 STACK = bool(shutil.which("kamailio") and shutil.which("rtpengine") and SIPP and shutil.which("redis-server"))

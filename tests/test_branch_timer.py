@@ -7,8 +7,8 @@ import secrets
 from hypothesis import given
 from hypothesis import strategies as st
 
-from routing.branch_timer import Branch, is_operator_uri, spiral_uri, unspiral, wave_branches, wave_ring_ms
-from routing.call_step import operator_uri
+from routing.proxy.branch_timer import Branch, is_operator_uri, spiral_uri, unspiral, wave_branches, wave_ring_ms
+from routing.proxy.call_step import operator_uri
 
 KEY = "0123456789abcdef0123456789abcdef"
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from routing.stack import sip_options
+from routing.stack.local import sip_options
 
 from .callpath import (
     SIPP_DIR,
@@ -120,7 +120,7 @@ def test_weekday_no_extension_rings_both_managers_at_once_then_the_head(tmp_path
     # wave's INVITE may overtake the CANCEL of the branch whose ring timer just fired.
     doc["groups"][0]["members"][1]["attempts"] = 1
     # ivanov rings for 7 s, petrov for the default 5 s: petrov's branch gets its own timer
-    # through the spiral (routing/branch_timer.py), set up from the failure route that
+    # through the spiral (routing/proxy/branch_timer.py), set up from the failure route that
     # follows the prompt.
     doc["groups"][0]["members"][0]["ring_seconds"] = 7
     stack = CallStack(tmp_path, "2026-11-25T10:00:00+03:00", doc, with_media=True)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from routing import call_record
+from routing.proxy import call_record
 
 STATE = {
     "acct": "acme", "ver": 3, "did": "+74951234567", "caller": "+79031112233", "callid": "c0ffee",

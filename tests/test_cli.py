@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from routing.redis_server import RedisServer
+from routing.stack.redis_server import RedisServer
 
 from .conftest import ROOT, SEED
 

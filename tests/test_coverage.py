@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from routing.compiler import compile_account
-from routing.coverage import (
+from routing.core.compiler import compile_account
+from routing.core.coverage import (
     Coverage,
     caller_classes,
     format_text,
@@ -22,8 +22,8 @@ from routing.coverage import (
     representative_caller,
     week_coverage,
 )
-from routing.engine import CompiledAccount, decide
-from routing.numbers import compile_patterns, pattern_matches
+from routing.core.engine import CompiledAccount, decide
+from routing.core.numbers import compile_patterns, pattern_matches
 
 SEED = Path(__file__).resolve().parent.parent / "examples" / "seed-office.json"
 VIP, OTHER = 0, 1  # caller class indexes in the seed example

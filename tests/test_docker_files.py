@@ -130,7 +130,7 @@ def test_one_machine_services() -> None:
 
 
 def test_one_machine_is_the_voffice_up_layout() -> None:
-    """The addresses and ports of `voffice up` (routing/stack.py StackConfig defaults)."""
+    """The addresses and ports of `voffice up` (routing/stack/local.py StackConfig defaults)."""
     services = services_of(ONE_MACHINE)
     kamailio, media = services["kamailio"], services["media-server"]
     assert kamailio.environment["VO_LISTEN"] == "udp:127.0.0.1:5060"
@@ -229,7 +229,7 @@ def test_image_installs_its_component_packages(dockerfile: str) -> None:
 
 def test_kamailio_entrypoint_passes_the_stack_defines() -> None:
     entrypoint = (DOCKER / "kamailio-entrypoint.sh").read_text()
-    stack_defines = set(re.findall(r'"-A", f[\'"](VO_\w+)=', (ROOT / "routing" / "stack.py").read_text()))
+    stack_defines = set(re.findall(r'"-A", f[\'"](VO_\w+)=', (ROOT / "routing" / "stack" / "local.py").read_text()))
     cfg_defines = set(re.findall(r"^#!ifndef (VO_\w+)", (ROOT / "kamailio" / "kamailio.cfg").read_text(), re.M))
     passed = set(re.findall(r'-A "(VO_\w+)=', entrypoint))
     assert stack_defines and stack_defines <= passed <= cfg_defines

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from routing.compiler import compile_account
-from routing.engine import CompiledAccount, decide
-from routing.scenario import Event, EventError
-from routing.simulate import simulate
+from routing.core.compiler import compile_account
+from routing.core.engine import CompiledAccount, decide
+from routing.core.scenario import Event, EventError
+from routing.core.simulate import simulate
 
 NUMBER = "+74951234567"
 OTHER = "+79031112233"  # not VIP

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from routing.compiler import compile_account
-from routing.engine import CompiledAccount
-from routing.scenario import Event
-from routing.simulate import simulate
-from routing.validation import validate_document
+from routing.core.compiler import compile_account
+from routing.core.engine import CompiledAccount
+from routing.core.scenario import Event
+from routing.core.simulate import simulate
+from routing.core.validation import validate_document
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NY, BERLIN, LONDON = "newyork-dst.json", "nested-menus.json", "support-247.json"

@@ -49,7 +49,7 @@ NUMBER = "+74951234567"
 CALLER = "+79031112233"
 WEDNESDAY_MORNING = "2026-11-25T10:00:00+03:00"  # rule r2, scenario workday
 WEDNESDAY_LUNCH = "2026-11-25T13:30:00+03:00"  # rule r1, scenario lunch: secretary -> menu
-NO_RING_S = 5  # routing/kemi.py NO_RING_FR_MS: an operator that does not even say 100
+NO_RING_S = 5  # routing/proxy/kemi.py NO_RING_FR_MS: an operator that does not even say 100
 
 
 def seed() -> dict[str, Any]:

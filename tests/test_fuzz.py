@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from routing.validation import validate_document
+from routing.core.validation import validate_document
 from voffice_media.sipmsg import NameAddr, SipParseError
 
 from .fuzz_targets import TARGETS, Target, check_document, run

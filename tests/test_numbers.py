@@ -6,7 +6,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from routing.numbers import (
+from routing.core.numbers import (
     E164,
     NATIONAL_FORMS,
     compile_patterns,

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from routing.compiler import compile_account
-from routing.ringing_plan import STRATEGIES, group_plan, operator_plan
+from routing.core.compiler import compile_account
+from routing.core.ringing_plan import STRATEGIES, group_plan, operator_plan
 
 Plain = dict[str, Any]
 
@@ -47,7 +47,7 @@ def names(plan: list[list[Plain]]) -> list[list[tuple[str, int]]]:
 
 
 def test_account_doc_is_valid() -> None:
-    from routing.validation import validate_document
+    from routing.core.validation import validate_document
 
     doc = account_doc([{"id": "g", "name": "G", "members": [{"operator": "a"}]}], ["a"])
     assert [p for p in validate_document(doc, "t") if p.severity == "error"] == []
@@ -221,7 +221,7 @@ def test_random_is_the_same_in_another_process() -> None:
     here = [w[0]["operator"] for w in group_plan(account, "g", seed="call-7")]
     code = (
         "import json, sys\n"
-        "from routing.ringing_plan import group_plan\n"
+        "from routing.core.ringing_plan import group_plan\n"
         "account = json.loads(sys.stdin.read())\n"
         "print(json.dumps([w[0]['operator'] for w in group_plan(account, 'g', seed='call-7')]))\n"
     )

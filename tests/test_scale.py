@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from routing.bench_scale import run_scale
+from voffice_bench.scale import run_scale
 
 pytestmark = pytest.mark.callpath
 

@@ -11,10 +11,10 @@ import msgpack
 import pytest
 import redis
 
-from routing import store
-from routing.reader import ConfigReader, StoreUnavailable
-from routing.redis_server import RedisServer
-from routing.validation import validate_paths
+from routing.core.validation import validate_paths
+from routing.stack.redis_server import RedisServer
+from routing.store import configs
+from routing.store.reader import ConfigReader, StoreUnavailable
 
 from .conftest import SEED
 
@@ -27,12 +27,12 @@ def write(tmp_path: Path, name: str, doc: dict[str, Any]) -> str:
     return str(path)
 
 
-def load(r: redis.Redis, *paths: str) -> store.LoadResult:
+def load(r: redis.Redis, *paths: str) -> configs.LoadResult:
     result = validate_paths(list(paths))
     assert result.ok, [p.line() for p in result.problems]
-    changes, problems = store.plan_load(r, result.documents)
+    changes, problems = configs.plan_load(r, result.documents)
     assert not problems, problems
-    return store.apply_load(r, changes)
+    return configs.apply_load(r, changes)
 
 
 def other_account(seed_doc: dict[str, Any], account: str, number: str) -> dict[str, Any]:
@@ -51,25 +51,25 @@ class FakeClock:
 
 
 def test_load_show_history(redis_server: RedisServer, seed_doc: dict[str, Any], tmp_path: Path) -> None:
-    r = store.connect(redis_server.url)
+    r = configs.connect(redis_server.url)
     result = load(r, str(SEED))
     assert result.versions == {"berry-demo": 1}
     assert r.hget("vo:numbers", "+74951234567") == b"berry-demo"
-    compiled = msgpack.unpackb(r.get(store.version_key("berry-demo", 1)), raw=False)
+    compiled = msgpack.unpackb(r.get(configs.version_key("berry-demo", 1)), raw=False)
     assert compiled["account"] == "berry-demo"
-    info = store.describe(r, "berry-demo")
+    info = configs.describe(r, "berry-demo")
     assert info["version"] == 1 and info["document"] == seed_doc
-    [entry] = store.history(r, "berry-demo")
+    [entry] = configs.history(r, "berry-demo")
     assert entry["version"] == 1 and entry["action"] == "load" and entry["user"]
     assert entry["sha256"] == compiled["sha256"]
     # loading the same document again changes nothing
     again = load(r, str(SEED))
     assert again.versions == {} and again.generation is None
-    assert store.current_version(r, "berry-demo") == 1
+    assert configs.current_version(r, "berry-demo") == 1
 
 
 def test_failed_load_changes_nothing(redis_server: RedisServer, seed_doc: dict[str, Any], tmp_path: Path) -> None:
-    r = store.connect(redis_server.url)
+    r = configs.connect(redis_server.url)
     load(r, str(SEED))
     before = {k: r.dump(k) for k in r.keys("*")}
     good = write(tmp_path, "good.json", other_account(seed_doc, "acme", "+74950000001"))
@@ -80,28 +80,28 @@ def test_failed_load_changes_nothing(redis_server: RedisServer, seed_doc: dict[s
     assert not result.ok  # the CLI stops here; the store is never touched
     # a number owned by a loaded account that is not part of this load is refused too
     thief = write(tmp_path, "thief.json", other_account(seed_doc, "thief", "+74951234567"))
-    _changes, problems = store.plan_load(r, validate_paths([good, thief]).documents)
+    _changes, problems = configs.plan_load(r, validate_paths([good, thief]).documents)
     assert [p.message for p in problems] == ["number +74951234567 already belongs to loaded account 'berry-demo'"]
     assert {k: r.dump(k) for k in r.keys("*")} == before
 
 
 def test_swap_is_atomic_and_refuses_a_concurrent_change(redis_server: RedisServer, seed_doc: dict[str, Any], tmp_path: Path) -> None:
-    r = store.connect(redis_server.url)
+    r = configs.connect(redis_server.url)
     load(r, str(SEED))
     changed = copy.deepcopy(seed_doc)
     changed["name"] = "Renamed"
     path = write(tmp_path, "seed.json", changed)
-    changes, _ = store.plan_load(r, validate_paths([path]).documents)
+    changes, _ = configs.plan_load(r, validate_paths([path]).documents)
     load(r, write(tmp_path, "other.json", {**seed_doc, "name": "Someone else"}))  # v2 lands meanwhile
     keys_before = set(r.keys("*"))
-    with pytest.raises(store.StoreError, match="changed to version 2"):
-        store.apply_load(r, changes)
-    assert store.current_version(r, "berry-demo") == 2
+    with pytest.raises(configs.StoreError, match="changed to version 2"):
+        configs.apply_load(r, changes)
+    assert configs.current_version(r, "berry-demo") == 2
     assert set(r.keys("*")) == keys_before  # the blobs written for the refused load are gone
 
 
 def test_two_accounts_two_numbers_and_moving_a_number(redis_server: RedisServer, seed_doc: dict[str, Any], tmp_path: Path) -> None:
-    r = store.connect(redis_server.url)
+    r = configs.connect(redis_server.url)
     a = other_account(seed_doc, "alpha", "+74950000001")
     b = other_account(seed_doc, "beta", "+74950000002")
     load(r, write(tmp_path, "a.json", a), write(tmp_path, "b.json", b))
@@ -119,27 +119,27 @@ def test_two_accounts_two_numbers_and_moving_a_number(redis_server: RedisServer,
 
 
 def test_rollback_and_version_trimming(redis_server: RedisServer, seed_doc: dict[str, Any], tmp_path: Path) -> None:
-    r = store.connect(redis_server.url)
+    r = configs.connect(redis_server.url)
     for i in range(12):
         doc = {**seed_doc, "name": f"Name {i}"}
         result = validate_paths([write(tmp_path, "seed.json", doc)])
-        changes, _ = store.plan_load(r, result.documents)
-        store.apply_load(r, changes, keep=3)
-    assert store.current_version(r, "berry-demo") == 12
+        changes, _ = configs.plan_load(r, result.documents)
+        configs.apply_load(r, changes, keep=3)
+    assert configs.current_version(r, "berry-demo") == 12
     assert [int(v) for v in r.lrange("vo:account:berry-demo:versions", 0, -1)] == [12, 11, 10]
-    assert r.get(store.version_key("berry-demo", 9)) is None
-    with pytest.raises(store.StoreError, match="not kept"):
-        store.rollback(r, "berry-demo", 5)
-    result = store.rollback(r, "berry-demo", keep=3)  # default: the version before
+    assert r.get(configs.version_key("berry-demo", 9)) is None
+    with pytest.raises(configs.StoreError, match="not kept"):
+        configs.rollback(r, "berry-demo", 5)
+    result = configs.rollback(r, "berry-demo", keep=3)  # default: the version before
     assert result.versions == {"berry-demo": 13}
-    assert store.describe(r, "berry-demo")["document"]["name"] == "Name 10"
-    assert store.history(r, "berry-demo", 1)[0]["action"] == "rollback to v11"
-    with pytest.raises(store.StoreError, match="not loaded"):
-        store.rollback(r, "nobody")
+    assert configs.describe(r, "berry-demo")["document"]["name"] == "Name 10"
+    assert configs.history(r, "berry-demo", 1)[0]["action"] == "rollback to v11"
+    with pytest.raises(configs.StoreError, match="not loaded"):
+        configs.rollback(r, "nobody")
 
 
 def test_reader_caches_and_sees_loads(redis_server: RedisServer, seed_doc: dict[str, Any], tmp_path: Path) -> None:
-    r = store.connect(redis_server.url)
+    r = configs.connect(redis_server.url)
     load(r, str(SEED))
     clock = FakeClock()
     reader = ConfigReader(redis_server.url, check_interval=0.1, clock=clock)
@@ -166,7 +166,7 @@ def test_reader_caches_and_sees_loads(redis_server: RedisServer, seed_doc: dict[
 
 
 def test_reader_serves_cached_configs_while_redis_is_down(redis_server: RedisServer, seed_doc: dict[str, Any], tmp_path: Path) -> None:
-    r = store.connect(redis_server.url)
+    r = configs.connect(redis_server.url)
     load(r, str(SEED))
     clock = FakeClock()
     reader = ConfigReader(redis_server.url, check_interval=0.1, retry_interval=1.0, clock=clock)
@@ -179,7 +179,7 @@ def test_reader_serves_cached_configs_while_redis_is_down(redis_server: RedisSer
         reader.account_for_number("+74950000042")  # a cold miss cannot be answered
     # Redis comes back (empty: a new instance on the same port) and a load happens
     redis_server.start()
-    r = store.connect(redis_server.url)
+    r = configs.connect(redis_server.url)
     load(r, write(tmp_path, "seed.json", {**seed_doc, "name": "after restart"}))
     clock.now += 2.0  # past retry_interval: the reader reconnects and resynchronises
     account = reader.account_for_number("+74951234567")
@@ -191,7 +191,7 @@ def test_a_failed_subscription_does_not_refuse_a_cold_lookup(redis_server: Redis
     """Subscribing to config loads fails (the pubsub connection, say, right after a Redis
     restart) while Redis itself answers: the lookup that found it still reads its number
     and account, and the subscription is tried again after retry_interval."""
-    r = store.connect(redis_server.url)
+    r = configs.connect(redis_server.url)
     load(r, str(SEED))
     clock = FakeClock()
     reader = ConfigReader(redis_server.url, check_interval=0.1, retry_interval=1.0, clock=clock)
@@ -214,7 +214,7 @@ def test_a_failed_subscription_does_not_refuse_a_cold_lookup(redis_server: Redis
 
 
 def test_reader_cache_is_bounded(redis_server: RedisServer, seed_doc: dict[str, Any], tmp_path: Path) -> None:
-    r = store.connect(redis_server.url)
+    r = configs.connect(redis_server.url)
     paths = [
         write(tmp_path, f"a{i}.json", other_account(seed_doc, f"acct-{i}", f"+7495000{i:04d}"))
         for i in range(20)

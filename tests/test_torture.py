@@ -36,7 +36,7 @@ from typing import Any
 
 import pytest
 
-from routing.stack import Stack, StackConfig, sip_options
+from routing.stack.local import Stack, StackConfig, sip_options
 from voffice_media.sipmsg import Response, SipParseError, parse
 
 from .callpath import CallStack, free_port, free_port_range, free_udp_port, short_ring_config

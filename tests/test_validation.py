@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from routing.problems import ERROR, WARNING, Problem
-from routing.validation import parse_document, validate_document, validate_paths
+from routing.core.problems import ERROR, WARNING, Problem
+from routing.core.validation import parse_document, validate_document, validate_paths
 
 FILE = "office.json"
 Doc = dict[str, Any]

@@ -1,6 +1,6 @@
 """Prompts as 8 kHz mono 16-bit samples, ready to be G.711-encoded frame by frame.
 
-A compiled sound entry (routing/compiler.py) is `{"name", "file", "text", "language"}`:
+A compiled sound entry (routing/core/compiler.py) is `{"name", "file", "text", "language"}`:
 - `file` is an audio file (wav, mp3, ogg, flac) relative to the sounds directory, first
   looked up in the account's own directory `sounds_dir/<account>/`, then in the shared
   `sounds_dir/`. It is converted once with sox.

@@ -6,7 +6,7 @@ next frame, sends it, and feeds what arrived since the last tick; it never sleep
 stream. Blocking work (prompt conversion, fsync of recordings, fax PDF) runs in a thread
 so the ticker keeps time.
 
-Contract with Kamailio (DESIGN.md section 5, routing/media_contract.py): INVITEs carry
+Contract with Kamailio (DESIGN.md section 5, routing/core/media_contract.py): INVITEs carry
 `X-VO-Op` and `X-VO-Call`; early-media operations answer 183 with SDP and end with a
 final 480 carrying `X-VO-Result`; voicemail and fax answer 200, record, store, emit an event
 on `voffice:events` and hang up.
@@ -28,11 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from routing.clock import now as clock_now
-from routing.media_contract import CALL_ID, ContractError, decode_op
-from routing.reader import ConfigReader, StoreUnavailable
+from routing.core.clock import now as clock_now
+from routing.core.media_contract import CALL_ID, ContractError, decode_op
+from routing.store.reader import ConfigReader, StoreUnavailable
+from voffice_media import events as events_mod
 
-from . import events as events_mod
 from .dtmf import Rfc4733Detector, ToneDetector
 from .fax import FaxSession, spandsp_available, tiff_to_pdf
 from .g711 import PCMA, PCMU, Codec

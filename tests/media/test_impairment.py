@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 import redis
 
-from routing.redis_server import RedisServer
+from routing.stack.redis_server import RedisServer
 from voffice_media.dtmf import DIGITS, TelephoneEvent, dtmf_tone
 from voffice_media.g711 import alaw_decode, alaw_encode
 from voffice_media.rtp import RtpError, RtpPacket, RtpSender

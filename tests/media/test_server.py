@@ -1,7 +1,7 @@
 """The media server as a process: real redis-server, real UDP, sipp and a Python peer as callers.
 
 Every call goes straight at the media server (no Kamailio): the callers add the `X-VO-Op` and
-`X-VO-Call` headers Kamailio would add (routing/media_contract.py). The prompt sounds come from
+`X-VO-Call` headers Kamailio would add (routing/core/media_contract.py). The prompt sounds come from
 the seed account's compiled config in Redis (examples/seed-office.json, loaded as version 1).
 
 - sipp callers (tests/media/sipp/*.xml) for early media: RFC 2833 keys from the captures sipp
@@ -35,9 +35,10 @@ import pytest
 import redis
 from PIL import Image
 
-from routing import store
-from routing.redis_server import RedisServer
-from routing.validation import validate_paths
+from routing.core.validation import validate_paths
+from routing.stack.redis_server import RedisServer
+from routing.store import configs
+from tests.conftest import ROOT, SEED
 from voffice_media.dtmf import dtmf_tone
 from voffice_media.fax import FaxSession, make_test_tiff, spandsp_available
 from voffice_media.g711 import alaw_decode, alaw_encode
@@ -45,8 +46,6 @@ from voffice_media.recording import RecordingStore
 from voffice_media.rtp import RtpError, RtpPacket, RtpSender
 from voffice_media.sdp import negotiate, parse_offer
 from voffice_media.sipmsg import Headers, Request, Response, SipParseError, make_response, parse
-
-from ..conftest import ROOT, SEED
 
 pytestmark = [
     pytest.mark.redis,
@@ -539,12 +538,12 @@ class Stack:
 
 def load_seed(redis_url: str) -> None:
     """The seed account, loaded as `voffice load` would, as version VERSION."""
-    r = store.connect(redis_url)
+    r = configs.connect(redis_url)
     result = validate_paths([str(SEED)])
     assert result.ok, [p.line() for p in result.problems]
-    changes, problems = store.plan_load(r, result.documents)
+    changes, problems = configs.plan_load(r, result.documents)
     assert not problems, problems
-    assert store.apply_load(r, changes).versions == {ACCOUNT: VERSION}
+    assert configs.apply_load(r, changes).versions == {ACCOUNT: VERSION}
 
 
 @pytest.fixture(scope="module")

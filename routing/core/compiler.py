@@ -14,7 +14,7 @@ import json
 from datetime import date
 from typing import Any
 
-from .day_type import DAY_TYPE_BIT, WEEKDAY_NAMES
+from routing.core.day_type import DAY_TYPE_BIT, WEEKDAY_NAMES
 
 FORMAT = 1
 DEFAULTS = {"attempts": 2, "ring_seconds": 20, "input_timeout": 5}

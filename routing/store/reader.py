@@ -24,9 +24,9 @@ from typing import Any
 import msgpack
 import redis
 
-from .engine import CompiledAccount
-from .numbers import did_candidates
-from .store import CHANNEL, account_key, redis_url, version_key
+from routing.core.engine import CompiledAccount
+from routing.core.numbers import did_candidates
+from routing.store.configs import CHANNEL, account_key, redis_url, version_key
 
 
 def _text(value: bytes | str) -> str:
@@ -63,7 +63,7 @@ class ConfigReader:
         self.timeout = timeout
         self.clock = clock
         self._redis: redis.Redis | None = None
-        self._pubsub: Any = None
+        self._pubsub: redis.client.PubSub | None = None
         self._next_check = 0.0
         self._retry_at = 0.0  # no Redis reads before this (the last one failed)
         self._subscribe_at = 0.0  # no new subscription before this (the last attempt failed)
@@ -201,12 +201,13 @@ class ConfigReader:
             return
         self._next_check = now + self.check_interval
         try:
-            if self._pubsub is None:
+            pubsub = self._pubsub
+            if pubsub is None:
                 if now < max(self._retry_at, self._subscribe_at):
                     return
-                self._subscribe()
+                pubsub = self._subscribe()
             while True:
-                message = self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0)
+                message = pubsub.get_message(ignore_subscribe_messages=True, timeout=0)
                 if message is None:
                     break
                 self._apply(message["data"])
@@ -217,9 +218,9 @@ class ConfigReader:
             self._subscribe_at = now + self.retry_interval
             self._drop_subscription()
 
-    def _subscribe(self) -> None:
+    def _subscribe(self) -> redis.client.PubSub:
         client = self._client()
-        pubsub = client.pubsub()  # type: ignore[no-untyped-call]
+        pubsub = client.pubsub()
         pubsub.subscribe(CHANNEL)
         # Subscribed first, then read the state: a load between the two is seen twice,
         # which is harmless, rather than not at all.
@@ -236,6 +237,7 @@ class ConfigReader:
         self._generation = generation
         self._countries = countries
         self._pubsub = pubsub
+        return pubsub
 
     def _forget_everything(self) -> None:
         self._numbers.clear()

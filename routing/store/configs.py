@@ -35,10 +35,10 @@ from typing import Any
 import msgpack
 import redis
 
-from .compiler import compile_account, document_sha256
-from .diff import summarize
-from .problems import Problem, errors, pointer
-from .validation import validate_document
+from routing.core.compiler import compile_account, document_sha256
+from routing.core.diff import summarize
+from routing.core.problems import Problem, errors, pointer
+from routing.core.validation import validate_document
 
 DEFAULT_URL = "redis://127.0.0.1:6479/0"
 DEFAULT_KEEP = 10

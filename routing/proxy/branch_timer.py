@@ -20,9 +20,9 @@ import hmac
 import re
 from dataclasses import dataclass
 
-from .call_step import GATEWAY
-from .numbers import E164, SIP_URI
-from .ringing_plan import Wave
+from routing.core.numbers import E164, SIP_URI
+from routing.core.ringing_plan import Wave
+from routing.proxy.call_step import GATEWAY
 
 PARAM = ";vo-ring="
 MIN_RING_MS, MAX_RING_MS = 1000, 600_000

@@ -19,7 +19,7 @@ Mixes (the load-tester kit, docs/load-testing.md): other callers (DTMF into a pr
 while it rings or during a prompt), other operator gateways (answering late, busy, declining,
 503, never answering), many numbers and callers from a sipp -inf file, another talk time, the
 voffice configuration alone. A mix's calls need not be answered: a step holds when every call
-ended with a final status the mix expects (routing/bench_kit.py), as well as the rest.
+ended with a final status the mix expects (bench/voffice_bench/kit.py), as well as the rest.
 
 Figures per step: attempted/successful/failed calls (sipp's statistics, caller and gateway),
 achieved calls/s (200 OKs over the time between the first and the last), INVITE->200 p50/p99
@@ -42,7 +42,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .bench_kit import (
+from routing.stack.local import KAMAILIO_CFG, KEMI_SCRIPT, SEED, Component, Stack, StackConfig, StackError, components
+from routing.stack.redis_server import free_udp_port
+from voffice_bench.kit import (
     Mix,
     MixError,
     finals_count,
@@ -55,10 +57,8 @@ from .bench_kit import (
     read_calls,
     read_numbers_csv,
 )
-from .redis_server import free_udp_port
-from .stack import KAMAILIO_CFG, KEMI_SCRIPT, SEED, Component, Stack, StackConfig, StackError, components
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BENCH_DIR = ROOT / "bench"
 BASELINE_CFG = BENCH_DIR / "kamailio-baseline.cfg"
 UAC_XML = BENCH_DIR / "sipp" / "uac.xml"
@@ -581,7 +581,7 @@ def run_sip_bench(cps_start: int, cps_step: int, seconds: float, max_cps: int, e
                   load: Sequence[str] = (), now: str | None = None) -> dict[str, Any]:
     """Step both configurations up from `cps_start` by `cps_step` to `max_cps`; print and return
     each step, each highest held rate and the two target ratios. With a mix, the kit's callers
-    and gateway (routing/bench_kit.py); `voffice_only` skips the baseline; `plot` draws the run;
+    and gateway (bench/voffice_bench/kit.py); `voffice_only` skips the baseline; `plot` draws the run;
     `load` and `now` change what voffice's configuration routes (default: the seed, Wednesday lunch)."""
     if cps_start < 1 or cps_step < 1 or max_cps < cps_start or seconds <= 0:
         raise BenchError("need 1 <= cps_start <= max_cps, cps_step >= 1 and seconds > 0")

@@ -36,15 +36,15 @@ from typing import Any
 
 import KSR  # provided by Kamailio's app_python3
 
-from . import branch_timer, call_record
-from .call_step import MediaStep, RingWaves, action_for, event_from_reply, operator_uri
-from .clock import now
-from .day_type import preload_calendars
-from .engine import CompiledAccount, decide
-from .media_contract import encode_op
-from .reader import ConfigReader, StoreUnavailable, cache_limit_from_env
-from .scenario import Cursor, EventError, feed, operation_of
-from .store import redis_url
+from routing.core.clock import now
+from routing.core.day_type import preload_calendars
+from routing.core.engine import CompiledAccount, decide
+from routing.core.media_contract import encode_op
+from routing.core.scenario import Cursor, EventError, feed, operation_of
+from routing.proxy import branch_timer, call_record
+from routing.proxy.call_step import MediaStep, RingWaves, action_for, event_from_reply, operator_uri
+from routing.store.configs import redis_url
+from routing.store.reader import ConfigReader, StoreUnavailable, cache_limit_from_env
 
 SCANNERS = re.compile(r"friendly-scanner|sipvicious|sipcli|sip-scan|vaxsipuseragent|sundayddr|iwar|sipsak-scan|pplsip|smap", re.I)
 GATEWAY = os.environ.get("VOFFICE_OPERATOR_GATEWAY", "127.0.0.1:5080")

@@ -3,7 +3,7 @@
 Components start in dependency order (Redis, rtpengine, media servers, Kamailio), each a
 child process with its pid in the run directory (so `down` and `status` work from another
 shell) and its log next to it. Every component gets the same clock: VOFFICE_NOW plus
-VOFFICE_NOW_AT (the real instant `up` ran), see routing/clock.py.
+VOFFICE_NOW_AT (the real instant `up` ran), see routing/core/clock.py.
 """
 
 from __future__ import annotations
@@ -15,23 +15,24 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
 
-from . import store
-from .clock import offset_from_env
-from .problems import errors
-from .redis_server import stop_process
-from .validation import validate_paths
+from routing.core.clock import offset_from_env
+from routing.core.problems import errors
+from routing.core.validation import validate_paths
+from routing.stack.redis_server import stop_process
+from routing.store import configs
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_RUN_DIR = ROOT / ".run"
 SEED = ROOT / "examples" / "seed-office.json"
 KAMAILIO_CFG = ROOT / "kamailio" / "kamailio.cfg"
 KEMI_SCRIPT = ROOT / "kamailio" / "voffice_kemi.py"
+VENV = ROOT / ".venv"
 
 
 class StackError(Exception):
@@ -63,7 +64,7 @@ class StackConfig:
     # vocalls htable expires, this long after the answer (kamailio.cfg: VO_CALLS_TABLE).
     call_max_seconds: int = 43200
     # tm's ceiling for an INVITE transaction that the routing does not set itself (each
-    # scenario step sets its own: kamailio.cfg VO_MAX_INV_LIFETIME, routing/kemi.py).
+    # scenario step sets its own: kamailio.cfg VO_MAX_INV_LIFETIME, routing/proxy/kemi.py).
     kamailio_max_inv_lifetime_ms: int = 180000
     extra_env: dict[str, str] = field(default_factory=dict)
 
@@ -128,6 +129,42 @@ def redis_ping(url: str) -> bool:
         return False
 
 
+# --- the Python each component runs -----------------------------------------------------
+
+
+def without_python_vars(env: Mapping[str, str]) -> dict[str, str]:
+    """The caller's environment less PYTHONHOME, PYTHONPATH and every other PYTHON* setting:
+    they belong to whatever interpreter the caller runs, not to ours."""
+    return {k: v for k, v in env.items() if not k.startswith("PYTHON")}
+
+
+def interpreter_home(venv: Path = VENV) -> str:
+    """The prefix of the interpreter the venv was made from (pyvenv.cfg's `home` is its bin/):
+    Debian's /usr, whose libpython3 Kamailio's app_python3 embeds."""
+    try:
+        lines = (venv / "pyvenv.cfg").read_text().splitlines()
+    except OSError:
+        return "/usr"
+    for line in lines:
+        key, _, value = line.partition("=")
+        if key.strip() == "home" and value.strip():
+            return str(Path(value.strip()).parent)
+    return "/usr"
+
+
+def embedded_python_env(venv: Path = VENV) -> dict[str, str]:
+    """For Kamailio: an embedded interpreter with no PYTHONHOME looks for its standard library
+    next to the first `python3` on PATH, so a pyenv/conda python3 there would hand it a foreign
+    stdlib (its `ssl` then fails to load and redis-py with it). PYTHONHOME pins Debian's."""
+    return {"PYTHONHOME": interpreter_home(venv), "PYTHONNOUSERSITE": "1"}
+
+
+def venv_python(venv: Path = VENV) -> str:
+    """The project's venv interpreter for the media servers, whichever python runs `voffice`."""
+    candidate = venv / "bin" / "python"
+    return str(candidate) if candidate.exists() else sys.executable
+
+
 # --- components --------------------------------------------------------------------------
 
 
@@ -180,7 +217,7 @@ def components(config: StackConfig) -> list[Component]:
             data_dir = run / ("media" if i == 0 else f"media{i + 1}")
             out.append(Component(
                 f"media{i + 1}",
-                [sys.executable, "-m", "voffice_media", "--listen", f"{h}:{port}", "--kamailio", h,
+                [venv_python(), "-m", "voffice_media", "--listen", f"{h}:{port}", "--kamailio", h,
                  "--data-dir", str(data_dir), "--rtp-ports", f"{low + i * span}-{low + (i + 1) * span - 1}",
                  "--metrics", f"{h}:{port + 1}", "--redis", config.redis_url],
                 lambda port=port: sip_options(h, port) == 200,  # type: ignore[misc]
@@ -202,7 +239,7 @@ def components(config: StackConfig) -> list[Component]:
              "-A", f'VO_CALLS_TABLE="vocalls=>size=14;autoexpire={int(config.call_max_seconds)};"',
              "-A", f"VO_MAX_INV_LIFETIME={int(config.kamailio_max_inv_lifetime_ms)}"],
             lambda: sip_options(h, config.sip_port) == 200,
-            env,
+            {**env, **embedded_python_env()},
         ))
     return out
 
@@ -253,7 +290,7 @@ class Stack:
 
     def _start(self, part: Component, detach: bool, timeout: float) -> None:
         log = open(self.config.run_dir / f"{part.name}.log", "ab")
-        env = {**os.environ, **part.env}
+        env = {**without_python_vars(os.environ), **part.env}
         part.proc = subprocess.Popen(part.argv, stdout=log, stderr=subprocess.STDOUT, env=env,
                                      stdin=subprocess.DEVNULL, start_new_session=detach)
         log.close()
@@ -274,11 +311,11 @@ class Stack:
         result = validate_paths(list(paths))
         if not result.ok:
             raise StackError("; ".join(p.line() for p in errors(result.problems))[:500])
-        r = store.connect(self.config.redis_url)
-        changes, problems = store.plan_load(r, result.documents)
+        r = configs.connect(self.config.redis_url)
+        changes, problems = configs.plan_load(r, result.documents)
         if problems:
             raise StackError(problems[0].line())
-        loaded = store.apply_load(r, changes)
+        loaded = configs.apply_load(r, changes)
         for change in changes:
             version = loaded.versions.get(change.account, change.current)
             self.echo(f"loaded     {change.account} v{version} ({', '.join(change.doc['numbers'])})")

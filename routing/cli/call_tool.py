@@ -21,7 +21,7 @@ from typing import Any
 
 import redis
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SIPP_DIR = ROOT / "tests" / "sipp"
 PCAPS = Path("/usr/share/sip-tester")
 PCAP_NAMES = {"*": "star", "#": "pound"}

@@ -24,7 +24,7 @@ On a machine that does nothing else, `pin=True` keeps the server on the first CP
 callers on the others; on a shared one it makes things worse (the scheduler cannot move the
 server away from a busy CPU).
 
-    python -m voffice_media.bench --calls 100 250 500 750 --seconds 20 [--speech] [--pin]
+    python -m voffice_bench.media --calls 100 250 500 750 --seconds 20 [--speech] [--pin]
 """
 
 from __future__ import annotations
@@ -49,12 +49,12 @@ from typing import Any
 
 import numpy as np
 
-from .g711 import alaw_encode
-from .operations import FRAME, Pcm
-from .rtp import RtpSender
-from .sdp import negotiate, parse_offer
-from .server import MediaServer, ServerConfig
-from .sipmsg import Headers, Request, Response, SipParseError, parse
+from voffice_media.g711 import alaw_encode
+from voffice_media.operations import FRAME, Pcm
+from voffice_media.rtp import RtpSender
+from voffice_media.sdp import negotiate, parse_offer
+from voffice_media.server import MediaServer, ServerConfig
+from voffice_media.sipmsg import Headers, Request, Response, SipParseError, parse
 
 __all__ = ["holds", "run_media_bench", "sweep"]
 
@@ -326,7 +326,7 @@ async def _run(calls: int, seconds: float, echo: Callable[[str], None], pin: boo
     await server.start()
     previous_affinity = _pin(caller=False) if pin else None
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "voffice_media.bench", "--callers-for", f"{HOST}:{config.port}",
+        sys.executable, "-m", "voffice_bench.media", "--callers-for", f"{HOST}:{config.port}",
         "--calls", str(calls), "--seconds", str(seconds),
         *(["--callers-pin"] if pin else []), *(["--speech"] if speech else []),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -457,7 +457,7 @@ def sweep(counts: Sequence[int], seconds: float, echo: Callable[[str], None] = p
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m voffice_media.bench", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m voffice_bench.media", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, nargs="+", default=[100, 250, 500, 750])
     parser.add_argument("--seconds", type=float, default=20.0)

@@ -20,11 +20,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from . import store
-from .engine import decide
-from .reader import ConfigReader
-from .redis_server import RedisServer
-from .validation import validate_paths
+from routing.core.engine import decide
+from routing.core.validation import validate_paths
+from routing.stack.redis_server import RedisServer
+from routing.store import configs
+from routing.store.reader import ConfigReader
 
 ZONES = [
     ("Europe/Moscow", "RU", "+7495", "+7916"),
@@ -125,15 +125,15 @@ def _bench(template: dict[str, Any], accounts: int, decisions: int, url: str, wo
         (files_dir / f"{doc['account']}.json").write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
     echo(f"{accounts} accounts, {sum(len(d['numbers']) for d in docs)} numbers, Redis {url}")
 
-    r = store.connect(url, timeout=30)
+    r = configs.connect(url, timeout=30)
     t0 = time.perf_counter()
     validated = validate_paths([str(files_dir)])
     t1 = time.perf_counter()
     assert validated.ok, validated.problems[:3]
-    changes, problems = store.plan_load(r, validated.documents)
+    changes, problems = configs.plan_load(r, validated.documents)
     assert not problems
     t2 = time.perf_counter()
-    result = store.apply_load(r, changes)
+    result = configs.apply_load(r, changes)
     t3 = time.perf_counter()
     echo(
         f"load: validate {t1 - t0:.1f} s + compile/diff {t2 - t1:.1f} s + write/swap {t3 - t2:.1f} s"
@@ -163,7 +163,7 @@ def _bench(template: dict[str, Any], accounts: int, decisions: int, url: str, wo
 
     accounts_by_number = {n: a for n, a in compiled.items() if a is not None}
     plain_dict = {n: a.id for n, a in accounts_by_number.items()}
-    client = store.connect(url)
+    client = configs.connect(url)
     timings = [
         time_each("baseline: dict lookup", lambda i: plain_dict.get(calls[i][0]), decisions),
         time_each("baseline: Redis GET (loopback)", lambda i: client.hget("vo:numbers", calls[i][0]), min(decisions, 20_000)),

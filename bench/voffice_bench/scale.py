@@ -29,17 +29,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import store
-from .bench import generate_accounts
-from .bench_kit import first_invites
-from .bench_sip import HOST, UAC_XML, UAS_XML, descendants, read_stats, sipp_binary
-from .call_step import RingWaves, action_for
-from .compiler import compile_account
-from .engine import CompiledAccount, decide
-from .redis_server import free_port, free_udp_port
-from .scenario import Cursor
-from .stack import SEED, Stack, StackConfig
-from .validation import validate_paths
+from routing.core.compiler import compile_account
+from routing.core.engine import CompiledAccount, decide
+from routing.core.scenario import Cursor
+from routing.core.validation import validate_paths
+from routing.proxy.call_step import RingWaves, action_for
+from routing.stack.local import SEED, Stack, StackConfig
+from routing.stack.redis_server import free_port, free_udp_port
+from routing.store import configs
+from voffice_bench.decide import generate_accounts
+from voffice_bench.kit import first_invites
+from voffice_bench.sip import HOST, UAC_XML, UAS_XML, descendants, read_stats, sipp_binary
 
 WEDNESDAY_LUNCH = "2026-11-25T13:30:00+03:00"
 CALLER = "+79031112233"
@@ -127,11 +127,11 @@ def run_scale(accounts: int, cps: int, cache_limit: int, echo: Callable[[str], N
         validated = validate_paths([str(files)])
         if not validated.ok:
             raise ScaleError(f"generated accounts do not validate: {validated.problems[:2]}")
-        r = store.connect(config.redis_url, timeout=60)
-        changes, problems = store.plan_load(r, validated.documents)
+        r = configs.connect(config.redis_url, timeout=60)
+        changes, problems = configs.plan_load(r, validated.documents)
         if problems:
             raise ScaleError(f"load refused: {problems[:2]}")
-        store.apply_load(r, changes)
+        configs.apply_load(r, changes)
         result.load_seconds = time.perf_counter() - t0
         echo(f"loaded in {result.load_seconds:.1f} s (validate, compile, write, swap)")
 

@@ -17,8 +17,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .day_type import DAY_TYPE_BIT, day_type
-from .numbers import compile_patterns, to_e164
+from routing.core.day_type import DAY_TYPE_BIT, day_type
+from routing.core.numbers import compile_patterns, to_e164
 
 
 @dataclass(frozen=True, slots=True)

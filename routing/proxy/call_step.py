@@ -12,10 +12,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .media_contract import decode_result
-from .numbers import E164, SIP_URI
-from .ringing_plan import Wave, group_plan, operator_plan
-from .scenario import Cursor, Event, operation_of
+from routing.core.media_contract import decode_result
+from routing.core.numbers import E164, SIP_URI
+from routing.core.ringing_plan import Wave, group_plan, operator_plan
+from routing.core.scenario import Cursor, Event, operation_of
 
 GATEWAY = re.compile(r"[A-Za-z0-9.-]{1,253}(?::[0-9]{1,5})?|\[[0-9A-Fa-f:]{2,39}\](?::[0-9]{1,5})?")
 BUSY_CODES = frozenset({486, 600, 603})

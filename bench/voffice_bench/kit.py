@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SIPP_DIR = ROOT / "bench" / "sipp"
 TALK_MS = 200  # the default bench's talk time (fixed in bench/sipp/uac.xml)
 

@@ -16,16 +16,16 @@ from typing import Any, NoReturn, TypeVar
 import click
 import redis
 
-from . import store
-from .compiler import compile_account
-from .engine import CompiledAccount
-from .numbers import did_candidates
-from .problems import ERROR, Problem
-from .problems import errors as only_errors
-from .reader import ConfigReader, StoreUnavailable
-from .scenario import Event, EventError
-from .simulate import simulate
-from .validation import SCHEMA_PATH, validate_paths
+from routing.core.compiler import compile_account
+from routing.core.engine import CompiledAccount
+from routing.core.numbers import did_candidates
+from routing.core.problems import ERROR, Problem
+from routing.core.problems import errors as only_errors
+from routing.core.scenario import Event, EventError
+from routing.core.simulate import simulate
+from routing.core.validation import SCHEMA_PATH, validate_paths
+from routing.store import configs
+from routing.store.reader import ConfigReader, StoreUnavailable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -48,10 +48,10 @@ def user_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (store.StoreError, EventError) as exc:
+        except (configs.StoreError, EventError) as exc:
             fail(str(exc))
         except (redis.ConnectionError, redis.TimeoutError, StoreUnavailable) as exc:
-            fail(f"cannot reach Redis at {store.redis_url(kwargs.get('redis_url'))}: {exc}")
+            fail(f"cannot reach Redis at {configs.redis_url(kwargs.get('redis_url'))}: {exc}")
         except redis.RedisError as exc:
             fail(f"Redis error: {exc}")
 
@@ -60,7 +60,7 @@ def user_errors(fn: F) -> F:
 
 redis_option = click.option(
     "--redis", "redis_url", envvar="VOFFICE_REDIS_URL", default=None, metavar="URL",
-    help=f"Redis URL (env VOFFICE_REDIS_URL; default {store.DEFAULT_URL}).",
+    help=f"Redis URL (env VOFFICE_REDIS_URL; default {configs.DEFAULT_URL}).",
 )
 
 
@@ -101,7 +101,7 @@ def validate(paths: tuple[str, ...], as_json: bool) -> None:
 @main.command()
 @click.argument("paths", nargs=-1, required=True, metavar="FILE|DIR...")
 @click.option("--dry-run", is_flag=True, help="Validate and show the diff; change nothing.")
-@click.option("--keep", default=store.DEFAULT_KEEP, show_default=True, type=click.IntRange(1, 1000), help="Versions kept per account.")
+@click.option("--keep", default=configs.DEFAULT_KEEP, show_default=True, type=click.IntRange(1, 1000), help="Versions kept per account.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the totals.")
 @redis_option
 @user_errors
@@ -115,12 +115,12 @@ def load(paths: tuple[str, ...], dry_run: bool, keep: int, quiet: bool, redis_ur
     if errors:
         _print_problems(errors, False)
         fail(f"{len(errors)} error(s); nothing was loaded")
-    r = store.connect(redis_url)
-    changes, problems = store.plan_load(r, result.documents)
+    r = configs.connect(redis_url)
+    changes, problems = configs.plan_load(r, result.documents)
     if problems:
         _print_problems(problems, False)
         fail(f"{len(problems)} error(s); nothing was loaded")
-    outcome = None if dry_run else store.apply_load(r, changes, keep)
+    outcome = None if dry_run else configs.apply_load(r, changes, keep)
     for change in changes if not quiet else []:
         if change.unchanged:
             click.echo(f"{change.account}: v{change.current} unchanged")
@@ -138,15 +138,15 @@ def load(paths: tuple[str, ...], dry_run: bool, keep: int, quiet: bool, redis_ur
 @main.command()
 @click.argument("account")
 @click.option("--to", "to_version", type=int, default=None, help="Version to restore (default: the one before the current).")
-@click.option("--keep", default=store.DEFAULT_KEEP, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--keep", default=configs.DEFAULT_KEEP, show_default=True, type=click.IntRange(1, 1000))
 @redis_option
 @user_errors
 def rollback(account: str, to_version: int | None, keep: int, redis_url: str | None) -> None:
     """Make an earlier version of ACCOUNT current again (recorded as a new version)."""
-    r = store.connect(redis_url)
-    result = store.rollback(r, account, to_version, keep)
+    r = configs.connect(redis_url)
+    result = configs.rollback(r, account, to_version, keep)
     change = result.changes[0]
-    click.echo(f"{account}: v{result.versions[account]} (was v{change.current}): {store.history(r, account, 1)[0]['action']}")
+    click.echo(f"{account}: v{result.versions[account]} (was v{change.current}): {configs.history(r, account, 1)[0]['action']}")
     for line in change.summary:
         click.echo(f"  {line}")
 
@@ -159,7 +159,7 @@ def rollback(account: str, to_version: int | None, keep: int, redis_url: str | N
 @user_errors
 def history(account: str, limit: int, as_json: bool, redis_url: str | None) -> None:
     """The audit trail of ACCOUNT: versions, when, who, what changed."""
-    entries = store.history(store.connect(redis_url), account, limit)
+    entries = configs.history(configs.connect(redis_url), account, limit)
     if as_json:
         click.echo(json.dumps(entries, ensure_ascii=False, indent=2))
         return
@@ -176,15 +176,15 @@ def history(account: str, limit: int, as_json: bool, redis_url: str | None) -> N
 @user_errors
 def show(what: str, as_json: bool, redis_url: str | None) -> None:
     """Show the loaded version of an account, found by its id or one of its numbers."""
-    r = store.connect(redis_url)
+    r = configs.connect(redis_url)
     account = what
     if what[:1] in "+0123456789":
         countries = frozenset(c.decode() if isinstance(c, bytes) else str(c) for c in r.smembers("vo:countries"))
-        owners = [o for n in did_candidates(what, countries) if (o := store.owner_of(r, n))]
+        owners = [o for n in did_candidates(what, countries) if (o := configs.owner_of(r, n))]
         if not owners:
             fail(f"number {what} is not in any loaded account")
         account = owners[0]
-    info = store.describe(r, account)
+    info = configs.describe(r, account)
     if as_json:
         click.echo(json.dumps(info, ensure_ascii=False, indent=2))
         return
@@ -284,7 +284,7 @@ def format_simulation(result: dict[str, Any]) -> str:
 @user_errors
 def coverage(what: str, week: str, slot_minutes: int, png_path: str | None, as_json: bool, redis_url: str | None) -> None:
     """Which rule and scenario apply in each slot of a week, per caller list."""
-    from .coverage import format_text, parse_iso_week, render_png, week_coverage
+    from routing.core.coverage import format_text, parse_iso_week, render_png, week_coverage
 
     try:
         monday = parse_iso_week(week)
@@ -328,9 +328,9 @@ def bench() -> None:
 @user_errors
 def bench_decide(accounts: int, decisions: int, template: str | None, redis_url: str | None) -> None:
     """Decisions per second and p50/p99 latency with ACCOUNTS compiled and cached."""
-    from .bench import run_decide_bench
+    from voffice_bench.decide import run_decide_bench
 
-    path = Path(template) if template else Path(__file__).resolve().parent.parent / "examples" / "seed-office.json"
+    path = Path(template) if template else Path(__file__).resolve().parents[2] / "examples" / "seed-office.json"
     doc = json.loads(path.read_text(encoding="utf-8"))
     run_decide_bench(doc, accounts, decisions, redis_url, click.echo)
 
@@ -358,12 +358,12 @@ def media_server(args: tuple[str, ...]) -> None:
 def call_cmd(number: str, caller: str, dtmf: str, dtmf_after: float, message_after: float | None, talk: float, sip_addr: str,
              timeout: float, redis_url: str | None) -> None:
     """Place a real test call (SIP + RTP) through the running stack and print what happened."""
-    from .call_tool import CallToolError, format_outcome, place_call
+    from routing.cli.call_tool import CallToolError, format_outcome, place_call
 
     host, _, port = sip_addr.rpartition(":")
     if not host or not port.isdigit():
         fail(f"--sip: {sip_addr!r} is not HOST:PORT")
-    url = store.redis_url(redis_url)
+    url = configs.redis_url(redis_url)
     try:
         outcome = place_call(number, caller, (host, int(port)), dtmf, dtmf_after, message_after, talk, timeout, url)
     except CallToolError as exc:
@@ -411,8 +411,8 @@ def bench_sip(cps: int, seconds: float, cps_step: int, max_cps: int, children: i
     an answering operator gateway), side by side with a native Kamailio cfg relaying the same calls.
     --caller, --gateway, --inf, --talk, --expect make a mix of the load-tester kit (bench/sipp/,
     docs/load-testing.md)."""
-    from .bench_kit import TALK_MS, Gateway, Mix, MixError, parse_codes, parse_gateway
-    from .bench_sip import BenchError, run_sip_bench
+    from voffice_bench.kit import TALK_MS, Gateway, Mix, MixError, parse_codes, parse_gateway
+    from voffice_bench.sip import BenchError, run_sip_bench
 
     if max_cps < cps:
         fail(f"--max-cps ({max_cps}) is below --cps ({cps})")
@@ -448,7 +448,7 @@ def bench_sip(cps: int, seconds: float, cps_step: int, max_cps: int, children: i
 def bench_scale(accounts: int, cps: int, cache_limit: int, calls: int | None, children: int, workdir: str | None) -> None:
     """Thousands of accounts loaded, calls spread over every number through the stack: each
     call's route checked against the engine, each Kamailio process's memory sampled."""
-    from .bench_scale import ScaleError, run_scale
+    from voffice_bench.scale import ScaleError, run_scale
 
     try:
         result = run_scale(accounts, cps, cache_limit, click.echo, workdir=Path(workdir) if workdir else None,
@@ -462,28 +462,28 @@ def bench_scale(accounts: int, cps: int, cache_limit: int, calls: int | None, ch
 @bench.command(name="numbers")
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--number", "numbers", multiple=True, metavar="E164", help="Numbers to call (default: every number loaded in Redis).")
-@click.option("--config", "configs", multiple=True, type=click.Path(exists=True, dir_okay=False),
+@click.option("--config", "config_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Take the numbers of these account files instead of Redis.")
 @click.option("--caller", "callers", multiple=True, metavar="E164", help="Calling numbers, taken in turn (default +79031112233).")
 @click.option("--random", "random_order", is_flag=True, help="RANDOM instead of SEQUENTIAL: sipp picks a line at random for each call.")
 @redis_option
 @user_errors
-def bench_numbers(out: str, numbers: tuple[str, ...], configs: tuple[str, ...], callers: tuple[str, ...], random_order: bool,
+def bench_numbers(out: str, numbers: tuple[str, ...], config_files: tuple[str, ...], callers: tuple[str, ...], random_order: bool,
                   redis_url: str | None) -> None:
     """Write OUT, a sipp injection file of numbers and callers (`number;caller` per line) for
     `voffice bench sip --inf OUT` or sipp -inf: the numbers loaded in Redis (vo:numbers), or
     --config files' numbers, or --number."""
-    from .bench_kit import MixError, number_pairs, write_numbers_csv
+    from voffice_bench.kit import MixError, number_pairs, write_numbers_csv
 
     chosen = list(numbers)
-    if not chosen and configs:
-        for path in configs:
+    if not chosen and config_files:
+        for path in config_files:
             doc = json.loads(Path(path).read_text(encoding="utf-8"))
             chosen += [n for n in doc.get("numbers", []) if isinstance(n, str)]
-    if not chosen and not configs:
-        chosen = sorted(k.decode() if isinstance(k, bytes) else str(k) for k in store.connect(redis_url).hkeys("vo:numbers"))
+    if not chosen and not config_files:
+        chosen = sorted(k.decode() if isinstance(k, bytes) else str(k) for k in configs.connect(redis_url).hkeys("vo:numbers"))
         if not chosen:
-            fail(f"no numbers loaded in Redis at {store.redis_url(redis_url)} (voffice load ..., or --number/--config)")
+            fail(f"no numbers loaded in Redis at {configs.redis_url(redis_url)} (voffice load ..., or --number/--config)")
     try:
         count = write_numbers_csv(Path(out), number_pairs(chosen, list(callers) or ["+79031112233"]),
                                   "RANDOM" if random_order else "SEQUENTIAL")
@@ -503,7 +503,7 @@ def bench_numbers(out: str, numbers: tuple[str, ...], configs: tuple[str, ...], 
 def bench_media(calls: int, seconds: float, sweep_counts: str | None, speech: bool, pin: bool, as_json: bool) -> None:
     """CPU per call, send jitter p50/p99 and lost/late packets with CALLS concurrent calls
     (announcements in early media) in one media server process; target: p99 < 5 ms, nothing lost."""
-    from voffice_media.bench import run_media_bench, sweep
+    from voffice_bench.media import run_media_bench, sweep
 
     echo = (lambda _line: None) if as_json else click.echo
     result: dict[str, object]
@@ -522,7 +522,7 @@ def bench_media(calls: int, seconds: float, sweep_counts: str | None, speech: bo
 
 
 def _stack_config(run_dir: str | None, ports: dict[str, Any], **extra: Any) -> Any:
-    from .stack import DEFAULT_RUN_DIR, StackConfig
+    from routing.stack.local import DEFAULT_RUN_DIR, StackConfig
 
     config = StackConfig(run_dir=Path(run_dir) if run_dir else DEFAULT_RUN_DIR, **extra)
     for key, value in ports.items():
@@ -557,9 +557,9 @@ def _ports(kw: dict[str, Any]) -> dict[str, Any]:
 @stack_options
 def up(foreground: bool, load_paths: tuple[str, ...], operator_gateway: str, media_servers: int, now: str | None, run_dir: str | None, **kw: Any) -> None:
     """Start Redis, rtpengine, the media server(s) and Kamailio on loopback, the seed loaded."""
-    from .call_step import GATEWAY
-    from .clock import ClockError
-    from .stack import SEED, Stack, StackError
+    from routing.core.clock import ClockError
+    from routing.proxy.call_step import GATEWAY
+    from routing.stack.local import SEED, Stack, StackError
 
     if not GATEWAY.fullmatch(operator_gateway):
         fail(f"--operator-gateway: {operator_gateway!r} is not HOST:PORT")
@@ -586,7 +586,7 @@ def up(foreground: bool, load_paths: tuple[str, ...], operator_gateway: str, med
 @stack_options
 def down(run_dir: str | None, **kw: Any) -> None:
     """Stop the stack started by `voffice up`."""
-    from .stack import down as stack_down
+    from routing.stack.local import down as stack_down
 
     stack_down(_stack_config(run_dir, _ports(kw)), click.echo)
 
@@ -595,7 +595,7 @@ def down(run_dir: str | None, **kw: Any) -> None:
 @stack_options
 def status(run_dir: str | None, **kw: Any) -> None:
     """Health of each component (sipsak OPTIONS for the SIP parts); exit 1 if any is down."""
-    from .stack import status as stack_status
+    from routing.stack.local import status as stack_status
 
     rows = stack_status(_stack_config(run_dir, _ports(kw)))
     for name, ok, detail in rows:

@@ -23,8 +23,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .engine import CompiledAccount, decide
-from .numbers import E164, compile_patterns, pattern_matches, to_e164
+from routing.core.engine import CompiledAccount, decide
+from routing.core.numbers import E164, compile_patterns, pattern_matches, to_e164
 
 if TYPE_CHECKING:  # Pillow is imported only when a picture is drawn
     from typing import TypeAlias

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .validation import COLLECTIONS
+from routing.core.validation import COLLECTIONS
 
 
 def summarize(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:

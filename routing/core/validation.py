@@ -27,12 +27,12 @@ from zoneinfo import ZoneInfo
 import jsonschema
 from jsonschema.exceptions import ValidationError
 
-from .compiler import minutes
-from .day_type import DEFAULT_WEEKEND, WEEKDAY_NAMES, known_country, national_year
-from .numbers import E164, SIP_URI, pattern_problem
-from .problems import ERROR, WARNING, Problem, has_errors, pointer
+from routing.core.compiler import minutes
+from routing.core.day_type import DEFAULT_WEEKEND, WEEKDAY_NAMES, known_country, national_year
+from routing.core.numbers import E164, SIP_URI, pattern_problem
+from routing.core.problems import ERROR, WARNING, Problem, has_errors, pointer
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "account.schema.json"
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "account.schema.json"
 MAX_FILE_BYTES = 5 * 1024 * 1024
 MAX_SCENARIO_DEPTH = 16
 PARALLEL_FROM = 200  # files; below this a process pool costs more than it saves

@@ -9,9 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from .engine import CompiledAccount, decide
-from .ringing_plan import group_plan, operator_plan
-from .scenario import PENDING, Cursor, Event, EventError, feed, operation_of, terminal_end
+from routing.core.engine import CompiledAccount, decide
+from routing.core.ringing_plan import group_plan, operator_plan
+from routing.core.scenario import PENDING, Cursor, Event, EventError, feed, operation_of, terminal_end
 
 
 def simulate(

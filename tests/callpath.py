@@ -20,7 +20,8 @@ import redis
 
 from routing.cli.call_tool import scenario_text
 from routing.stack.local import Component, Stack, StackConfig
-from routing.stack.redis_server import free_port, free_udp_port, stop_process
+from routing.stack.ports import free_port, free_port_block, free_port_range, free_udp_port
+from routing.stack.redis_server import stop_process
 
 SIPP_DIR = Path(__file__).resolve().parent / "sipp"
 
@@ -31,31 +32,6 @@ STACK_TESTS = [
                        reason="kamailio, rtpengine and sipp are installed by `make install`"),
 ]
 SIPP = shutil.which("sipp") or "/usr/bin/sipp"
-
-
-def free_port_block(size: int) -> int:
-    """The first of `size` consecutive ports free on loopback for UDP and TCP: each media
-    server takes two (SIP, metrics on the next one), the second server the two after."""
-    for _ in range(100):
-        base = free_udp_port()
-        if base + size <= 65536 and all(_port_free(base + i) for i in range(1, size)):
-            return base
-    raise OSError(f"no {size} consecutive free ports on loopback")
-
-
-def _port_free(port: int) -> bool:
-    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-        with socket.socket(socket.AF_INET, kind) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-    return True
-
-
-def free_port_range(size: int) -> tuple[int, int]:
-    base = 20000 + (free_port() % 20000)
-    return base, base + size - 1
 
 
 def short_ring_config(seed: dict[str, Any], operator_ports: dict[str, int] | None = None, ring_seconds: int = 5) -> dict[str, Any]:

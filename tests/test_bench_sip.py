@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from routing.cli.console import main
-from routing.stack.redis_server import free_udp_port
+from routing.stack.ports import free_udp_port
 from voffice_bench.kit import (
     CALLERS,
     GATEWAYS,

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from routing.stack.local import ROOT, embedded_python_env, interpreter_home, sip_options, without_python_vars
-from routing.stack.redis_server import free_port, free_udp_port
+from routing.stack.ports import free_port, free_udp_port
 
 from .callpath import STACK_TESTS, CallStack, free_port_block
 from .conftest import SEED

@@ -35,7 +35,7 @@ from routing.core.scenario import Cursor
 from routing.core.validation import validate_paths
 from routing.proxy.call_step import RingWaves, action_for
 from routing.stack.local import SEED, Stack, StackConfig
-from routing.stack.redis_server import free_port, free_udp_port
+from routing.stack.ports import free_port, free_udp_port
 from routing.store import configs
 from voffice_bench.decide import generate_accounts
 from voffice_bench.kit import first_invites

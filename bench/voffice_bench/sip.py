@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from routing.stack.local import KAMAILIO_CFG, KEMI_SCRIPT, SEED, Component, Stack, StackConfig, StackError, components
-from routing.stack.redis_server import free_udp_port
+from routing.stack.ports import free_udp_port
 from voffice_bench.kit import (
     Mix,
     MixError,

@@ -3,44 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import redis
 
-# Ports this process has handed out. Nothing holds a port between the probe and its use, and
-# the kernel readily hands a just-closed port to the next bind(0): two "free" ports asked for
-# one after the other (a test's operator gateway, then Kamailio's SIP port) came out equal once.
-_handed_out: set[int] = set()
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free on loopback now, and not one this process handed out before."""
-    if len(_handed_out) > 10000:  # a long run: start over rather than run out of the range
-        _handed_out.clear()
-    for _ in range(1000):
-        with socket.socket() as s:
-            s.bind((host, 0))
-            port = int(s.getsockname()[1])
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
-    raise OSError("no free TCP port on loopback that was not already handed out")
-
-
-def free_udp_port(host: str = "127.0.0.1") -> int:
-    """A port free for both TCP (Redis) and UDP (SIP, rtpengine's ng) on loopback."""
-    for _ in range(100):
-        port = free_port(host)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            try:
-                sock.bind((host, port))
-            except OSError:
-                continue
-            return port
-    raise OSError("no free UDP port on loopback")
+from routing.stack.ports import free_port
 
 
 def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:

@@ -36,6 +36,7 @@ import redis
 from PIL import Image
 
 from routing.core.validation import validate_paths
+from routing.stack.ports import free_udp_port
 from routing.stack.redis_server import RedisServer
 from routing.store import configs
 from tests.conftest import ROOT, SEED
@@ -65,12 +66,6 @@ Addr = tuple[str, int]
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def free_udp_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def free_even_udp_port(host: str = "127.0.0.1") -> int:

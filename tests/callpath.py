@@ -171,20 +171,27 @@ class Sipp:
 
     def received(self) -> list[str]:
         """First lines of the messages this sipp received, in order."""
-        text = self.messages()
+        return self._first_lines("message received")
+
+    def sent(self) -> list[str]:
+        """First lines of the messages this sipp sent, in order."""
+        return self._first_lines("message sent")
+
+    def _first_lines(self, direction: str) -> list[str]:
         out = []
-        for block in re.split(r"-{20,}.*\n", text):
-            if "message received" in block:
+        for block in re.split(r"-{20,}.*\n", self.messages()):
+            if direction in block:
                 lines = [ln for ln in block.splitlines() if ln.strip()]
-                first = next((ln for ln in lines[1:] if ln.startswith(("SIP/2.0", "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS"))), "")
+                first = next((ln for ln in lines[1:] if ln.startswith(("SIP/2.0", "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO"))), "")
                 out.append(first.strip())
         return out
 
 
 def operator(workdir: Path, name: str, behaviour: str, port: int, calls: int = 1, ring_ms: int = 300) -> Sipp:
-    """An operator (or the operator gateway): answer | busy | decline | unavailable | timeout | no-answer."""
-    if behaviour == "answer":
-        return Sipp(workdir, name, "operator-answer.xml", port, ["-key", "ring", str(ring_ms), "-rtp_echo"], calls)
+    """An operator (or the operator gateway): answer | answer-giveup (BYE when no ACK comes) | busy |
+    decline | unavailable | timeout | no-answer."""
+    if behaviour in ("answer", "answer-giveup"):
+        return Sipp(workdir, name, f"operator-{behaviour}.xml", port, ["-key", "ring", str(ring_ms), "-rtp_echo"], calls)
     if behaviour == "no-answer":
         return Sipp(workdir, name, "operator-no-answer.xml", port, [], calls)
     status, reason = REJECTIONS[behaviour]
@@ -218,12 +225,13 @@ def caller(workdir: Path, stack: CallStack, number: str, caller_number: str, sce
 
 
 def dtmf_caller(workdir: Path, stack: CallStack, number: str, caller_number: str, digits: str, name: str = "caller",
-                message_after_ms: int | None = None, talk_ms: int = 300) -> Sipp:
-    """A caller that keys `digits` as RFC 2833 events (sipp's own pcaps) into the early media;
-    with `message_after_ms`, once answered it waits that long (the prompt and the beep) and
-    plays sipp's g711a.pcap (7 s of speech) as a voicemail message."""
+                message_after_ms: int | None = None, talk_ms: int = 300, mode: str = "rfc2833") -> Sipp:
+    """A caller that keys `digits` into the early media as RFC 2833 events (sipp's own pcaps)
+    or, with mode "info", as SIP INFO requests in the early dialog; with `message_after_ms`,
+    once answered it waits that long (the prompt and the beep) and plays sipp's g711a.pcap
+    (7 s of speech) as a voicemail message."""
     scenario = workdir / f"caller-dtmf-{len(list(workdir.glob('caller-dtmf-*.xml')))}.xml"
-    scenario.write_text(scenario_text(digits, 1500, message_after_ms, answered=True))
+    scenario.write_text(scenario_text(digits, 1500, message_after_ms, answered=True, dtmf_mode=mode))
     return Sipp(workdir, name, str(scenario), free_udp_port(),
                 ["-key", "caller", caller_number, "-key", "talk", str(talk_ms), "-s", number, f"127.0.0.1:{stack.sip_port}"])
 

@@ -186,6 +186,23 @@ def test_weekday_extension_dialled_by_rfc2833_reaches_that_operator(tmp_path: Pa
     assert steps[1] == {"operation": "ext", "type": "extension", "ringing": "petrov", "event": None}
 
 
+def test_weekday_extension_dialled_by_sip_info_reaches_that_operator(tmp_path: Path, media_stack_factory: Any, seed_doc: dict[str, Any]) -> None:
+    """A trunk that sends keys only as SIP INFO (application/dtmf-relay) in the early dialog:
+    Kamailio relays the INFOs to the media server, which collects them like RFC 2833 keys."""
+    ports = {"petrov": free_udp_port()}
+    stack = media_stack_factory("2026-11-25T10:00:00+03:00", short_ring_config(seed_doc, ports))
+    petrov = operator(tmp_path, "petrov", "answer", ports["petrov"]).start()
+    call = dtmf_caller(tmp_path, stack, NUMBER, "+79031112233", "102", mode="info").start()
+    assert call.wait(90) == 0
+    assert petrov.wait() == 0
+    infos = [line for line in call.sent() if line.startswith("INFO ")]
+    assert len(infos) == 3 and all(line.startswith("INFO sip:127.0.0.1:") for line in infos)  # to the media server
+    [record] = [e for e in stack.events() if e["type"] == "call"]
+    assert (record["status"], record["answered_by"], record["rule"]) == ("answered", "petrov", "r2")
+    steps = json.loads(record["steps"])
+    assert steps[0] == {"operation": "ext", "type": "extension", "ringing": None, "event": "digits:102"}
+
+
 def pcap_alaw_audio(path: Path) -> np.ndarray:
     """The A-law payload of every RTP packet in a classic pcap, decoded."""
     from voffice_media.g711 import alaw_decode

@@ -39,6 +39,19 @@ def test_media_answer_is_recorded_by_its_operation_type() -> None:
     assert "expired" in record["note"] and record["hung_up_by"] == ""
 
 
+def test_an_answer_never_acked_is_a_failed_call_without_talk_time() -> None:
+    """The caller never ACKed the 200: the callee gives up after 64*T1 and sends BYE. That is
+    no conversation, whatever the time between the 200 and that BYE."""
+    state = dict(STATE, sipid="a84b4c76e66710@pc33.example.com")
+    answered = call_record.answered(1003.5, 3, json.dumps(state))
+    record = call_record.record(call_record.ended(1035.5, "callee", answered, acked=False))
+    assert (record["status"], record["talk_seconds"], record["answered_by"]) == ("failed", "", "petrov")
+    assert record["note"] == call_record.NO_ACK and record["setup_seconds"] == "3.500"
+    assert record["sip_call_id"] == "a84b4c76e66710@pc33.example.com"
+    expired = call_record.record(call_record.expired(1035.5, answered, acked=False))
+    assert (expired["status"], expired["talk_seconds"]) == ("failed", "")
+
+
 def test_missed_call_has_no_talk_time() -> None:
     record = call_record.record(call_record.outcome("missed", 1030.0, "caller hung up", json.dumps(STATE)))
     assert (record["status"], record["note"], record["talk_seconds"], record["setup_seconds"]) == ("missed", "caller hung up", "", "30.000")
@@ -49,17 +62,19 @@ def test_a_pipe_in_the_note_cannot_shift_fields() -> None:
     assert record["status"] == "failed" and record["call_id"] == "c0ffee"
 
 
-@pytest.mark.parametrize("queued", ["", "nonsense", "ended|x|caller|1|2|{}", "outcome|missed|1.0|n|{not json", "ended|1.0"])
+@pytest.mark.parametrize("queued", ["", "nonsense", "ended|x|caller|1|1|2|{}", "outcome|missed|1.0|n|{not json", "ended|1.0",
+                                    "ended|1.0|caller|yes|1.0|2|{}"])
 def test_garbage_is_a_clear_error(queued: str) -> None:
     with pytest.raises(call_record.RecordError):
         call_record.record(queued)
 
 
-@given(st.text(), st.floats(0, 2e9), st.floats(0, 2e9), st.integers(0, 20), st.sampled_from(["caller", "callee"]))
-def test_any_state_round_trips(note: str, t_answer: float, t_end: float, branch: int, by: str) -> None:
+@given(st.text(), st.floats(0, 2e9), st.floats(0, 2e9), st.integers(0, 20), st.sampled_from(["caller", "callee"]), st.booleans())
+def test_any_state_round_trips(note: str, t_answer: float, t_end: float, branch: int, by: str, acked: bool) -> None:
     state = dict(STATE, caller=note, b0=0, ops=[f"op{i}" for i in range(branch + 1)])
     text = json.dumps(state)
-    answered = call_record.record(call_record.ended(t_end, by, call_record.answered(t_answer, branch, text)))
+    answered = call_record.record(call_record.ended(t_end, by, call_record.answered(t_answer, branch, text), acked))
+    assert answered["status"] == ("answered" if acked else "failed") and (answered["talk_seconds"] != "") == acked
     assert answered["caller"] == note and answered["answered_by"] == f"op{branch}" and answered["hung_up_by"] == by
     missed = call_record.record(call_record.outcome("missed", t_end, note, text))
     assert missed["caller"] == note and missed["note"] == note.replace("|", "/")

@@ -622,6 +622,28 @@ def test_lost_bye_the_call_record_comes_when_the_entry_expires(tmp_path: Path) -
         assert float(record["talk_seconds"]) >= 3 - 0.1  # from the answer to the expiry
 
 
+def test_an_answer_the_caller_never_acks_is_no_talk(tmp_path: Path) -> None:
+    """The secretary's gateway answers, the caller never ACKs; the gateway gives up and hangs
+    up (RFC 3261 13.3.1.4). The record says so: failed, no talk time (it was once `answered`
+    with the whole wait as talk), and it carries the caller's SIP Call-ID."""
+    stack = CallStack(tmp_path, WEDNESDAY_LUNCH, short_ring_config(seed()), with_media=False)
+    with stack:
+        events = Events(stack)
+        gateway = operator(tmp_path, "gateway", "answer-giveup", stack.gateway_port).start()
+        try:
+            call = caller(tmp_path, stack, NUMBER, CALLER, scenario="caller-no-ack.xml").start()
+            assert call.wait(60) == 0 and gateway.wait(30) == 0  # the caller got the gateway's BYE
+            records = wait_for(events.calls, 10)
+        finally:
+            gateway.stop()
+        [record] = records
+        assert (record["status"], record["answered_by"], record["hung_up_by"]) == ("failed", "smirnova", "callee")
+        assert record["talk_seconds"] == "" and "no ACK" in record["note"]
+        [sent_call_id] = set(re.findall(r"^Call-ID: (\S+)", call.messages(), re.M))
+        assert record["sip_call_id"] == sent_call_id
+        assert "ACK" not in " ".join(gateway.received())
+
+
 # --- Redis killed under load --------------------------------------------------------------
 
 

@@ -75,7 +75,7 @@ from numpy.typing import NDArray
 
 from .rtp import RtpPacket
 
-__all__ = ["DIGITS", "Rfc4733Detector", "TelephoneEvent", "ToneDetector", "dtmf_tone"]
+__all__ = ["DIGITS", "INFO_TYPES", "DtmfInfoError", "Rfc4733Detector", "TelephoneEvent", "ToneDetector", "dtmf_tone", "info_digit"]
 
 DIGITS = "0123456789*#ABCD"
 ROWS = (697.0, 770.0, 852.0, 941.0)
@@ -314,3 +314,42 @@ def dtmf_tone(
     high = amplitude * 10 ** (twist_db / 20)
     signal = amplitude * np.sin(2 * np.pi * ROWS[r] * t) + high * np.sin(2 * np.pi * COLUMNS[c] * t)
     return np.clip(np.round(signal), -32768, 32767).astype(np.int16)
+
+
+# ------------------------------------------------------------------------ SIP INFO
+
+# The two bodies trunks send keys in (no RFC defines them; these are what is deployed):
+#   application/dtmf-relay   "Signal=5\r\nDuration=160\r\n" (Cisco's; key=value lines)
+#   application/dtmf         "5"
+# Some senders write the RFC 4733 event codes 10 and 11 for * and #.
+INFO_TYPES = ("application/dtmf-relay", "application/dtmf")
+_EVENT_CODES = {"10": "*", "11": "#", "12": "A", "13": "B", "14": "C", "15": "D"}
+
+
+class DtmfInfoError(ValueError):
+    """An INFO body of a DTMF type that names no key."""
+
+
+def _key(text: str) -> str:
+    text = text.strip().upper()
+    if len(text) == 1 and text in DIGITS:
+        return text
+    if text in _EVENT_CODES:
+        return _EVENT_CODES[text]
+    raise DtmfInfoError(f"not a DTMF key: {text[:20]!r}")
+
+
+def info_digit(content_type: str, body: bytes) -> str:
+    """The key an INFO body of one of `INFO_TYPES` carries (`content_type` without parameters,
+    lower case). Raises DtmfInfoError for a body that carries none."""
+    try:
+        text = body.decode("ascii")
+    except UnicodeDecodeError:
+        raise DtmfInfoError("a DTMF body is ASCII text") from None
+    if content_type == "application/dtmf":
+        return _key(text)
+    for line in text.splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name.strip().lower() == "signal":
+            return _key(value)
+    raise DtmfInfoError("no Signal= line")

@@ -42,7 +42,7 @@ from .prompts import PromptCache, PromptError, beep
 from .recording import RecordingStore
 from .rtp import RtpError, RtpPacket, RtpPeer, RtpSender
 from .sdp import SdpError, answer, negotiate, parse_offer
-from .uas import UAS, Acked, Action, CallCancelled, CallEnded, IncomingCall, Send
+from .uas import UAS, Acked, Action, CallCancelled, CallEnded, IncomingCall, InfoDigit, Send
 
 log = logging.getLogger("voffice_media")
 RX_COUNTERS = (  # the jitter buffers' counters (jitter.JitterBuffer), all calls together
@@ -335,6 +335,11 @@ class MediaServer:
                     call.hangup()
                     if not call.operation.answered:
                         self._end(call)
+            elif isinstance(action, InfoDigit):
+                call = self.calls.get(action.call_id)
+                if call is not None:
+                    self.metrics.counters["dtmf_info"] += 1
+                    call.digit(action.digit)
             elif isinstance(action, Acked):
                 pass
 
@@ -525,6 +530,9 @@ class MediaServer:
             f"voffice_media_packets_late_total {c['packets_late']}",
             "# TYPE voffice_media_dtmf_detected_total counter",
             f"voffice_media_dtmf_detected_total {c['dtmf_detected']}",
+            "# HELP voffice_media_dtmf_info_total Keys received as SIP INFO (also counted in dtmf_detected)",
+            "# TYPE voffice_media_dtmf_info_total counter",
+            f"voffice_media_dtmf_info_total {c['dtmf_info']}",
             *(line for name, what in RX_COUNTERS for line in (
                 f"# HELP voffice_media_{name}_total {what}",
                 f"# TYPE voffice_media_{name}_total counter",

@@ -45,9 +45,11 @@ Public API:
     .reject(call_id, status, reason=None, headers=(), *, now=None) -> list[Action]
     .hangup(call_id, *, now=None) -> list[Action]
     .call_state(call_id) -> str | None
-    Send, IncomingCall, CallCancelled, CallEnded, Acked, Action, UasError
+    Send, IncomingCall, CallCancelled, CallEnded, Acked, InfoDigit, Action, UasError
 
 Events: `IncomingCall` first; then `Acked` when our final response (2xx or not) is ACKed;
+`InfoDigit` for each DTMF key the caller sends as SIP INFO (application/dtmf-relay or
+application/dtmf) in the early or confirmed dialog;
 `CallCancelled` (CANCEL before a final response) or `CallEnded("bye")` (the peer's BYE) or
 `CallEnded("no-ack")` (our final response never ACKed; for a 2xx the UAS then sends BYE)
 when the peer ends it. Nothing follows CallCancelled or CallEnded. Calls the peer has already
@@ -65,6 +67,7 @@ import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from .dtmf import INFO_TYPES, DtmfInfoError, info_digit
 from .sipmsg import (
     CSeq,
     Headers,
@@ -131,7 +134,15 @@ class Acked:
     call_id: str
 
 
-Action = Send | IncomingCall | CallCancelled | CallEnded | Acked
+@dataclass(frozen=True, slots=True)
+class InfoDigit:
+    """A DTMF key the caller sent as SIP INFO in the (early) dialog."""
+
+    call_id: str
+    digit: str
+
+
+Action = Send | IncomingCall | CallCancelled | CallEnded | Acked | InfoDigit
 
 
 class UasError(Exception):
@@ -218,7 +229,7 @@ REASONS = {
     503: "Service Unavailable",
     505: "Version Not Supported",
 }
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
 KNOWN_METHODS = frozenset({"REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE"})
 SINGLE_HEADERS = ("From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Type")
 REQUIRED_HEADERS = ("Via", "From", "To", "Call-ID", "CSeq")
@@ -528,6 +539,8 @@ class UAS:
             return self._on_cancel(request, key, reply_to)
         if method == "BYE":
             return self._on_bye(request, key, reply_to)
+        if method == "INFO":
+            return self._on_info(request, key, reply_to)
         # OPTIONS
         return self._answer(request, key, reply_to, 200, (("Allow", ALLOW), ("Accept", SDP)))
 
@@ -589,6 +602,23 @@ class UAS:
             response = make_response(call.invite, 487, reason_for(487), to_tag=call.local_tag).serialize()
         actions += self._fire(call, Trigger.BYE, response)
         return actions + self._event(call, CallEnded(call.call_id, "bye"))
+
+    def _on_info(self, request: Request, key: TxKey, reply_to: Addr) -> list[Action]:
+        """DTMF as SIP INFO (application/dtmf-relay or application/dtmf) in the early or
+        confirmed dialog: 200 and the key; an empty INFO (a keep-alive) 200; any other body 415."""
+        call = self._dialog(request)
+        if call is None or call.state not in (State.PROCEEDING, State.ACCEPTED, State.ESTABLISHED):
+            return self._answer(request, key, reply_to, 481)
+        if not request.body:
+            return self._answer(request, key, reply_to, 200)
+        content_type = (request.headers.get("Content-Type") or "").partition(";")[0].strip().lower()
+        if content_type not in INFO_TYPES:
+            return self._answer(request, key, reply_to, 415, (("Accept", ", ".join(INFO_TYPES)),))
+        try:
+            digit = info_digit(content_type, request.body)
+        except DtmfInfoError:
+            return self._answer(request, key, reply_to, 400, reason="Bad DTMF")
+        return self._answer(request, key, reply_to, 200) + self._event(call, InfoDigit(call.call_id, digit))
 
     def _on_ack(self, request: Request, key: TxKey) -> list[Action]:
         if _syntax_problem(request) is not None:
@@ -756,7 +786,7 @@ def _syntax_problem(request: Request) -> Problem | None:
 
 
 def _method_problem(method: str) -> Problem | None:
-    if method in ("INVITE", "CANCEL", "BYE", "OPTIONS"):
+    if method in ("INVITE", "CANCEL", "BYE", "OPTIONS", "INFO"):
         return None
     if method in KNOWN_METHODS:
         return (405, reason_for(405), (("Allow", ALLOW),))

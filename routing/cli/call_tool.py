@@ -41,23 +41,71 @@ class CallOutcome:
     extra_events: list[dict[str, str]] = field(default_factory=list)
 
 
-def scenario_text(digits: str, dtmf_after_ms: int, message_after_ms: int | None, answered: bool) -> str:
+DTMF_MODES = ("rfc2833", "info")
+_INFO = """  <send>
+    <![CDATA[
+      INFO [$early_target] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: "caller" <sip:[caller]@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      [last_To:]
+      Route: [$early_route]
+      Call-ID: [call_id]
+      CSeq: {cseq} INFO
+      Contact: <sip:[caller]@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Type: application/dtmf-relay
+      Content-Length: [len]
+
+      Signal={key}
+      Duration=160
+    ]]>
+  </send>
+  <recv response="200"/>
+"""
+
+
+_EARLY_DIALOG = """<recv response="183">
+    <action>
+      <ereg regexp="sips?:[^&gt;]*" search_in="hdr" header="Contact:" check_it="true" assign_to="early_target"/>
+      <ereg regexp="&lt;[^&gt;]*&gt;" search_in="hdr" header="Record-Route:" check_it="true" assign_to="early_route"/>
+    </action>
+  </recv>"""
+
+
+def _rfc2833_plays(digits: str) -> str:
+    # sipp plays a pcap in the background; pauses only between digits, since a reply that
+    # arrives during a pause aborts the call.
+    return '  <pause milliseconds="400"/>\n'.join(
+        f'  <nop><action><exec play_pcap_audio="{PCAPS}/dtmf_2833_{PCAP_NAMES.get(d, d)}.pcap"/></action></nop>\n'
+        for d in digits
+    )
+
+
+def _info_requests(digits: str) -> str:
+    """One INFO per key in the early dialog of the first 183 (its To tag, Contact and route
+    set), each waiting for its 200 before the next: what an INFO-only trunk sends."""
+    return '  <pause milliseconds="200"/>\n'.join(_INFO.format(cseq=2 + i, key=key) for i, key in enumerate(digits))
+
+
+def scenario_text(digits: str, dtmf_after_ms: int, message_after_ms: int | None, answered: bool, dtmf_mode: str = "rfc2833") -> str:
     """The caller scenario for these options (see tests/sipp/caller-dtmf.xml)."""
     if not digits and message_after_ms is None:
         name = "caller.xml" if answered else "caller-unanswered.xml"
         return (SIPP_DIR / name).read_text()
-    # sipp plays a pcap in the background; pauses only between digits, since a reply that
-    # arrives during a pause aborts the call.
-    plays = '  <pause milliseconds="400"/>\n'.join(
-        f'  <nop><action><exec play_pcap_audio="{PCAPS}/dtmf_2833_{PCAP_NAMES.get(d, d)}.pcap"/></action></nop>\n'
-        for d in digits
-    )
+    if dtmf_mode not in DTMF_MODES:
+        raise CallToolError(f"--dtmf-mode {dtmf_mode!r}: one of {', '.join(DTMF_MODES)}")
+    plays = _info_requests(digits) if dtmf_mode == "info" else _rfc2833_plays(digits)
     talk = ""
     if message_after_ms is not None:
         talk = (f'  <pause milliseconds="{message_after_ms}"/>\n'
                 f'  <nop><action><exec play_pcap_audio="{PCAPS}/g711a.pcap"/></action></nop>\n')
     text = (SIPP_DIR / "caller-dtmf.xml").read_text()
     text = text.replace('<pause milliseconds="1500"/>', f'<pause milliseconds="{dtmf_after_ms}"/>')
+    if dtmf_mode == "info":
+        # The early dialog's target and route set for the INFOs, read from the 183 by hand:
+        # sipp keeps only the first route set it records (rrs), and the answer's must win.
+        text = text.replace('<recv response="183"/>', _EARLY_DIALOG, 1)
+        text = text.replace("CSeq: 2 BYE", f"CSeq: {2 + len(digits)} BYE")
     return text.replace("DIGITS\n", plays).replace("TALK\n", talk)
 
 
@@ -82,6 +130,7 @@ def place_call(
     talk: float = 2.0,
     timeout: float = 120.0,
     redis_url: str | None = None,
+    dtmf_mode: str = "rfc2833",
 ) -> CallOutcome:
     if digits and not DTMF.fullmatch(digits):
         raise CallToolError(f"--dtmf {digits!r}: only 0-9, * and #")
@@ -93,7 +142,8 @@ def place_call(
         workdir = Path(tmp)
         answered = bool(digits) or message_after is not None
         scenario = workdir / "call.xml"
-        scenario.write_text(scenario_text(digits, int(dtmf_after * 1000), None if message_after is None else int(message_after * 1000), answered))
+        scenario.write_text(scenario_text(digits, int(dtmf_after * 1000), None if message_after is None else int(message_after * 1000), answered,
+                                          dtmf_mode))
         argv = [sipp, "-sf", str(scenario), "-i", sip[0], "-m", "1", "-key", "caller", caller, "-key", "talk",
                 str(int(talk * 1000)), "-s", number, "-trace_msg", "-nostdin", "-timeout", str(int(timeout)),
                 "-timeout_error", f"{sip[0]}:{sip[1]}"]

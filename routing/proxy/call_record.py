@@ -8,8 +8,10 @@ sides are tested together (tests/test_call_record.py); the state's JSON is alway
 a `|` inside it cannot shift the fields.
 
     outcome|<status>|<ended at>|<note>|<state>              missed, failed: from the failure route
-    ended|<ended at>|<hung up by>|<answered>                an answered call's BYE
-    expired|<ended at>||<answered>                          no BYE seen (htable expiry)
+    ended|<ended at>|<hung up by>|<acked>|<answered>        an answered call's BYE
+    expired|<ended at>||<acked>|<answered>                  no BYE seen (htable expiry)
+    <acked> = 1 when the caller's ACK of the 200 passed, else 0 (the callee's BYE after
+              64*T1 of unacknowledged 200s: a call nobody talked on, not 32 s of talk)
     <answered> = <answered at>|<branch index>|<state>       kept from the 200 until the BYE,
     <to-tag>|<answered>                                     as the vocalls htable keeps it
                                                             (the answering dialog's to-tag)
@@ -46,12 +48,15 @@ def unkeep(value: str) -> tuple[str, str]:
     return to_tag, answered_text
 
 
-def ended(ended_at: float, hung_up_by: str, answered_text: str) -> str:
-    return f"ended|{ended_at:.3f}|{hung_up_by}|{answered_text}"
+def ended(ended_at: float, hung_up_by: str, answered_text: str, acked: bool = True) -> str:
+    return f"ended|{ended_at:.3f}|{hung_up_by}|{int(acked)}|{answered_text}"
 
 
-def expired(ended_at: float, answered_text: str) -> str:
-    return f"expired|{ended_at:.3f}||{answered_text}"
+def expired(ended_at: float, answered_text: str, acked: bool = True) -> str:
+    return f"expired|{ended_at:.3f}||{int(acked)}|{answered_text}"
+
+
+NO_ACK = "answered, but the caller never acknowledged the 200 (no ACK): no talk"
 
 
 class RecordError(ValueError):
@@ -66,8 +71,13 @@ def record(queued: str) -> dict[str, str]:
             status, ended_at, note, state = rest.split("|", 3)
             return _record(json.loads(state), status, float(ended_at), None, note=note)
         if kind in ("ended", "expired"):
-            ended_at, hung_up_by, answered_at, branch, state = rest.split("|", 4)
+            ended_at, hung_up_by, acked, answered_at, branch, state = rest.split("|", 5)
+            if acked not in ("0", "1"):
+                raise ValueError(f"acked is {acked!r}")
             st = json.loads(state)
+            if acked == "0":
+                return _record(st, "failed", float(ended_at), float(answered_at), answered_by=answering_operator(st, branch),
+                               hung_up_by=hung_up_by, note=NO_ACK, talk=False)
             return _record(
                 st,
                 _answered_status(st),
@@ -106,6 +116,7 @@ def _record(
     answered_by: str = "",
     hung_up_by: str = "",
     note: str = "",
+    talk: bool = True,
 ) -> dict[str, str]:
     t0 = float(st.get("t0") or ended_at)
     return {
@@ -115,12 +126,13 @@ def _record(
         "number": str(st.get("did", "")),
         "caller": str(st.get("caller", "")),
         "call_id": str(st.get("callid", "")),
+        "sip_call_id": str(st.get("sipid", "")),  # the caller's Call-ID: match records and SIP traces
         "rule": str(st.get("rule", "")),
         "scenario": str(st.get("scen", "")),
         "steps": json.dumps(st.get("steps", [])),
         "answered_by": answered_by,
         "setup_seconds": f"{(answered_at if answered_at is not None else ended_at) - t0:.3f}",
-        "talk_seconds": "" if answered_at is None else f"{max(0.0, ended_at - answered_at):.3f}",
+        "talk_seconds": "" if answered_at is None or not talk else f"{max(0.0, ended_at - answered_at):.3f}",
         "hung_up_by": hung_up_by,
         "note": note,
     }

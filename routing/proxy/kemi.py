@@ -57,6 +57,7 @@ RTP_FLAGS = "via-branch=auto-next replace-origin replace-session-connection"
 RTP_BRANCH = "via-branch=1"  # a reply's own branch
 EVENTS_STREAM = "voffice:events"
 EVENTS_QUEUE = "voevents"  # kamailio.cfg: mqueue + rtimer
+ACKED = "|acked"  # vocalls key suffix: the caller ACKed the answer of the call with this Call-ID
 MAX_UNSENT = 100_000
 NO_RING_FR_MS = 5000  # an operator gateway that does not even answer 100 in time: move on
 MEDIA_FR_MS = 2000  # a media server that does not answer 100 in time: the next one
@@ -164,6 +165,9 @@ class VofficeRouting:
         if KSR.rr.loose_route() > 0:
             if method == "BYE":
                 self.end_of_dialog()
+            elif method == "ACK":
+                # the caller confirmed an answer (a 2xx's ACK is routed; a non-2xx's is hop by hop)
+                KSR.htable.sht_seti("vocalls", KSR.pv.get("$ci") + ACKED, 1)
             elif method == "INVITE":
                 KSR.rtpengine.rtpengine_manage("replace-origin replace-session-connection")
             self.strip_internal_headers()  # X-VO-* never crosses us, in a dialog either
@@ -203,6 +207,7 @@ class VofficeRouting:
             "did": number,
             "caller": decision.caller or "anonymous",
             "callid": secrets.token_hex(8),
+            "sipid": (KSR.pv.get("$ci") or "")[:256],  # the caller's Call-ID, for the record
             "ruri": KSR.pv.get("$ru"),
             "t0": time.time(),
             "rule": decision.rule.id if decision.rule else "",
@@ -489,7 +494,9 @@ class VofficeRouting:
             if to_tag and to_tag != call_record.dialog_tag(KSR.pv.get("$tt" if downstream else "$ft")):
                 return  # another dialog of this call: the answered one goes on
             KSR.htable.sht_rm("vocalls", key)
-            self.emit(call_record.ended(time.time(), "caller" if downstream else "callee", answered))
+            acked = KSR.htable.sht_get("vocalls", key + ACKED) is not None
+            self.emit(call_record.ended(time.time(), "caller" if downstream else "callee", answered, acked))
+        KSR.htable.sht_rm("vocalls", key + ACKED)
         KSR.rtpengine.rtpengine_delete0()
 
     def ksr_htable_event(self, msg: Any, event_name: str = "") -> int:
@@ -497,6 +504,9 @@ class VofficeRouting:
         call longer than the table's autoexpire): its record goes out all the same."""
         if event_name == "htable:expired:vocalls":
             kept = KSR.pv.get("$shtrecord(value)")
+            # Not an ACKED mark (an integer; it expires with its call, maybe first, so it is
+            # not read here: an answer never ACKed ends by the callee's BYE after 64*T1,
+            # RFC 3261 13.3.1.4, long before its entry could expire).
             if isinstance(kept, str):
                 self.emit(call_record.expired(time.time(), call_record.unkeep(kept)[1]))
         return 1

@@ -13,7 +13,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from voffice_media.dtmf import DIGITS, Rfc4733Detector, TelephoneEvent, ToneDetector, dtmf_tone
+from voffice_media.dtmf import (
+    DIGITS,
+    INFO_TYPES,
+    DtmfInfoError,
+    Rfc4733Detector,
+    TelephoneEvent,
+    ToneDetector,
+    dtmf_tone,
+    info_digit,
+)
 from voffice_media.rtp import RtpPacket
 
 PT = 101
@@ -364,3 +373,27 @@ def test_detector_cost_per_frame() -> None:
             detector.feed(frame)
     per_frame = (time.perf_counter() - start) / (5 * len(frames))
     assert per_frame < 500e-6, per_frame  # measured ~10 us; loose for CI
+
+
+# ------------------------------------------------------------------ SIP INFO bodies
+
+
+@given(st.sampled_from(DIGITS), st.sampled_from(["\r\n", "\n"]), st.integers(0, 5000))
+def test_info_bodies_carry_their_key(key: str, eol: str, duration: int) -> None:
+    assert info_digit("application/dtmf-relay", f"Signal={key}{eol}Duration={duration}{eol}".encode()) == key
+    assert info_digit("application/dtmf-relay", f"Duration={duration}{eol}signal= {key.lower()} {eol}".encode()) == key
+    assert info_digit("application/dtmf", f"{key}{eol}".encode()) == key
+
+
+def test_info_event_codes_for_star_and_pound() -> None:
+    assert info_digit("application/dtmf-relay", b"Signal=10") == "*"
+    assert info_digit("application/dtmf", b"11") == "#"
+
+
+@given(st.sampled_from(INFO_TYPES), st.binary(max_size=64))
+def test_any_info_body_is_a_key_or_a_clean_error(content_type: str, body: bytes) -> None:
+    try:
+        key = info_digit(content_type, body)
+    except DtmfInfoError:
+        return
+    assert len(key) == 1 and key in DIGITS

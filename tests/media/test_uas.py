@@ -17,6 +17,7 @@ from voffice_media.uas import (
     CallCancelled,
     CallEnded,
     IncomingCall,
+    InfoDigit,
     Send,
     UasError,
 )
@@ -632,3 +633,82 @@ def test_random_operation_sequences(ops: list[tuple[str, float]]) -> None:
     uas.tick(now + 1000)  # an unACKed 2xx turns into a BYE here...
     uas.tick(now + 2000)  # ...that Timer F ends here
     assert uas.call_state("call-1") in (None, "established", "proceeding")
+
+
+# ------------------------------------------------------------------ DTMF as SIP INFO
+
+
+def info(body: bytes, content_type: str = "application/dtmf-relay", *, to_tag: str = "tok1", cseq: int = 2,
+         branch: str = "z9hG4bK-info1", call_id: str = "call-1") -> bytes:
+    data = request("INFO", branch=branch, to_tag=to_tag, cseq=cseq, body=body, call_id=call_id, record_route=False)
+    return data.replace(b"Content-Type: application/sdp", f"Content-Type: {content_type}".encode())
+
+
+def test_info_digits_in_the_early_dialog() -> None:
+    """A trunk that sends keys only as INFO dials an extension during the prompt (183)."""
+    uas = make_uas()
+    start_call(uas)
+    uas.provisional("call-1", 183, SDP)
+    got: list[Action] = []
+    for n, body in enumerate((b"Signal=1\r\nDuration=160\r\n", b"signal = 0\r\nduration=100", b"Signal= 1")):
+        actions = uas.receive(info(body, cseq=2 + n, branch=f"z9hG4bK-i{n}"), KAMAILIO, 0.1 * n)
+        assert statuses(actions) == [200]
+        got += events(actions)
+    actions = uas.receive(info(b"#", "application/dtmf", cseq=9, branch="z9hG4bK-i9"), KAMAILIO, 1.0)
+    assert statuses(actions) == [200]
+    got += events(actions)
+    assert got == [InfoDigit("call-1", "1"), InfoDigit("call-1", "0"), InfoDigit("call-1", "1"), InfoDigit("call-1", "#")]
+    assert uas.call_state("call-1") == "proceeding"
+
+
+def test_info_retransmission_gets_the_same_answer_and_no_second_key() -> None:
+    uas = make_uas()
+    start_call(uas)
+    uas.provisional("call-1", 183, SDP)
+    first = uas.receive(info(b"Signal=5"), KAMAILIO, 0.1)
+    again = uas.receive(info(b"Signal=5"), KAMAILIO, 0.6)
+    assert events(first) == [InfoDigit("call-1", "5")]
+    assert statuses(again) == [200] and not events(again)
+
+
+def test_info_in_the_confirmed_dialog_too() -> None:
+    uas = make_uas()
+    start_call(uas)
+    uas.answer("call-1", 200, SDP)
+    uas.receive(ack("tok1"), KAMAILIO, 0.1)
+    assert events(uas.receive(info(b"11", "application/dtmf"), KAMAILIO, 0.2)) == [InfoDigit("call-1", "#")]
+
+
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [
+        (info(b"Signal=Z"), 400),  # a DTMF type naming no key
+        (info(b"Duration=160"), 400),
+        (info(b"<xml/>", "application/media_control+xml"), 415),
+        (info(b"Signal=1", to_tag="other"), 481),  # not this dialog
+        (info(b"Signal=1", call_id="call-2"), 481),
+    ],
+)
+def test_info_refusals(data: bytes, status: int) -> None:
+    uas = make_uas()
+    start_call(uas)
+    uas.provisional("call-1", 183, SDP)
+    actions = uas.receive(data, KAMAILIO, 0.1)
+    assert statuses(actions) == [status] and not events(actions)
+
+
+def test_empty_info_is_a_keep_alive_and_415_says_what_is_accepted() -> None:
+    uas = make_uas()
+    start_call(uas)
+    uas.provisional("call-1", 183, SDP)
+    actions = uas.receive(request("INFO", to_tag="tok1", cseq=2, branch="z9hG4bK-ka", record_route=False), KAMAILIO, 0.1)
+    assert statuses(actions) == [200] and not events(actions)
+    [refused] = sends(uas.receive(info(b"x", "text/plain", branch="z9hG4bK-t"), KAMAILIO, 0.2))
+    assert isinstance(refused, Response) and refused.headers.get("Accept") == "application/dtmf-relay, application/dtmf"
+
+
+def test_info_after_the_call_ended_is_481() -> None:
+    uas = make_uas()
+    start_call(uas)
+    uas.reject("call-1", 486)
+    assert statuses(uas.receive(info(b"Signal=1"), KAMAILIO, 0.1)) == [481]

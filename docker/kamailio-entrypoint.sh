@@ -2,6 +2,7 @@
 # Kamailio in the foreground with the -A defines `voffice up` passes (routing/stack/local.py), taken
 # from the environment. Extra arguments go to kamailio (e.g. -c to only check the config).
 #   VO_LISTEN          udp:IP:PORT Kamailio listens on            (udp:127.0.0.1:5060)
+#   VO_LISTEN_TCP      tcp:IP:PORT for SIP over TCP as well          (unset: UDP only)
 #   VO_MEDIA_SERVERS   media server SIP URIs, space-separated     (sip:127.0.0.1:5070)
 #   VO_RTPENGINE_SOCK  rtpengine ng sockets, space-separated      (udp:127.0.0.1:2223)
 #   VO_CHILDREN        SIP worker processes                       (4)
@@ -29,6 +30,10 @@ ds_list="$VO_RUN_DIR/dispatcher.list"
 for uri in ${VO_MEDIA_SERVERS:-sip:127.0.0.1:5070}; do
     printf '%s %s\n' "${VOFFICE_MEDIA_SET:-1}" "$uri" >>"$ds_list"
 done
+
+if [ -n "${VO_LISTEN_TCP:-}" ]; then
+    set -- -A "VO_LISTEN_TCP=$VO_LISTEN_TCP" "$@"
+fi
 
 exec kamailio -f "$VOFFICE_ROOT/kamailio/kamailio.cfg" -DD -E -w "$VO_RUN_DIR" \
     -m "${VO_SHM_MB:-128}" -M "${VO_PKG_MB:-16}" -x tlsf -X tlsf \

@@ -225,7 +225,8 @@ def caller(workdir: Path, stack: CallStack, number: str, caller_number: str, sce
 
 
 def dtmf_caller(workdir: Path, stack: CallStack, number: str, caller_number: str, digits: str, name: str = "caller",
-                message_after_ms: int | None = None, talk_ms: int = 300, mode: str = "rfc2833") -> Sipp:
+                message_after_ms: int | None = None, talk_ms: int = 300, mode: str = "rfc2833",
+                extra: list[str] | None = None) -> Sipp:
     """A caller that keys `digits` into the early media as RFC 2833 events (sipp's own pcaps)
     or, with mode "info", as SIP INFO requests in the early dialog; with `message_after_ms`,
     once answered it waits that long (the prompt and the beep) and plays sipp's g711a.pcap
@@ -233,7 +234,8 @@ def dtmf_caller(workdir: Path, stack: CallStack, number: str, caller_number: str
     scenario = workdir / f"caller-dtmf-{len(list(workdir.glob('caller-dtmf-*.xml')))}.xml"
     scenario.write_text(scenario_text(digits, 1500, message_after_ms, answered=True, dtmf_mode=mode))
     return Sipp(workdir, name, str(scenario), free_udp_port(),
-                ["-key", "caller", caller_number, "-key", "talk", str(talk_ms), "-s", number, f"127.0.0.1:{stack.sip_port}"])
+                ["-key", "caller", caller_number, "-key", "talk", str(talk_ms), "-s", number, *(extra or []),
+                 f"127.0.0.1:{stack.sip_port}"])
 
 
 # --- rtpengine's ng control protocol (bencode over UDP), to read its call statistics -----

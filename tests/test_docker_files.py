@@ -230,7 +230,7 @@ def test_image_installs_its_component_packages(dockerfile: str) -> None:
 def test_kamailio_entrypoint_passes_the_stack_defines() -> None:
     entrypoint = (DOCKER / "kamailio-entrypoint.sh").read_text()
     stack_defines = set(re.findall(r'"-A", f[\'"](VO_\w+)=', (ROOT / "routing" / "stack" / "local.py").read_text()))
-    cfg_defines = set(re.findall(r"^#!ifndef (VO_\w+)", (ROOT / "kamailio" / "kamailio.cfg").read_text(), re.M))
+    cfg_defines = set(re.findall(r"^#!ifn?def (VO_\w+)", (ROOT / "kamailio" / "kamailio.cfg").read_text(), re.M))
     passed = set(re.findall(r'-A "(VO_\w+)=', entrypoint))
     assert stack_defines and stack_defines <= passed <= cfg_defines
     assert "-x tlsf -X tlsf" in entrypoint and "exec kamailio " in entrypoint

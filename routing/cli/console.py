@@ -556,23 +556,32 @@ def _ports(kw: dict[str, Any]) -> dict[str, Any]:
 @click.option("--operator-gateway", default="127.0.0.1:5080", show_default=True, metavar="HOST:PORT", help="Where E.164 operators are rung.")
 @click.option("--media-servers", default=1, show_default=True, type=click.IntRange(1, 8))
 @click.option("--now", envvar="VOFFICE_NOW", default=None, help="Start every clock at this ISO 8601 instant (env VOFFICE_NOW).")
+@click.option("--transport", "transport_list", default="udp", show_default=True, metavar="udp[,tcp]",
+              help="Kamailio's SIP transports, each on the SIP port (udp is always on; tcp for trunks that send SIP over TCP).")
 @stack_options
-def up(foreground: bool, load_paths: tuple[str, ...], operator_gateway: str, media_servers: int, now: str | None, run_dir: str | None, **kw: Any) -> None:
+def up(foreground: bool, load_paths: tuple[str, ...], operator_gateway: str, media_servers: int, now: str | None,
+       transport_list: str, run_dir: str | None, **kw: Any) -> None:
     """Start Redis, rtpengine, the media server(s) and Kamailio on loopback, the seed loaded."""
     from routing.core.clock import ClockError
     from routing.proxy.call_step import GATEWAY
-    from routing.stack.local import SEED, Stack, StackError
+    from routing.stack.local import SEED, TRANSPORTS, Stack, StackError
 
     if not GATEWAY.fullmatch(operator_gateway):
         fail(f"--operator-gateway: {operator_gateway!r} is not HOST:PORT")
+    transports = tuple(dict.fromkeys(t.strip().lower() for t in transport_list.split(",") if t.strip()))
+    unknown = [t for t in transports if t not in TRANSPORTS]
+    if unknown or "udp" not in transports:
+        raise click.BadParameter(f"{transport_list!r}: udp, optionally with tcp (e.g. udp,tcp); TLS is not offered yet",
+                                 param_hint="--transport")
     config = _stack_config(run_dir, _ports(kw), operator_gateway=operator_gateway, media_servers=media_servers,
-                           now=now, load=load_paths or (str(SEED),))
+                           now=now, load=load_paths or (str(SEED),), transports=transports)
     stack = Stack(config, click.echo)
     try:
         stack.start(detach=not foreground)
     except (StackError, ClockError) as exc:
         fail(str(exc))
-    click.echo(f"SIP       udp:{config.host}:{config.sip_port}   Redis {config.redis_url}   operator gateway {operator_gateway}")
+    sip = " ".join(f"{t}:{config.host}:{config.sip_port}" for t in config.transports)
+    click.echo(f"SIP       {sip}   Redis {config.redis_url}   operator gateway {operator_gateway}")
     if now:
         click.echo(f"clock     starts at {now}")
     if not foreground:

@@ -33,6 +33,7 @@ SEED = ROOT / "examples" / "seed-office.json"
 KAMAILIO_CFG = ROOT / "kamailio" / "kamailio.cfg"
 KEMI_SCRIPT = ROOT / "kamailio" / "voffice_kemi.py"
 VENV = ROOT / ".venv"
+TRANSPORTS = ("udp", "tcp")  # Kamailio's SIP transports `voffice up --transport` offers
 
 
 class StackError(Exception):
@@ -52,6 +53,8 @@ class StackConfig:
     media_rtp_ports: tuple[int, int] = (35000, 39999)
     operator_gateway: str = "127.0.0.1:5080"
     kamailio_children: int = 4
+    # Kamailio's SIP transports, on sip_port each: ("udp",) or ("udp", "tcp").
+    transports: tuple[str, ...] = ("udp",)
     # Kamailio's memory managers (shm and pkg). Its default, qm, keeps debugging data per
     # fragment and spent a third of Kamailio's CPU in qm_malloc under load here; tlsf is
     # the fast one (docs/performance.md).
@@ -88,21 +91,28 @@ class Component:
 # --- probes ------------------------------------------------------------------------------
 
 
-def sip_options(host: str, port: int, timeout: float = 1.0) -> int | None:
-    """Send one OPTIONS over UDP; the status code of the reply, or None."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((host, 0))
+def sip_options(host: str, port: int, timeout: float = 1.0, transport: str = "udp") -> int | None:
+    """Send one OPTIONS over UDP or TCP; the status code of the reply, or None."""
+    kind = socket.SOCK_STREAM if transport == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as sock:
         sock.settimeout(timeout)
-        local = sock.getsockname()[1]
         tag = os.urandom(4).hex()
-        msg = (
-            f"OPTIONS sip:ping@{host}:{port} SIP/2.0\r\n"
-            f"Via: SIP/2.0/UDP {host}:{local};branch=z9hG4bK{tag}\r\n"
-            f"From: <sip:probe@{host}>;tag={tag}\r\nTo: <sip:ping@{host}:{port}>\r\n"
-            f"Call-ID: probe-{tag}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 5\r\nContent-Length: 0\r\n\r\n"
-        )
         try:
-            sock.sendto(msg.encode(), (host, port))
+            if transport == "tcp":
+                sock.connect((host, port))
+            else:
+                sock.bind((host, 0))
+            local = sock.getsockname()[1]
+            msg = (
+                f"OPTIONS sip:ping@{host}:{port} SIP/2.0\r\n"
+                f"Via: SIP/2.0/{transport.upper()} {host}:{local};branch=z9hG4bK{tag}\r\n"
+                f"From: <sip:probe@{host}>;tag={tag}\r\nTo: <sip:ping@{host}:{port}>\r\n"
+                f"Call-ID: probe-{tag}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 5\r\nContent-Length: 0\r\n\r\n"
+            )
+            if transport == "tcp":
+                sock.sendall(msg.encode())
+            else:
+                sock.sendto(msg.encode(), (host, port))
             data = sock.recv(65535)
         except OSError:
             return None
@@ -232,6 +242,7 @@ def components(config: StackConfig) -> list[Component]:
              "-w", str(run), "-m", "128", "-M", "16",
              "-x", config.kamailio_allocator, "-X", config.kamailio_allocator,
              "-A", f"VO_LISTEN=udp:{h}:{config.sip_port}",
+             *(["-A", f"VO_LISTEN_TCP=tcp:{h}:{config.sip_port}"] if "tcp" in config.transports else []),
              "-A", f'VO_KEMI_SCRIPT="{KEMI_SCRIPT}"',
              "-A", f'VO_DISPATCHER_LIST="{ds_list}"',
              "-A", f'VO_RTPENGINE_SOCK="udp:{h}:{config.rtpengine_port}"',
@@ -279,6 +290,7 @@ class Stack:
             pid = _read_pid(_pid_file(config, part.name))
             if pid:
                 raise StackError(f"{part.name} is already running (pid {pid}); run `voffice down` first")
+        (config.run_dir / "transports").write_text(",".join(config.transports))
         try:
             for part in components(config):
                 self._start(part, detach, timeout)
@@ -375,6 +387,14 @@ def sipsak_ping(host: str, port: int) -> tuple[bool, str]:
     return result.returncode == 0 and " 200 " in line, f"sipsak OPTIONS -> {line or 'no answer'}"
 
 
+def _started_transports(config: StackConfig) -> tuple[str, ...]:
+    """What the running stack's `up` listened on (run_dir/transports), else what config says."""
+    try:
+        return tuple((config.run_dir / "transports").read_text().split(","))
+    except OSError:
+        return config.transports
+
+
 def status(config: StackConfig) -> list[tuple[str, bool, str]]:
     """(component, healthy, detail) for each component."""
     rows = []
@@ -395,4 +415,7 @@ def status(config: StackConfig) -> list[tuple[str, bool, str]]:
     if "kamailio" in config.components:
         ok, detail = sipsak_ping(h, config.sip_port)
         rows.append(("kamailio", ok, f"{h}:{config.sip_port} {detail}"))
+        if "tcp" in _started_transports(config):
+            code = sip_options(h, config.sip_port, transport="tcp")
+            rows.append(("kamailio/tcp", code == 200, f"tcp:{h}:{config.sip_port} OPTIONS -> {code or 'no answer'}"))
     return rows

@@ -182,7 +182,7 @@ class Sipp:
         for block in re.split(r"-{20,}.*\n", self.messages()):
             if direction in block:
                 lines = [ln for ln in block.splitlines() if ln.strip()]
-                first = next((ln for ln in lines[1:] if ln.startswith(("SIP/2.0", "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO"))), "")
+                first = next((ln for ln in lines[1:] if ln.startswith(("SIP/2.0", "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "PRACK"))), "")
                 out.append(first.strip())
         return out
 
@@ -226,13 +226,13 @@ def caller(workdir: Path, stack: CallStack, number: str, caller_number: str, sce
 
 def dtmf_caller(workdir: Path, stack: CallStack, number: str, caller_number: str, digits: str, name: str = "caller",
                 message_after_ms: int | None = None, talk_ms: int = 300, mode: str = "rfc2833",
-                extra: list[str] | None = None) -> Sipp:
+                extra: list[str] | None = None, require_100rel: bool = False) -> Sipp:
     """A caller that keys `digits` into the early media as RFC 2833 events (sipp's own pcaps)
     or, with mode "info", as SIP INFO requests in the early dialog; with `message_after_ms`,
     once answered it waits that long (the prompt and the beep) and plays sipp's g711a.pcap
     (7 s of speech) as a voicemail message."""
     scenario = workdir / f"caller-dtmf-{len(list(workdir.glob('caller-dtmf-*.xml')))}.xml"
-    scenario.write_text(scenario_text(digits, 1500, message_after_ms, answered=True, dtmf_mode=mode))
+    scenario.write_text(scenario_text(digits, 1500, message_after_ms, answered=True, dtmf_mode=mode, require_100rel=require_100rel))
     return Sipp(workdir, name, str(scenario), free_udp_port(),
                 ["-key", "caller", caller_number, "-key", "talk", str(talk_ms), "-s", number, *(extra or []),
                  f"127.0.0.1:{stack.sip_port}"])

@@ -203,6 +203,26 @@ def test_weekday_extension_dialled_by_sip_info_reaches_that_operator(tmp_path: P
     assert steps[0] == {"operation": "ext", "type": "extension", "ringing": None, "event": "digits:102"}
 
 
+@pytest.mark.parametrize("mode", ["rfc2833", "info"])
+def test_a_caller_requiring_100rel_hears_the_prompt_and_reaches_the_operator(tmp_path: Path, media_stack_factory: Any,
+                                                                              seed_doc: dict[str, Any], mode: str) -> None:
+    """`Require: 100rel` (PSTN gateways, many SBCs): the prompt's 183 comes reliably (RSeq),
+    the caller's PRACK is answered through Kamailio, the keys reach the media server and the
+    operator answers. Before, the media server answered 420 and the caller got 480 in 8 ms."""
+    ports = {"petrov": free_udp_port()}
+    stack = media_stack_factory("2026-11-25T10:00:00+03:00", short_ring_config(seed_doc, ports))
+    petrov = operator(tmp_path, "petrov", "answer", ports["petrov"]).start()
+    call = dtmf_caller(tmp_path, stack, NUMBER, "+79031112233", "102", mode=mode, require_100rel=True).start()
+    assert call.wait(90) == 0
+    assert petrov.wait() == 0
+    log = call.messages()
+    assert re.search(r"SIP/2.0 183 Session Progress\r?\n(?:.*\n)*?RSeq: 1", log)
+    assert [line for line in call.sent() if line.startswith("PRACK ")]
+    [record] = [e for e in stack.events() if e["type"] == "call"]
+    assert (record["status"], record["answered_by"], record["rule"]) == ("answered", "petrov", "r2")
+    assert json.loads(record["steps"])[0]["event"] == "digits:102"
+
+
 def pcap_alaw_audio(path: Path) -> np.ndarray:
     """The A-law payload of every RTP packet in a classic pcap, decoded."""
     from voffice_media.g711 import alaw_decode

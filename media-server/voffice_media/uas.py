@@ -30,7 +30,7 @@ retransmissions get the same bytes. Requests are accepted only from `allowed_sou
 Checks before a request reaches the application, in RFC 3261 8.2 order: malformed or missing
 From/To/Call-ID/CSeq/Via, duplicated single headers, CSeq method mismatch -> 400 (no Via that
 parses: dropped); unknown SIP version -> 505; other methods -> 405 (known) or 501; Request-URI
-not sip/sips -> 416; merged INVITE -> 482; Require -> 420; INVITE body not application/sdp
+not sip/sips -> 416; merged INVITE -> 482; Require other than 100rel -> 420; INVITE body not application/sdp
 -> 415; Accept without SDP -> 406. A re-INVITE inside a dialog gets 488 (the session stays
 as it is), one for an unknown dialog 481. An INVITE without Contact (RFC 2543) uses the From
 URI as the remote target.
@@ -46,6 +46,11 @@ Public API:
     .hangup(call_id, *, now=None) -> list[Action]
     .call_state(call_id) -> str | None
     Send, IncomingCall, CallCancelled, CallEnded, Acked, InfoDigit, Action, UasError
+
+Reliable provisionals (RFC 3262): when the INVITE requires or supports 100rel, every
+provisional the application sends carries Require: 100rel and an RSeq and is resent from T1,
+doubling, until its PRACK (answered 200; a PRACK acknowledging nothing outstanding 481); none
+for 64*T1: 504 and CallEnded("no-prack"). A final response stops the resending.
 
 Events: `IncomingCall` first; then `Acked` when our final response (2xx or not) is ACKed;
 `InfoDigit` for each DTMF key the caller sends as SIP INFO (application/dtmf-relay or
@@ -229,7 +234,8 @@ REASONS = {
     503: "Service Unavailable",
     505: "Version Not Supported",
 }
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, PRACK"
+EXTENSIONS = frozenset({"100rel"})  # what a Require may name (RFC 3262 reliable provisionals)
 KNOWN_METHODS = frozenset({"REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY", "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE"})
 SINGLE_HEADERS = ("From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Type")
 REQUIRED_HEADERS = ("Via", "From", "To", "Call-ID", "CSeq")
@@ -271,9 +277,16 @@ class _Call:
     bye: bytes = b""
     bye_branch: str = ""
     bye_addr: Addr = ("", 0)
+    # RFC 3262: the caller supports or requires 100rel, so provisionals go reliably
+    reliable: bool = False
+    rseq: int = 0  # the last RSeq sent
+    unpracked: bytes = b""  # the reliable provisional waiting for its PRACK (retransmitted)
+    prack_at: float | None = None
+    prack_interval: float = 0.0
+    prack_give_up: float | None = None
 
     def next_deadline(self) -> float | None:
-        times = [t for t in (self.retransmit_at, self.give_up_at) if t is not None]
+        times = [t for t in (self.retransmit_at, self.give_up_at, self.prack_at, self.prack_give_up) if t is not None]
         return min(times) if times else None
 
 
@@ -349,6 +362,9 @@ class UAS:
                     del self._answered[owner.key]
                 continue
             if owner.state is State.TERMINATED:
+                continue
+            if owner.prack_at is not None and owner.state is State.PROCEEDING:
+                actions += self._reliable_timer(owner, now)
                 continue
             if owner.give_up_at is not None and owner.give_up_at <= now:
                 actions += self._fire(owner, Trigger.TIMEOUT)
@@ -439,8 +455,12 @@ class UAS:
         if trigger is Trigger.HANGUP and call.state is State.ESTABLISHED:
             return self._fire(call, Trigger.HANGUP)
         extra = headers
+        reliable = trigger is Trigger.PROVISIONAL and call.reliable
+        if reliable:
+            call.rseq += 1
+            headers = (("Require", "100rel"), ("RSeq", str(call.rseq)), *headers)
         if status < 300:
-            extra = (("Contact", self.contact), *(() if status < 200 else (("Allow", ALLOW),)), *headers)
+            extra = (("Contact", self.contact), *(() if status < 200 else (("Allow", ALLOW), ("Supported", "100rel"))), *headers)
         response = make_response(
             call.invite,
             status,
@@ -449,8 +469,14 @@ class UAS:
             headers=extra,
             body=sdp,
             content_type=SDP if sdp else None,
-        )
-        return self._fire(call, trigger, response.serialize())
+        ).serialize()
+        if reliable:  # retransmitted from T1, doubling, until its PRACK (RFC 3262 3)
+            call.unpracked = response
+            call.prack_interval = self.t1
+            call.prack_at = self._now + self.t1
+            call.prack_give_up = self._now + 64 * self.t1
+            self._schedule(call)
+        return self._fire(call, trigger, response)
 
     def _fire(self, call: _Call, trigger: Trigger, response: bytes = b"") -> list[Action]:
         """Move `call` along TRANSITIONS and return what that transition does."""
@@ -458,6 +484,8 @@ class UAS:
         new = TRANSITIONS[(old, trigger)]
         call.state = new
         now = self._now
+        if new is not State.PROCEEDING:  # a final response ends the PRACK wait (RFC 3262 3)
+            self._stop_reliable(call)
         actions: list[Action] = []
         if trigger is Trigger.RETRANSMIT:
             if old is State.CLOSING:
@@ -496,6 +524,26 @@ class UAS:
                 actions += self._event(call, CallEnded(call.call_id, "no-ack"))
             self._forget(call)
         return actions
+
+    def _reliable_timer(self, call: _Call, now: float) -> list[Action]:
+        """A reliable provisional still without its PRACK: resend it, or after 64*T1 give the
+        call up with 504 (RFC 3262 3: "SHOULD reject the original request with a 5xx")."""
+        assert call.prack_at is not None and call.prack_give_up is not None
+        if call.prack_give_up <= now:
+            self._stop_reliable(call)
+            call.closed_by_peer = True
+            response = make_response(call.invite, 504, "No PRACK", to_tag=call.local_tag).serialize()
+            return self._fire(call, Trigger.REJECT, response) + self._event(call, CallEnded(call.call_id, "no-prack"))
+        if call.prack_at > now:
+            return []  # an older timer entry: the current one is still queued
+        call.prack_interval *= 2
+        call.prack_at = now + call.prack_interval
+        self._schedule(call)
+        return [Send(call.unpracked, call.reply_to)]
+
+    @staticmethod
+    def _stop_reliable(call: _Call) -> None:
+        call.prack_at = call.prack_give_up = None
 
     def _event(self, call: _Call, event: Action) -> list[Action]:
         return [] if call.detached else [event]
@@ -541,6 +589,8 @@ class UAS:
             return self._on_bye(request, key, reply_to)
         if method == "INFO":
             return self._on_info(request, key, reply_to)
+        if method == "PRACK":
+            return self._on_prack(request, key, reply_to)
         # OPTIONS
         return self._answer(request, key, reply_to, 200, (("Allow", ALLOW), ("Accept", SDP)))
 
@@ -569,6 +619,7 @@ class UAS:
             route_set=tuple(headers.values("Record-Route")),
             remote_target=NameAddr.parse(contacts[0]).uri if contacts else from_.uri,
         )
+        call.reliable = "100rel" in _option_tags(headers, "Require") | _option_tags(headers, "Supported")
         self._calls[call_id] = call
         self._invites[key] = call
         trying = make_response(request, 100, reason_for(100)).serialize()
@@ -602,6 +653,24 @@ class UAS:
             response = make_response(call.invite, 487, reason_for(487), to_tag=call.local_tag).serialize()
         actions += self._fire(call, Trigger.BYE, response)
         return actions + self._event(call, CallEnded(call.call_id, "bye"))
+
+    def _on_prack(self, request: Request, key: TxKey, reply_to: Addr) -> list[Action]:
+        """PRACK of our reliable provisional (RAck: RSeq, the INVITE's CSeq and method): 200,
+        and no more retransmissions; one that acknowledges nothing outstanding: 481."""
+        call = self._dialog(request)
+        rack = (request.headers.get("RAck") or "").split()
+        invite_cseq = CSeq.parse(call.invite.headers.get("CSeq") or "") if call is not None else None
+        if (
+            call is None
+            or invite_cseq is None
+            or not call.unpracked
+            or len(rack) != 3
+            or rack != [str(call.rseq), str(invite_cseq.number), invite_cseq.method]
+        ):
+            return self._answer(request, key, reply_to, 481)
+        call.unpracked = b""
+        self._stop_reliable(call)
+        return self._answer(request, key, reply_to, 200)
 
     def _on_info(self, request: Request, key: TxKey, reply_to: Addr) -> list[Action]:
         """DTMF as SIP INFO (application/dtmf-relay or application/dtmf) in the early or
@@ -786,7 +855,7 @@ def _syntax_problem(request: Request) -> Problem | None:
 
 
 def _method_problem(method: str) -> Problem | None:
-    if method in ("INVITE", "CANCEL", "BYE", "OPTIONS", "INFO"):
+    if method in ("INVITE", "CANCEL", "BYE", "OPTIONS", "INFO", "PRACK"):
         return None
     if method in KNOWN_METHODS:
         return (405, reason_for(405), (("Allow", ALLOW),))
@@ -805,9 +874,9 @@ def _header_problem(request: Request) -> Problem | None:
     if uri.headers:
         return (400, "Headers in Request-URI", ())
     if request.method != "CANCEL":
-        required = headers.values("Require")
-        if required:
-            return (420, reason_for(420), (("Unsupported", ", ".join(required)),))
+        unsupported = sorted(_option_tags(headers, "Require") - EXTENSIONS)
+        if unsupported:
+            return (420, reason_for(420), (("Unsupported", ", ".join(unsupported)),))
     if request.method != "INVITE":
         return None
     try:
@@ -827,6 +896,11 @@ def _header_problem(request: Request) -> Problem | None:
     if "Accept" in headers and not {SDP, "application/*", "*/*"} & set(accept):
         return (406, reason_for(406), (("Accept", SDP),))
     return None
+
+
+def _option_tags(headers: Headers, name: str) -> set[str]:
+    """The option tags of every `name` header (Require, Supported), lower case."""
+    return {tag.strip().lower() for value in headers.values(name) for tag in value.split(",") if tag.strip()}
 
 
 def _is_sdp(content_type: str | None) -> bool:

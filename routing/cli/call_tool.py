@@ -72,6 +72,25 @@ _EARLY_DIALOG = """<recv response="183">
   </recv>"""
 
 
+_PRACK = """  <send>
+    <![CDATA[
+      PRACK [$early_target] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: "caller" <sip:[caller]@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      [last_To:]
+      Route: [$early_route]
+      Call-ID: [call_id]
+      CSeq: 2 PRACK
+      RAck: [$rseq] 1 INVITE
+      Contact: <sip:[caller]@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv response="200"/>
+"""
+
+
 def _rfc2833_plays(digits: str) -> str:
     # sipp plays a pcap in the background; pauses only between digits, since a reply that
     # arrives during a pause aborts the call.
@@ -84,12 +103,15 @@ def _rfc2833_plays(digits: str) -> str:
 def _info_requests(digits: str) -> str:
     """One INFO per key in the early dialog of the first 183 (its To tag, Contact and route
     set), each waiting for its 200 before the next: what an INFO-only trunk sends."""
-    return '  <pause milliseconds="200"/>\n'.join(_INFO.format(cseq=2 + i, key=key) for i, key in enumerate(digits))
+    return '  <pause milliseconds="200"/>\n'.join(_INFO.format(cseq=3 + i, key=key) for i, key in enumerate(digits))
 
 
-def scenario_text(digits: str, dtmf_after_ms: int, message_after_ms: int | None, answered: bool, dtmf_mode: str = "rfc2833") -> str:
-    """The caller scenario for these options (see tests/sipp/caller-dtmf.xml)."""
-    if not digits and message_after_ms is None:
+def scenario_text(digits: str, dtmf_after_ms: int, message_after_ms: int | None, answered: bool, dtmf_mode: str = "rfc2833",
+                  require_100rel: bool = False) -> str:
+    """The caller scenario for these options (see tests/sipp/caller-dtmf.xml). With
+    `require_100rel` the INVITE says `Require: 100rel` (as PSTN gateways do) and the caller
+    PRACKs the first 183 (RFC 3262) before it keys anything."""
+    if not digits and message_after_ms is None and not require_100rel:
         name = "caller.xml" if answered else "caller-unanswered.xml"
         return (SIPP_DIR / name).read_text()
     if dtmf_mode not in DTMF_MODES:
@@ -101,11 +123,16 @@ def scenario_text(digits: str, dtmf_after_ms: int, message_after_ms: int | None,
                 f'  <nop><action><exec play_pcap_audio="{PCAPS}/g711a.pcap"/></action></nop>\n')
     text = (SIPP_DIR / "caller-dtmf.xml").read_text()
     text = text.replace('<pause milliseconds="1500"/>', f'<pause milliseconds="{dtmf_after_ms}"/>')
-    if dtmf_mode == "info":
-        # The early dialog's target and route set for the INFOs, read from the 183 by hand:
-        # sipp keeps only the first route set it records (rrs), and the answer's must win.
-        text = text.replace('<recv response="183"/>', _EARLY_DIALOG, 1)
-        text = text.replace("CSeq: 2 BYE", f"CSeq: {2 + len(digits)} BYE")
+    if dtmf_mode == "info" or require_100rel:
+        # The early dialog's target and route set for the INFOs and the PRACK, read from the
+        # 183 by hand: sipp keeps only the first route set it records (rrs), and the answer's must win.
+        early = _EARLY_DIALOG
+        if require_100rel:
+            early = early.replace("    </action>", '      <ereg regexp="[0-9]+" search_in="hdr" header="RSeq:" check_it="true" assign_to="rseq"/>\n    </action>')
+            early += "\n" + _PRACK
+            text = text.replace("      User-Agent: voffice-test-caller\n", "      User-Agent: voffice-test-caller\n      Require: 100rel\n      Supported: 100rel\n")
+        text = text.replace('<recv response="183"/>', early, 1)
+        text = text.replace("CSeq: 2 BYE", f"CSeq: {3 + len(digits)} BYE")
     return text.replace("DIGITS\n", plays).replace("TALK\n", talk)
 
 
@@ -131,6 +158,7 @@ def place_call(
     timeout: float = 120.0,
     redis_url: str | None = None,
     dtmf_mode: str = "rfc2833",
+    require_100rel: bool = False,
 ) -> CallOutcome:
     if digits and not DTMF.fullmatch(digits):
         raise CallToolError(f"--dtmf {digits!r}: only 0-9, * and #")
@@ -143,7 +171,7 @@ def place_call(
         answered = bool(digits) or message_after is not None
         scenario = workdir / "call.xml"
         scenario.write_text(scenario_text(digits, int(dtmf_after * 1000), None if message_after is None else int(message_after * 1000), answered,
-                                          dtmf_mode))
+                                          dtmf_mode, require_100rel))
         argv = [sipp, "-sf", str(scenario), "-i", sip[0], "-m", "1", "-key", "caller", caller, "-key", "talk",
                 str(int(talk * 1000)), "-s", number, "-trace_msg", "-nostdin", "-timeout", str(int(timeout)),
                 "-timeout_error", f"{sip[0]}:{sip[1]}"]

@@ -404,7 +404,8 @@ def test_disallowed_sources() -> None:
     [
         (request("REGISTER"), 405),
         (request("FOO"), 501),
-        (request("OPTIONS", extra="Require: 100rel"), 420),
+        (request("OPTIONS", extra="Require: timer"), 420),
+        (request("INVITE", extra="Require: 100rel, timer"), 420),
         (request("OPTIONS", cseq_method="INVITE"), 400),
         (request("OPTIONS", uri="tel:+123"), 416),
         (request("OPTIONS", extra="CSeq: 2 OPTIONS"), 400),
@@ -712,3 +713,70 @@ def test_info_after_the_call_ended_is_481() -> None:
     start_call(uas)
     uas.reject("call-1", 486)
     assert statuses(uas.receive(info(b"Signal=1"), KAMAILIO, 0.1)) == [481]
+
+
+# ------------------------------------------------------------------ 100rel / PRACK (RFC 3262)
+
+
+def reliable_call(uas: UAS, header: str = "Require: 100rel") -> Response:
+    uas.receive(request("INVITE", body=SDP, extra=header), KAMAILIO, 0.0)
+    [progress] = sends(uas.provisional("call-1", 183, SDP))
+    assert isinstance(progress, Response)
+    return progress
+
+
+def prack(rack: str = "1 1 INVITE", *, branch: str = "z9hG4bK-prack1", cseq: int = 2) -> bytes:
+    return request("PRACK", branch=branch, to_tag="tok1", cseq=cseq, extra=f"RAck: {rack}", record_route=False)
+
+
+@pytest.mark.parametrize("header", ["Require: 100rel", "Supported: timer, 100rel"])
+def test_a_caller_with_100rel_gets_its_early_media_reliably(header: str) -> None:
+    """PSTN gateways and SBCs require 100rel: the prompt's 183 carries Require and RSeq and is
+    resent from T1, doubling, until the PRACK, which gets 200 (once 420 and no prompt)."""
+    uas = make_uas()
+    progress = reliable_call(uas, header)
+    assert (progress.headers.get("Require"), progress.headers.get("RSeq")) == ("100rel", "1")
+    assert statuses(uas.tick(0.5)) == [183] and statuses(uas.tick(1.0)) == []
+    assert statuses(uas.tick(1.5)) == [183]  # 0.5 + 1.0
+    actions = uas.receive(prack(), KAMAILIO, 1.6)
+    assert statuses(actions) == [200] and not events(actions)
+    assert statuses(uas.tick(3.5)) == [] and statuses(uas.tick(40.0)) == []  # acknowledged: quiet
+    assert uas.call_state("call-1") == "proceeding"
+    [final] = sends(uas.reject("call-1", 480))  # the operation's result ends it as always
+    assert isinstance(final, Response) and final.status == 480
+
+
+def test_without_100rel_provisionals_stay_unreliable() -> None:
+    uas = make_uas()
+    progress = reliable_call(uas, "Supported: timer")
+    assert progress.headers.get("RSeq") is None and progress.headers.get("Require") is None
+    assert statuses(uas.tick(0.5)) == []
+
+
+def test_a_prack_for_nothing_outstanding_is_481() -> None:
+    uas = make_uas()
+    reliable_call(uas)
+    assert statuses(uas.receive(prack("2 1 INVITE"), KAMAILIO, 0.1)) == [481]  # no RSeq 2
+    assert statuses(uas.receive(prack("1 1 INVITE", branch="z9hG4bK-p2"), KAMAILIO, 0.2)) == [200]
+    assert statuses(uas.receive(prack("1 1 INVITE", branch="z9hG4bK-p3", cseq=3), KAMAILIO, 0.3)) == [481]  # already
+    assert statuses(uas.receive(prack("1 1 INVITE", branch="z9hG4bK-p2"), KAMAILIO, 0.4)) == [200]  # a retransmission
+
+
+def test_no_prack_in_64_t1_gives_the_call_up_with_504() -> None:
+    uas = make_uas()
+    reliable_call(uas)
+    got: list[Action] = []
+    now = 0.0
+    while now < 64 * T1 + 1:
+        now += 0.25
+        got += uas.tick(now)
+    assert statuses(got).count(183) == 6  # at 0.5, 1.5, 3.5, 7.5, 15.5, 31.5 (no T2 cap: RFC 3262 3)
+    assert 504 in statuses(got) and CallEnded("call-1", "no-prack") in events(got)
+
+
+def test_a_final_response_stops_the_retransmissions_and_a_late_prack_is_still_answered() -> None:
+    uas = make_uas()
+    reliable_call(uas)
+    uas.reject("call-1", 480)
+    assert statuses(uas.tick(0.5)) == [480]  # Timer G for the final, no more 183
+    assert statuses(uas.receive(prack(), KAMAILIO, 0.6)) == [200]

@@ -3,6 +3,8 @@
 # from the environment. Extra arguments go to kamailio (e.g. -c to only check the config).
 #   VO_LISTEN          udp:IP:PORT Kamailio listens on            (udp:127.0.0.1:5060)
 #   VO_LISTEN_TCP      tcp:IP:PORT for SIP over TCP as well          (unset: UDP only)
+#   VO_LISTEN_TLS      tls:IP:PORT for SIP over TLS as well          (unset: no TLS)
+#   VO_TLS_CONFIG      the tls module's config (certificate, key)  (/etc/voffice/tls.cfg)
 #   VO_MEDIA_SERVERS   media server SIP URIs, space-separated     (sip:127.0.0.1:5070)
 #   VO_RTPENGINE_SOCK  rtpengine ng sockets, space-separated      (udp:127.0.0.1:2223)
 #   VO_CHILDREN        SIP worker processes                       (4)
@@ -33,6 +35,9 @@ done
 
 if [ -n "${VO_LISTEN_TCP:-}" ]; then
     set -- -A "VO_LISTEN_TCP=$VO_LISTEN_TCP" "$@"
+fi
+if [ -n "${VO_LISTEN_TLS:-}" ]; then
+    set -- -A "VO_LISTEN_TLS=$VO_LISTEN_TLS" -A "VO_TLS_CONFIG=\"${VO_TLS_CONFIG:-/etc/voffice/tls.cfg}\"" "$@"
 fi
 
 exec kamailio -f "$VOFFICE_ROOT/kamailio/kamailio.cfg" -DD -E -w "$VO_RUN_DIR" \

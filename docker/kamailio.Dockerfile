@@ -5,7 +5,7 @@ FROM debian:bookworm-slim
 ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y -q --no-install-recommends \
-      kamailio kamailio-python3-modules python3-venv sipsak \
+      kamailio kamailio-python3-modules kamailio-tls-modules python3-venv sipsak \
  && rm -rf /var/lib/apt/lists/*
 
 # Kamailio embeds Debian's /usr/bin/python3: the venv is made from that interpreter so the

@@ -27,7 +27,7 @@ MULTINODE = DOCKER / "compose.multinode.yaml"
 
 # Debian packages of `make install`, by the image that needs them.
 IMAGE_PACKAGES = {
-    "kamailio.Dockerfile": {"kamailio", "kamailio-python3-modules", "python3-venv", "sipsak"},
+    "kamailio.Dockerfile": {"kamailio", "kamailio-python3-modules", "kamailio-tls-modules", "python3-venv", "sipsak"},
     "media-server.Dockerfile": {"python3-venv", "sox", "espeak-ng", "libspandsp2", "fonts-dejavu-core"},
     "rtpengine.Dockerfile": {"rtpengine-daemon"},
 }
@@ -38,6 +38,7 @@ NOT_IN_IMAGES = {
     "sip-tester",  # sipp: test and load tools
     "docker-compose",  # reads these files on the development machine
     "sipvicious",  # the scanner the abuse tests run against the stack
+    "openssl",  # `voffice up` makes a loopback TLS certificate; an image is given its certificate (VO_TLS_CONFIG)
 }
 
 

@@ -1,6 +1,8 @@
-"""SIP over TCP: `voffice up --transport udp,tcp` (StackConfig.transports) makes Kamailio listen
-on TCP too, on the SIP port. A trunk that sends SIP over TCP gets its replies on its
-connection; operators and media servers are still reached over UDP (double Record-Route)."""
+"""SIP over TCP and TLS: `voffice up --transport udp,tcp,tls` (StackConfig.transports) makes
+Kamailio listen on TCP too (the SIP port) and on TLS (the TLS port, a certificate `voffice up`
+makes for the host). A trunk's replies and in-dialog requests go over its connection;
+operators and media servers are still reached over UDP (double Record-Route). TCP callers
+are sipp; TLS callers are tests/stream_caller.py (Debian's sipp has no TLS)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from routing.stack.local import sip_options, status
 from routing.stack.ports import free_udp_port
 
 from .callpath import STACK_TESTS, CallStack, caller, dtmf_caller, operator, short_ring_config
+from .stream_caller import StreamCaller
 
 pytestmark = STACK_TESTS
 NUMBER = "+74951234567"
@@ -73,3 +76,78 @@ def test_lunch_over_tcp_the_secretary_answers(tmp_path: Path, tcp_stack: Any, se
     assert "TCP message sent" in call.messages()
     [record] = [e for e in stack.events() if e["type"] == "call"]
     assert (record["status"], record["answered_by"], record["rule"]) == ("answered", "smirnova", "r1")
+
+
+# --- TLS --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_stack(tmp_path: Path, seed_doc: dict[str, Any]) -> Iterator[Any]:
+    stacks: list[CallStack] = []
+
+    def make(now: str, doc: dict[str, Any]) -> CallStack:
+        stack = CallStack(tmp_path / f"stack{len(stacks)}", now, doc,
+                          overrides={"transports": ("udp", "tls"), "tls_port": free_udp_port()})
+        stack.workdir.mkdir(parents=True, exist_ok=True)
+        stacks.append(stack)
+        stack.start()
+        return stack
+
+    yield make
+    for stack in stacks:
+        stack.stop()
+
+
+def tls_caller(stack: CallStack) -> StreamCaller:
+    assert stack.config is not None
+    # the certificate `voffice up` made for the host: verified, 127.0.0.1 in its subjectAltName
+    return StreamCaller("127.0.0.1", stack.config.sip_tls_port, "tls", cafile=stack.config.run_dir / "tls" / "cert.pem")
+
+
+def test_options_over_tls_and_status_shows_it(tls_stack: Any, seed_doc: dict[str, Any]) -> None:
+    stack = tls_stack("2026-11-25T10:00:00+03:00", short_ring_config(seed_doc))
+    assert stack.config is not None
+    assert sip_options("127.0.0.1", stack.config.sip_tls_port, transport="tls") == 200
+    assert sip_options("127.0.0.1", stack.sip_port, transport="tcp") is None  # TLS only, no plain TCP
+    rows = {name: (ok, detail) for name, ok, detail in status(stack.config)}
+    assert rows["kamailio/tls"][0] and "OPTIONS -> 200" in rows["kamailio/tls"][1]
+
+
+def test_lunch_over_tls_the_secretary_answers(tmp_path: Path, tls_stack: Any, seed_doc: dict[str, Any]) -> None:
+    stack = tls_stack("2026-11-25T13:30:00+03:00", short_ring_config(seed_doc))
+    gateway = operator(tmp_path, "gateway", "answer", stack.gateway_port).start()
+    call = tls_caller(stack)
+    try:
+        call.invite(NUMBER)
+        answer, _ = call.early_dialog_then_answer()
+        assert answer.status == 200, call.seen
+        assert call.talk_and_hang_up(answer) == 200, call.seen
+        assert gateway.wait(30) == 0
+    finally:
+        call.close()
+        gateway.stop()
+    [record] = [e for e in stack.events() if e["type"] == "call"]
+    assert (record["status"], record["answered_by"], record["rule"]) == ("answered", "smirnova", "r1")
+    assert record["sip_call_id"] == call.call_id
+
+
+def test_weekday_extension_over_tls_keyed_as_info_reaches_that_operator(tmp_path: Path, tls_stack: Any,
+                                                                       seed_doc: dict[str, Any]) -> None:
+    """The weekday case from a TLS trunk: the extension prompt's 183 over TLS, 102 keyed as SIP
+    INFO in its early dialog (relayed to the media server over UDP), petrov rings and answers."""
+    ports = {"petrov": free_udp_port()}
+    stack = tls_stack("2026-11-25T10:00:00+03:00", short_ring_config(seed_doc, ports))
+    petrov = operator(tmp_path, "petrov", "answer", ports["petrov"]).start()
+    call = tls_caller(stack)
+    try:
+        call.invite(NUMBER)
+        answer, infos = call.early_dialog_then_answer("102")
+        assert infos == [200, 200, 200] and answer.status == 200, call.seen
+        assert call.talk_and_hang_up(answer) == 200, call.seen
+        assert petrov.wait(30) == 0
+    finally:
+        call.close()
+        petrov.stop()
+    [record] = [e for e in stack.events() if e["type"] == "call"]
+    assert (record["status"], record["answered_by"], record["rule"]) == ("answered", "petrov", "r2")
+    assert json.loads(record["steps"])[0]["event"] == "digits:102"

@@ -558,11 +558,16 @@ def _ports(kw: dict[str, Any]) -> dict[str, Any]:
 @click.option("--operator-gateway", default="127.0.0.1:5080", show_default=True, metavar="HOST:PORT", help="Where E.164 operators are rung.")
 @click.option("--media-servers", default=1, show_default=True, type=click.IntRange(1, 8))
 @click.option("--now", envvar="VOFFICE_NOW", default=None, help="Start every clock at this ISO 8601 instant (env VOFFICE_NOW).")
-@click.option("--transport", "transport_list", default="udp", show_default=True, metavar="udp[,tcp]",
-              help="Kamailio's SIP transports, each on the SIP port (udp is always on; tcp for trunks that send SIP over TCP).")
+@click.option("--transport", "transport_list", default="udp", show_default=True, metavar="udp[,tcp][,tls]",
+              help="Kamailio's SIP transports: udp (always) and tcp on the SIP port, tls on --tls-port.")
+@click.option("--tls-port", type=click.IntRange(1, 65535), default=None, help="Kamailio's TLS port (default: the SIP port + 1).")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="PEM certificate for TLS (default: a self-signed one for the host, made in the run dir).")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None, help="Its PEM private key.")
 @stack_options
 def up(foreground: bool, load_paths: tuple[str, ...], operator_gateway: str, media_servers: int, now: str | None,
-       transport_list: str, run_dir: str | None, **kw: Any) -> None:
+       transport_list: str, tls_port: int | None, tls_cert: str | None, tls_key: str | None, run_dir: str | None,
+       **kw: Any) -> None:
     """Start Redis, rtpengine, the media server(s) and Kamailio on loopback, the seed loaded."""
     from routing.core.clock import ClockError
     from routing.proxy.call_step import GATEWAY
@@ -573,16 +578,19 @@ def up(foreground: bool, load_paths: tuple[str, ...], operator_gateway: str, med
     transports = tuple(dict.fromkeys(t.strip().lower() for t in transport_list.split(",") if t.strip()))
     unknown = [t for t in transports if t not in TRANSPORTS]
     if unknown or "udp" not in transports:
-        raise click.BadParameter(f"{transport_list!r}: udp, optionally with tcp (e.g. udp,tcp); TLS is not offered yet",
+        raise click.BadParameter(f"{transport_list!r}: udp, optionally with tcp and tls (e.g. udp,tcp,tls)",
                                  param_hint="--transport")
+    if bool(tls_cert) != bool(tls_key):
+        raise click.BadParameter("give both --tls-cert and --tls-key, or neither", param_hint="--tls-cert/--tls-key")
     config = _stack_config(run_dir, _ports(kw), operator_gateway=operator_gateway, media_servers=media_servers,
-                           now=now, load=load_paths or (str(SEED),), transports=transports)
+                           now=now, load=load_paths or (str(SEED),), transports=transports, tls_port=tls_port or 0,
+                           tls_cert=tls_cert, tls_key=tls_key)
     stack = Stack(config, click.echo)
     try:
         stack.start(detach=not foreground)
     except (StackError, ClockError) as exc:
         fail(str(exc))
-    sip = " ".join(f"{t}:{config.host}:{config.sip_port}" for t in config.transports)
+    sip = " ".join(f"{t}:{config.host}:{config.sip_tls_port if t == 'tls' else config.sip_port}" for t in config.transports)
     click.echo(f"SIP       {sip}   Redis {config.redis_url}   operator gateway {operator_gateway}")
     if now:
         click.echo(f"clock     starts at {now}")

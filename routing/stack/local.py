@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -33,7 +34,7 @@ SEED = ROOT / "examples" / "seed-office.json"
 KAMAILIO_CFG = ROOT / "kamailio" / "kamailio.cfg"
 KEMI_SCRIPT = ROOT / "kamailio" / "voffice_kemi.py"
 VENV = ROOT / ".venv"
-TRANSPORTS = ("udp", "tcp")  # Kamailio's SIP transports `voffice up --transport` offers
+TRANSPORTS = ("udp", "tcp", "tls")  # Kamailio's SIP transports `voffice up --transport` offers
 
 
 class StackError(Exception):
@@ -53,8 +54,12 @@ class StackConfig:
     media_rtp_ports: tuple[int, int] = (35000, 39999)
     operator_gateway: str = "127.0.0.1:5080"
     kamailio_children: int = 4
-    # Kamailio's SIP transports, on sip_port each: ("udp",) or ("udp", "tcp").
+    # Kamailio's SIP transports: udp and tcp on sip_port, tls on tls_port (0: sip_port + 1)
+    # with tls_cert/tls_key, or a self-signed certificate for the host made in run_dir/tls.
     transports: tuple[str, ...] = ("udp",)
+    tls_port: int = 0
+    tls_cert: str | None = None
+    tls_key: str | None = None
     # Kamailio's memory managers (shm and pkg). Its default, qm, keeps debugging data per
     # fragment and spent a third of Kamailio's CPU in qm_malloc under load here; tlsf is
     # the fast one (docs/performance.md).
@@ -75,6 +80,10 @@ class StackConfig:
     def redis_url(self) -> str:
         return f"redis://{self.host}:{self.redis_port}/0"
 
+    @property
+    def sip_tls_port(self) -> int:
+        return self.tls_port or self.sip_port + 1
+
     def media_ports(self) -> list[int]:
         return [self.media_port + 2 * i for i in range(self.media_servers)]
 
@@ -92,16 +101,23 @@ class Component:
 
 
 def sip_options(host: str, port: int, timeout: float = 1.0, transport: str = "udp") -> int | None:
-    """Send one OPTIONS over UDP or TCP; the status code of the reply, or None."""
-    kind = socket.SOCK_STREAM if transport == "tcp" else socket.SOCK_DGRAM
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.settimeout(timeout)
+    """Send one OPTIONS over UDP, TCP or TLS (certificate not verified: a health probe); the
+    status code of the reply, or None."""
+    kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
+    with socket.socket(socket.AF_INET, kind) as raw:
+        raw.settimeout(timeout)
         tag = os.urandom(4).hex()
+        sock = raw
         try:
-            if transport == "tcp":
-                sock.connect((host, port))
-            else:
+            if transport == "udp":
                 sock.bind((host, 0))
+            else:
+                sock.connect((host, port))
+            if transport == "tls":
+                context = ssl.create_default_context()
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+                sock = context.wrap_socket(raw, server_hostname=host)
             local = sock.getsockname()[1]
             msg = (
                 f"OPTIONS sip:ping@{host}:{port} SIP/2.0\r\n"
@@ -109,7 +125,7 @@ def sip_options(host: str, port: int, timeout: float = 1.0, transport: str = "ud
                 f"From: <sip:probe@{host}>;tag={tag}\r\nTo: <sip:ping@{host}:{port}>\r\n"
                 f"Call-ID: probe-{tag}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 5\r\nContent-Length: 0\r\n\r\n"
             )
-            if transport == "tcp":
+            if transport != "udp":
                 sock.sendall(msg.encode())
             else:
                 sock.sendto(msg.encode(), (host, port))
@@ -243,6 +259,8 @@ def components(config: StackConfig) -> list[Component]:
              "-x", config.kamailio_allocator, "-X", config.kamailio_allocator,
              "-A", f"VO_LISTEN=udp:{h}:{config.sip_port}",
              *(["-A", f"VO_LISTEN_TCP=tcp:{h}:{config.sip_port}"] if "tcp" in config.transports else []),
+             *(["-A", f"VO_LISTEN_TLS=tls:{h}:{config.sip_tls_port}", "-A", f'VO_TLS_CONFIG="{tls_config(config)}"']
+               if "tls" in config.transports else []),
              "-A", f'VO_KEMI_SCRIPT="{KEMI_SCRIPT}"',
              "-A", f'VO_DISPATCHER_LIST="{ds_list}"',
              "-A", f'VO_RTPENGINE_SOCK="udp:{h}:{config.rtpengine_port}"',
@@ -253,6 +271,36 @@ def components(config: StackConfig) -> list[Component]:
             {**env, **embedded_python_env()},
         ))
     return out
+
+
+def tls_config(config: StackConfig) -> Path:
+    """The tls module's config for Kamailio's TLS listener: the given certificate and key, or
+    a self-signed one for the stack's host (made once, kept in run_dir/tls)."""
+    folder = config.run_dir / "tls"
+    folder.mkdir(parents=True, exist_ok=True)
+    cert, key = config.tls_cert, config.tls_key
+    if bool(cert) != bool(key):
+        raise StackError("TLS needs both a certificate and its key (--tls-cert and --tls-key)")
+    if not cert or not key:
+        cert, key = str(folder / "cert.pem"), str(folder / "key.pem")
+        if not (Path(cert).exists() and Path(key).exists()):
+            made = subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "825", "-subj", f"/CN={config.host}",
+                 "-addext", f"subjectAltName=IP:{config.host}", "-keyout", key, "-out", cert],
+                capture_output=True, text=True, timeout=60)
+            if made.returncode != 0:
+                raise StackError(f"could not make a TLS certificate with openssl: {made.stderr.strip()[-300:]}")
+    for path in (cert, key):
+        if not Path(path).is_file():
+            raise StackError(f"TLS: {path} is not a file")
+    cfg = folder / "tls.cfg"
+    cfg.write_text(
+        "# written by voffice up: Kamailio's TLS listener\n"
+        f"[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n"
+        f"certificate = {cert}\nprivate_key = {key}\n\n"
+        "[client:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n"
+    )
+    return cfg
 
 
 def _pid_file(config: StackConfig, name: str) -> Path:
@@ -290,7 +338,7 @@ class Stack:
             pid = _read_pid(_pid_file(config, part.name))
             if pid:
                 raise StackError(f"{part.name} is already running (pid {pid}); run `voffice down` first")
-        (config.run_dir / "transports").write_text(",".join(config.transports))
+        (config.run_dir / "transports").write_text(",".join((*config.transports, str(config.sip_tls_port))))
         try:
             for part in components(config):
                 self._start(part, detach, timeout)
@@ -390,7 +438,7 @@ def sipsak_ping(host: str, port: int) -> tuple[bool, str]:
 def _started_transports(config: StackConfig) -> tuple[str, ...]:
     """What the running stack's `up` listened on (run_dir/transports), else what config says."""
     try:
-        return tuple((config.run_dir / "transports").read_text().split(","))
+        return tuple((config.run_dir / "transports").read_text().split(","))  # the transports, then the TLS port
     except OSError:
         return config.transports
 
@@ -415,7 +463,12 @@ def status(config: StackConfig) -> list[tuple[str, bool, str]]:
     if "kamailio" in config.components:
         ok, detail = sipsak_ping(h, config.sip_port)
         rows.append(("kamailio", ok, f"{h}:{config.sip_port} {detail}"))
-        if "tcp" in _started_transports(config):
+        started = _started_transports(config)
+        if "tcp" in started:
             code = sip_options(h, config.sip_port, transport="tcp")
             rows.append(("kamailio/tcp", code == 200, f"tcp:{h}:{config.sip_port} OPTIONS -> {code or 'no answer'}"))
+        if "tls" in started:
+            port = int(started[-1]) if started[-1].isdigit() else config.sip_tls_port
+            code = sip_options(h, port, transport="tls")
+            rows.append(("kamailio/tls", code == 200, f"tls:{h}:{port} OPTIONS -> {code or 'no answer'}"))
     return rows

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from routing.proxy import branch_call_id
+
 ROOT = Path(__file__).resolve().parents[2]
 SIPP_DIR = ROOT / "bench" / "sipp"
 TALK_MS = 200  # the default bench's talk time (fixed in bench/sipp/uac.xml)
@@ -333,11 +335,12 @@ def read_calls(folder: Path) -> list[CallTrace]:
 
 def first_invites(folder: Path, sent: bool) -> dict[str, str]:
     """Call-ID -> Request-URI user of the first INVITE each call sent (a caller's log) or
-    received (an operator gateway's log)."""
+    received (an operator gateway's log: operator branches carry a Call-ID of their own,
+    routing/proxy/branch_call_id.py, mapped back to the caller's)."""
     out: dict[str, str] = {}
     for message in invite_messages(folder):
         if message.sent == sent and message.first_line.startswith("INVITE sip:"):
-            out.setdefault(message.call_id, message.first_line[len("INVITE sip:"):].split("@", 1)[0])
+            out.setdefault(branch_call_id.of_caller(message.call_id), message.first_line[len("INVITE sip:"):].split("@", 1)[0])
     return out
 
 

@@ -41,7 +41,7 @@ from routing.core.day_type import preload_calendars
 from routing.core.engine import CompiledAccount, decide
 from routing.core.media_contract import encode_op
 from routing.core.scenario import Cursor, EventError, feed, operation_of
-from routing.proxy import branch_timer, call_record
+from routing.proxy import branch_call_id, branch_timer, call_record
 from routing.proxy.call_step import MediaStep, RingWaves, action_for, event_from_reply, operator_uri
 from routing.store.configs import redis_url
 from routing.store.reader import ConfigReader, StoreUnavailable, cache_limit_from_env
@@ -65,6 +65,18 @@ MEDIA_FR_MS = 2000  # a media server that does not answer 100 in time: the next 
 # scenario runs in one transaction: each step sets it to what that step may take, from now.
 LIFETIME_MARGIN_MS = 2000
 NONINV_LIFETIME_MS = 32000  # tm's default
+
+
+def set_call_id(call_id: str) -> None:
+    """Replace the Call-ID of the message being relayed (only ever a branch_call_id value)."""
+    KSR.hdr.remove("Call-ID")
+    KSR.hdr.append(f"Call-ID: {call_id}\r\n")
+
+
+def rtp_call_id(call_id: str, caller_call_id: str) -> str:
+    """rtpengine knows a call by the caller's Call-ID: the flag that says it, for a message
+    that carries a branch's (none when the two are the same)."""
+    return f" call-id={caller_call_id}" if caller_call_id != call_id else ""
 
 
 def mod_init() -> VofficeRouting:
@@ -162,14 +174,19 @@ class VofficeRouting:
         return True
 
     def within_dialog(self, method: str) -> None:
+        branch = KSR.pv.get("$(hdr(Route){nameaddr.uri}{uri.param,vob})")  # an operator's dialog
         if KSR.rr.loose_route() > 0:
+            call_id = KSR.pv.get("$ci") or ""
+            caller_call_id = branch_call_id.of_caller(call_id)
+            if branch:
+                self.map_dialog_call_id(call_id, caller_call_id, branch)
             if method == "BYE":
-                self.end_of_dialog()
+                self.end_of_dialog(caller_call_id, call_id)
             elif method == "ACK":
                 # the caller confirmed an answer (a 2xx's ACK is routed; a non-2xx's is hop by hop)
-                KSR.htable.sht_seti("vocalls", KSR.pv.get("$ci") + ACKED, 1)
+                KSR.htable.sht_seti("vocalls", caller_call_id + ACKED, 1)
             elif method == "INVITE":
-                KSR.rtpengine.rtpengine_manage("replace-origin replace-session-connection")
+                KSR.rtpengine.rtpengine_manage("replace-origin replace-session-connection" + rtp_call_id(call_id, caller_call_id))
             self.strip_internal_headers()  # X-VO-* never crosses us, in a dialog either
             KSR.tm.t_relay()
             return
@@ -178,6 +195,18 @@ class VofficeRouting:
                 KSR.tm.t_relay()
             return
         KSR.sl.sl_send_reply(404, "Not Here")
+
+    def map_dialog_call_id(self, call_id: str, caller_call_id: str, branch: str) -> None:
+        """In an operator's dialog the operator knows the branch's Call-ID, the caller its
+        own (branch_call_id): a request from the caller goes on with the branch's, one from
+        the operator with the caller's; their replies get back the one they were sent with."""
+        if KSR.rr.is_direction("downstream") > 0:
+            mapped = branch_call_id.for_branch(caller_call_id, branch)
+        else:
+            mapped = caller_call_id if caller_call_id != call_id else None
+        if mapped is not None and mapped != call_id:
+            set_call_id(mapped)
+            KSR.tm.t_on_reply("ksr_onreply_dialog")
 
     def strip_internal_headers(self) -> None:
         # The regex costs a compile per call; a substring test on the raw message does not.
@@ -200,7 +229,6 @@ class VofficeRouting:
         version = self.reader.version_of(account.id)
         caller = self.caller_number(source)
         decision = decide(account, number, caller, now())
-        KSR.rr.record_route()
         st = {
             "acct": account.id,
             "ver": version,
@@ -360,11 +388,21 @@ class VofficeRouting:
         return 1
 
     def ksr_branch_ring(self, msg: Any) -> int:
+        """An operator branch: its own Call-ID (branch_call_id) and Record-Route `;vob=` for
+        its dialog; rtpengine keeps the caller's Call-ID (the parsed one)."""
+        branch = KSR.pv.get("$T_branch_idx")
+        mapped = branch_call_id.for_branch(KSR.pv.get("$ci") or "", branch)
+        if mapped is not None:
+            KSR.rr.record_route_params(f";vob={branch}")
+            set_call_id(mapped)
+        else:
+            KSR.rr.record_route()
         if KSR.textops.has_body_type("application/sdp") > 0:
             KSR.rtpengine.rtpengine_offer(RTP_FLAGS)
         return 1
 
     def ksr_branch_media(self, msg: Any) -> int:
+        KSR.rr.record_route()
         st = _load()
         KSR.hdr.append(f"X-VO-Op: {st['op']}\r\n")
         KSR.hdr.append(f"X-VO-Call: {st['callid']}\r\n")
@@ -373,14 +411,26 @@ class VofficeRouting:
         return 1
 
     def ksr_onreply_route(self, msg: Any) -> int:
+        call_id = KSR.pv.get("$ci") or ""
+        caller_call_id = branch_call_id.of_caller(call_id)
+        rtp_call = rtp_call_id(call_id, caller_call_id)
+        if rtp_call:  # an operator branch's: the caller gets its own back
+            set_call_id(caller_call_id)
         status = KSR.pv.get("$rs")
         if status >= 300:  # this branch failed (busy, declined, CANCELled, ...): its leg only
-            KSR.rtpengine.rtpengine_delete(RTP_BRANCH)
+            KSR.rtpengine.rtpengine_delete(RTP_BRANCH + rtp_call)
             return 1
-        if status == 200 and not self.answer(KSR.pv.get("$ci")):  # INVITEs only
+        if status == 200 and not self.answer(caller_call_id):  # INVITEs only
             return 1
         if KSR.textops.has_body_type("application/sdp") > 0:
-            KSR.rtpengine.rtpengine_answer(RTP_FLAGS)
+            KSR.rtpengine.rtpengine_answer(RTP_FLAGS + rtp_call)
+        return 1
+
+    def ksr_onreply_dialog(self, msg: Any) -> int:
+        """A reply in an operator's dialog: the Call-ID its request came with (within_dialog)."""
+        sent = KSR.pv.get("$T_req($ci)")
+        if sent and sent != KSR.pv.get("$ci"):
+            set_call_id(sent)
         return 1
 
     def answer(self, key: str) -> bool:
@@ -476,7 +526,7 @@ class VofficeRouting:
         KSR.rtpengine.rtpengine_delete0()
         self.emit(call_record.outcome(status, time.time(), note, json.dumps(st, separators=(",", ":"))))
 
-    def end_of_dialog(self) -> None:
+    def end_of_dialog(self, key: str, call_id: str) -> None:
         """A BYE: an answered call's record, with its talk time, when either side hangs up,
         and its media released.
 
@@ -484,8 +534,8 @@ class VofficeRouting:
         proxy cancelled its branch because another one answered makes a second dialog of
         the same call, which the caller ACKs and hangs up at once. Its BYE is relayed, but it
         neither ends the call in progress (record, talk time) nor releases that call's
-        media: rtpengine's delete with the call's from-tag drops every leg of it."""
-        key = KSR.pv.get("$ci")
+        media: rtpengine's delete with the call's from-tag drops every leg of it. `key` is the
+        caller's Call-ID (an operator's BYE carries its branch's, `call_id`)."""
         kept = KSR.htable.sht_get("vocalls", key)
         # rr's ftag: a BYE going downstream comes from the caller
         downstream = KSR.rr.is_direction("downstream") > 0
@@ -497,7 +547,7 @@ class VofficeRouting:
             acked = KSR.htable.sht_get("vocalls", key + ACKED) is not None
             self.emit(call_record.ended(time.time(), "caller" if downstream else "callee", answered, acked))
         KSR.htable.sht_rm("vocalls", key + ACKED)
-        KSR.rtpengine.rtpengine_delete0()
+        KSR.rtpengine.rtpengine_delete(rtp_call_id(call_id, key).strip())
 
     def ksr_htable_event(self, msg: Any, event_name: str = "") -> int:
         """htable's timer: an answered call's entry expired without a BYE (lost, or a

@@ -45,6 +45,28 @@ def short_ring_config(seed: dict[str, Any], operator_ports: dict[str, int] | Non
     return doc
 
 
+class StackFactory:
+    """Stacks a test starts one after another, each in its own folder, all stopped at its end:
+    `make(now, doc)` with the StackConfig `overrides` the factory was made with."""
+
+    def __init__(self, workdir: Path, default_doc: dict[str, Any] | None = None, **overrides: Any):
+        self.workdir, self.default_doc, self.overrides = workdir, default_doc, overrides
+        self.stacks: list[CallStack] = []
+
+    def __call__(self, now: str, doc: dict[str, Any] | None = None) -> CallStack:
+        config_doc = doc or self.default_doc
+        assert config_doc is not None
+        stack = CallStack(self.workdir / f"stack{len(self.stacks)}", now, config_doc, with_media=True, overrides=self.overrides)
+        stack.workdir.mkdir(parents=True, exist_ok=True)
+        self.stacks.append(stack)
+        stack.start()
+        return stack
+
+    def stop(self) -> None:
+        for stack in self.stacks:
+            stack.stop()
+
+
 @dataclass
 class CallStack:
     workdir: Path

@@ -25,6 +25,7 @@ from .callpath import (
     STACK_TESTS,
     CallStack,
     Sipp,
+    StackFactory,
     caller,
     dtmf_caller,
     free_udp_port,
@@ -145,19 +146,10 @@ def test_weekday_no_extension_rings_both_managers_at_once_then_the_head(tmp_path
 
 
 @pytest.fixture
-def media_stack_factory(tmp_path: Path, seed_doc: dict[str, Any]) -> Iterator[Any]:
-    stacks: list[CallStack] = []
-
-    def make(now: str, doc: dict[str, Any] | None = None) -> CallStack:
-        stack = CallStack(tmp_path / f"stack{len(stacks)}", now, doc or short_ring_config(seed_doc), with_media=True)
-        stack.workdir.mkdir(parents=True, exist_ok=True)
-        stacks.append(stack)
-        stack.start()
-        return stack
-
-    yield make
-    for stack in stacks:
-        stack.stop()
+def media_stack_factory(tmp_path: Path, seed_doc: dict[str, Any]) -> Iterator[StackFactory]:
+    factory = StackFactory(tmp_path, short_ring_config(seed_doc))
+    yield factory
+    factory.stop()
 
 
 def test_weekend_other_caller_hears_the_greeting_and_the_call_ends(tmp_path: Path, media_stack_factory: Any) -> None:

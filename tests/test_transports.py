@@ -16,7 +16,7 @@ import pytest
 from routing.stack.local import sip_options, status
 from routing.stack.ports import free_udp_port
 
-from .callpath import STACK_TESTS, CallStack, caller, dtmf_caller, operator, short_ring_config
+from .callpath import STACK_TESTS, CallStack, StackFactory, caller, dtmf_caller, operator, short_ring_config
 from .stream_caller import StreamCaller
 
 pytestmark = STACK_TESTS
@@ -25,19 +25,10 @@ TCP = ["-t", "t1"]  # sipp: SIP over one TCP connection
 
 
 @pytest.fixture
-def tcp_stack(tmp_path: Path, seed_doc: dict[str, Any]) -> Iterator[Any]:
-    stacks: list[CallStack] = []
-
-    def make(now: str, doc: dict[str, Any]) -> CallStack:
-        stack = CallStack(tmp_path / f"stack{len(stacks)}", now, doc, overrides={"transports": ("udp", "tcp")})
-        stack.workdir.mkdir(parents=True, exist_ok=True)
-        stacks.append(stack)
-        stack.start()
-        return stack
-
-    yield make
-    for stack in stacks:
-        stack.stop()
+def tcp_stack(tmp_path: Path) -> Iterator[StackFactory]:
+    factory = StackFactory(tmp_path, transports=("udp", "tcp"))
+    yield factory
+    factory.stop()
 
 
 def test_options_over_tcp_and_status_shows_it(tcp_stack: Any, seed_doc: dict[str, Any]) -> None:
@@ -82,20 +73,10 @@ def test_lunch_over_tcp_the_secretary_answers(tmp_path: Path, tcp_stack: Any, se
 
 
 @pytest.fixture
-def tls_stack(tmp_path: Path, seed_doc: dict[str, Any]) -> Iterator[Any]:
-    stacks: list[CallStack] = []
-
-    def make(now: str, doc: dict[str, Any]) -> CallStack:
-        stack = CallStack(tmp_path / f"stack{len(stacks)}", now, doc,
-                          overrides={"transports": ("udp", "tls"), "tls_port": free_udp_port()})
-        stack.workdir.mkdir(parents=True, exist_ok=True)
-        stacks.append(stack)
-        stack.start()
-        return stack
-
-    yield make
-    for stack in stacks:
-        stack.stop()
+def tls_stack(tmp_path: Path) -> Iterator[StackFactory]:
+    factory = StackFactory(tmp_path, transports=("udp", "tls"), tls_port=free_udp_port())
+    yield factory
+    factory.stop()
 
 
 def tls_caller(stack: CallStack) -> StreamCaller:

@@ -26,7 +26,7 @@ TCP = ["-t", "t1"]  # sipp: SIP over one TCP connection
 
 @pytest.fixture
 def tcp_stack(tmp_path: Path) -> Iterator[StackFactory]:
-    factory = StackFactory(tmp_path, transports=("udp", "tcp"))
+    factory = StackFactory(tmp_path, transports=("udp", "tcp", "tls"), tls_port=free_udp_port())  # all three at once
     yield factory
     factory.stop()
 

@@ -21,6 +21,8 @@ from typing import Any
 
 import redis
 
+from routing.stack.ports import free_udp_port
+
 ROOT = Path(__file__).resolve().parents[2]
 SIPP_DIR = ROOT / "tests" / "sipp"
 PCAPS = Path("/usr/share/sip-tester")
@@ -172,7 +174,9 @@ def place_call(
         scenario = workdir / "call.xml"
         scenario.write_text(scenario_text(digits, int(dtmf_after * 1000), None if message_after is None else int(message_after * 1000), answered,
                                           dtmf_mode, require_100rel))
-        argv = [sipp, "-sf", str(scenario), "-i", sip[0], "-m", "1", "-key", "caller", caller, "-key", "talk",
+        # its own free port: sipp's default (5060, else the next free) may be one Kamailio
+        # listens on with TCP or TLS, and a request from our own address and port is a spiral
+        argv = [sipp, "-sf", str(scenario), "-i", sip[0], "-p", str(free_udp_port(sip[0])), "-m", "1", "-key", "caller", caller, "-key", "talk",
                 str(int(talk * 1000)), "-s", number, "-trace_msg", "-nostdin", "-timeout", str(int(timeout)),
                 "-timeout_error", f"{sip[0]}:{sip[1]}"]
         result = subprocess.run(argv, cwd=workdir, capture_output=True, timeout=timeout + 10)

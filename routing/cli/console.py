@@ -620,7 +620,7 @@ def status(run_dir: str | None, **kw: Any) -> None:
 
     rows = stack_status(_stack_config(run_dir, _ports(kw)))
     for name, ok, detail in rows:
-        click.echo(f"{name:<10}{'up' if ok else 'DOWN':<6}{detail}")
+        click.echo(f"{name:<13}{'up' if ok else 'DOWN':<6}{detail}")
     sys.exit(0 if all(ok for _, ok, _ in rows) else 1)
 
 

@@ -178,10 +178,12 @@ class VofficeRouting:
         if KSR.rr.loose_route() > 0:
             call_id = KSR.pv.get("$ci") or ""
             caller_call_id = branch_call_id.of_caller(call_id)
+            # rr's ftag: a request going downstream comes from the caller
+            downstream = KSR.rr.is_direction("downstream") > 0 if branch or method == "BYE" else False
             if branch:
-                self.map_dialog_call_id(call_id, caller_call_id, branch)
+                self.map_dialog_call_id(call_id, caller_call_id, branch, downstream)
             if method == "BYE":
-                self.end_of_dialog(caller_call_id, call_id)
+                self.end_of_dialog(caller_call_id, call_id, downstream)
             elif method == "ACK":
                 # the caller confirmed an answer (a 2xx's ACK is routed; a non-2xx's is hop by hop)
                 KSR.htable.sht_seti("vocalls", caller_call_id + ACKED, 1)
@@ -196,11 +198,11 @@ class VofficeRouting:
             return
         KSR.sl.sl_send_reply(404, "Not Here")
 
-    def map_dialog_call_id(self, call_id: str, caller_call_id: str, branch: str) -> None:
+    def map_dialog_call_id(self, call_id: str, caller_call_id: str, branch: str, downstream: bool) -> None:
         """In an operator's dialog the operator knows the branch's Call-ID, the caller its
         own (branch_call_id): a request from the caller goes on with the branch's, one from
         the operator with the caller's; their replies get back the one they were sent with."""
-        if KSR.rr.is_direction("downstream") > 0:
+        if downstream:
             mapped = branch_call_id.for_branch(caller_call_id, branch)
         else:
             mapped = caller_call_id if caller_call_id != call_id else None
@@ -526,7 +528,7 @@ class VofficeRouting:
         KSR.rtpengine.rtpengine_delete0()
         self.emit(call_record.outcome(status, time.time(), note, json.dumps(st, separators=(",", ":"))))
 
-    def end_of_dialog(self, key: str, call_id: str) -> None:
+    def end_of_dialog(self, key: str, call_id: str, downstream: bool) -> None:
         """A BYE: an answered call's record, with its talk time, when either side hangs up,
         and its media released.
 
@@ -537,8 +539,6 @@ class VofficeRouting:
         media: rtpengine's delete with the call's from-tag drops every leg of it. `key` is the
         caller's Call-ID (an operator's BYE carries its branch's, `call_id`)."""
         kept = KSR.htable.sht_get("vocalls", key)
-        # rr's ftag: a BYE going downstream comes from the caller
-        downstream = KSR.rr.is_direction("downstream") > 0
         if isinstance(kept, str):  # else not ours, or a resent BYE: the record is out already
             to_tag, answered = call_record.unkeep(kept)
             if to_tag and to_tag != call_record.dialog_tag(KSR.pv.get("$tt" if downstream else "$ft")):

@@ -8,6 +8,7 @@ VOFFICE_NOW_AT (the real instant `up` ran), see routing/core/clock.py.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -334,13 +335,14 @@ class Stack:
     def start(self, detach: bool = False, timeout: float = 20.0) -> None:
         config = self.config
         config.run_dir.mkdir(parents=True, exist_ok=True)
-        for part in components(config):
+        parts = components(config)  # once: Kamailio's part makes the TLS config
+        for part in parts:
             pid = _read_pid(_pid_file(config, part.name))
             if pid:
                 raise StackError(f"{part.name} is already running (pid {pid}); run `voffice down` first")
-        (config.run_dir / "transports").write_text(",".join((*config.transports, str(config.sip_tls_port))))
+        (config.run_dir / "listening.json").write_text(json.dumps({"transports": config.transports, "tls_port": config.sip_tls_port}))
         try:
-            for part in components(config):
+            for part in parts:
                 self._start(part, detach, timeout)
                 if part.name == "redis" and config.load:
                     self.load(config.load)
@@ -435,12 +437,13 @@ def sipsak_ping(host: str, port: int) -> tuple[bool, str]:
     return result.returncode == 0 and " 200 " in line, f"sipsak OPTIONS -> {line or 'no answer'}"
 
 
-def _started_transports(config: StackConfig) -> tuple[str, ...]:
-    """What the running stack's `up` listened on (run_dir/transports), else what config says."""
+def _listening(config: StackConfig) -> tuple[list[str], int]:
+    """The transports and TLS port the running stack's `up` listened on, else the config's."""
     try:
-        return tuple((config.run_dir / "transports").read_text().split(","))  # the transports, then the TLS port
-    except OSError:
-        return config.transports
+        started = json.loads((config.run_dir / "listening.json").read_text())
+        return list(started["transports"]), int(started["tls_port"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return list(config.transports), config.sip_tls_port
 
 
 def status(config: StackConfig) -> list[tuple[str, bool, str]]:
@@ -463,12 +466,11 @@ def status(config: StackConfig) -> list[tuple[str, bool, str]]:
     if "kamailio" in config.components:
         ok, detail = sipsak_ping(h, config.sip_port)
         rows.append(("kamailio", ok, f"{h}:{config.sip_port} {detail}"))
-        started = _started_transports(config)
-        if "tcp" in started:
+        transports, tls_port = _listening(config)
+        if "tcp" in transports:
             code = sip_options(h, config.sip_port, transport="tcp")
             rows.append(("kamailio/tcp", code == 200, f"tcp:{h}:{config.sip_port} OPTIONS -> {code or 'no answer'}"))
-        if "tls" in started:
-            port = int(started[-1]) if started[-1].isdigit() else config.sip_tls_port
-            code = sip_options(h, port, transport="tls")
-            rows.append(("kamailio/tls", code == 200, f"tls:{h}:{port} OPTIONS -> {code or 'no answer'}"))
+        if "tls" in transports:
+            code = sip_options(h, tls_port, transport="tls")
+            rows.append(("kamailio/tls", code == 200, f"tls:{h}:{tls_port} OPTIONS -> {code or 'no answer'}"))
     return rows

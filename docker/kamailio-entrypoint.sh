@@ -13,7 +13,7 @@
 #   VO_CALL_MAX_SECONDS  an answered call's record goes out after this long without a BYE (43200)
 #   VO_MAX_INV_LIFETIME  tm's ceiling (ms) for INVITE transactions the routing does not set (180000)
 # The routing code itself reads VOFFICE_REDIS_URL, VOFFICE_OPERATOR_GATEWAY,
-# VOFFICE_TRUSTED_TRUNKS, VOFFICE_MEDIA_SET and VOFFICE_NOW from the environment.
+# VOFFICE_TRUSTED_TRUNKS, VOFFICE_MEDIA_SET, VOFFICE_UDP_MAX_BYTES and VOFFICE_NOW from the environment.
 set -eu
 
 : "${VOFFICE_ROOT:=/opt/voffice}"
@@ -35,6 +35,9 @@ done
 
 if [ -n "${VO_LISTEN_TCP:-}" ]; then
     set -- -A "VO_LISTEN_TCP=$VO_LISTEN_TCP" "$@"
+    # operator branches larger than this go over TCP (RFC 3261 18.1.1; routing/proxy/operator_leg.py)
+    : "${VOFFICE_UDP_MAX_BYTES:=1300}"
+    export VOFFICE_UDP_MAX_BYTES
 fi
 if [ -n "${VO_LISTEN_TLS:-}" ]; then
     set -- -A "VO_LISTEN_TLS=$VO_LISTEN_TLS" -A "VO_TLS_CONFIG=\"${VO_TLS_CONFIG:-/etc/voffice/tls.cfg}\"" "$@"

@@ -209,11 +209,12 @@ class Sipp:
         return out
 
 
-def operator(workdir: Path, name: str, behaviour: str, port: int, calls: int = 1, ring_ms: int = 300) -> Sipp:
+def operator(workdir: Path, name: str, behaviour: str, port: int, calls: int = 1, ring_ms: int = 300,
+             extra: tuple[str, ...] = ()) -> Sipp:
     """An operator (or the operator gateway): answer | answer-giveup (BYE when no ACK comes) | busy |
-    decline | unavailable | timeout | no-answer."""
+    decline | unavailable | timeout | no-answer. `extra`: more sipp options (e.g. -t t1, TCP)."""
     if behaviour in ("answer", "answer-giveup"):
-        return Sipp(workdir, name, f"operator-{behaviour}.xml", port, ["-key", "ring", str(ring_ms), "-rtp_echo"], calls)
+        return Sipp(workdir, name, f"operator-{behaviour}.xml", port, ["-key", "ring", str(ring_ms), "-rtp_echo", *extra], calls)
     if behaviour == "no-answer":
         return Sipp(workdir, name, "operator-no-answer.xml", port, [], calls)
     status, reason = REJECTIONS[behaviour]
@@ -248,13 +249,16 @@ def caller(workdir: Path, stack: CallStack, number: str, caller_number: str, sce
 
 def dtmf_caller(workdir: Path, stack: CallStack, number: str, caller_number: str, digits: str, name: str = "caller",
                 message_after_ms: int | None = None, talk_ms: int = 300, mode: str = "rfc2833",
-                extra: list[str] | None = None, require_100rel: bool = False) -> Sipp:
+                extra: list[str] | None = None, require_100rel: bool = False, delayed_offer: bool = False,
+                supports_100rel: bool = False) -> Sipp:
     """A caller that keys `digits` into the early media as RFC 2833 events (sipp's own pcaps)
     or, with mode "info", as SIP INFO requests in the early dialog; with `message_after_ms`,
     once answered it waits that long (the prompt and the beep) and plays sipp's g711a.pcap
-    (7 s of speech) as a voicemail message."""
+    (7 s of speech) as a voicemail message. `delayed_offer`: no SDP in the INVITE (see
+    routing/cli/call_tool.scenario_text)."""
     scenario = workdir / f"caller-dtmf-{len(list(workdir.glob('caller-dtmf-*.xml')))}.xml"
-    scenario.write_text(scenario_text(digits, 1500, message_after_ms, answered=True, dtmf_mode=mode, require_100rel=require_100rel))
+    scenario.write_text(scenario_text(digits, 1500, message_after_ms, answered=True, dtmf_mode=mode, require_100rel=require_100rel,
+                                      delayed_offer=delayed_offer, supports_100rel=supports_100rel))
     return Sipp(workdir, name, str(scenario), free_udp_port(),
                 ["-key", "caller", caller_number, "-key", "talk", str(talk_ms), "-s", number, *(extra or []),
                  f"127.0.0.1:{stack.sip_port}"])

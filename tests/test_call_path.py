@@ -213,6 +213,10 @@ def test_a_caller_requiring_100rel_hears_the_prompt_and_reaches_the_operator(tmp
     [record] = [e for e in stack.events() if e["type"] == "call"]
     assert (record["status"], record["answered_by"], record["rule"]) == ("answered", "petrov", "r2")
     assert json.loads(record["steps"])[0]["event"] == "digits:102"
+    # the operator is another device: 100rel offered to him (Supported), not required of him
+    to_petrov = petrov.messages()
+    invite = to_petrov[to_petrov.index("INVITE sip:"):].split("\n\n", 1)[0]
+    assert "Require:" not in invite and "Supported: 100rel" in invite
 
 
 def pcap_alaw_audio(path: Path) -> np.ndarray:

@@ -16,7 +16,7 @@ import pytest
 from routing.stack.local import sip_options, status
 from routing.stack.ports import free_udp_port
 
-from .callpath import STACK_TESTS, CallStack, StackFactory, caller, dtmf_caller, operator, short_ring_config
+from .callpath import SIPP_DIR, STACK_TESTS, CallStack, StackFactory, caller, dtmf_caller, operator, short_ring_config
 from .stream_caller import StreamCaller
 
 pytestmark = STACK_TESTS
@@ -67,6 +67,29 @@ def test_lunch_over_tcp_the_secretary_answers(tmp_path: Path, tcp_stack: Any, se
     assert "TCP message sent" in call.messages()
     [record] = [e for e in stack.events() if e["type"] == "call"]
     assert (record["status"], record["answered_by"], record["rule"]) == ("answered", "smirnova", "r1")
+
+
+def test_an_invite_too_large_for_udp_reaches_the_operator_over_tcp(tmp_path: Path, tcp_stack: Any, seed_doc: dict[str, Any]) -> None:
+    """RFC 3261 18.1.1: a request larger than 1300 bytes (path MTU unknown) MUST go over a
+    congestion-controlled transport. The caller's INVITE (UDP) carries 1.2 kB of headers: the
+    secretary's branch leaves over TCP (the gateway listens on TCP only); the call connects."""
+    stack = tcp_stack("2026-11-25T13:30:00+03:00", short_ring_config(seed_doc))
+    gateway = operator(tmp_path, "gateway", "answer", stack.gateway_port, extra=tuple(TCP)).start()
+    text = (SIPP_DIR / "caller.xml").read_text()
+    padded = tmp_path / "caller-large.xml"
+    padded.write_text(text.replace("      User-Agent: voffice-test-caller\n",
+                                   "      User-Agent: voffice-test-caller\n" + "".join(f"      X-Trunk-Info-{i}: {'x' * 100}\n" for i in range(12)), 1))
+    try:
+        call = caller(tmp_path, stack, NUMBER, "+79031112233", scenario=str(padded)).start()
+        assert call.wait(60) == 0
+        assert gateway.wait(30) == 0
+    finally:
+        gateway.stop()
+    assert "UDP message sent" in call.messages() and "TCP message" not in call.messages()
+    invite = gateway.messages()
+    assert "TCP message received" in invite and "X-Trunk-Info-11" in invite
+    [record] = [e for e in stack.events() if e["type"] == "call"]
+    assert (record["status"], record["answered_by"]) == ("answered", "smirnova")
 
 
 # --- TLS --------------------------------------------------------------------------------

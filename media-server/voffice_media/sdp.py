@@ -5,6 +5,7 @@ Public API:
     parse_offer(data: bytes) -> Offer                       raises SdpError
     negotiate(offer: Offer) -> Negotiated                   raises SdpError
     answer(offer, local_ip, local_port, session_id) -> bytes   raises SdpError
+    offer(local_ip, local_port, session_id) -> bytes         our offer, for a delayed offer
     Offer, MediaLine, Codec, Negotiated, SdpError
 
 The first audio `m=` line with a non-zero port and profile RTP/AVP is the stream; the
@@ -13,6 +14,11 @@ by rtpmap name), plus telephone-event/8000 when offered, on its own payload type
 answer keeps every offered m= line in order (RFC 3264 6): the others are refused with port
 0. Its direction mirrors the offer (sendonly <-> recvonly); ptime is always 20. Any
 error raises SdpError, which the server turns into 488 Not Acceptable Here.
+
+An INVITE without SDP (delayed offer, RFC 3261 13.2.1) gets our `offer`: PCMU, PCMA and
+telephone-event, in a reliable 183 or the 200; the caller's answer (in the PRACK or the ACK)
+is read with `parse_offer` and `negotiate` like an offer, since an answer has the same form
+and lists what the caller accepted.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-__all__ = ["Codec", "MediaLine", "Negotiated", "Offer", "SdpError", "answer", "negotiate", "parse_offer"]
+__all__ = ["Codec", "MediaLine", "Negotiated", "Offer", "SdpError", "answer", "negotiate", "offer", "parse_offer"]
 
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
 MIRROR = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}
@@ -35,6 +41,7 @@ STATIC = {
 }
 SUPPORTED = ("PCMU", "PCMA")
 DTMF_EVENTS = "0-15"
+OFFER_DTMF_PT = 101  # telephone-event's payload type in our offers
 PTIME_MS = 20
 
 _LINE = re.compile(r"([a-z])=(.*)")
@@ -201,7 +208,7 @@ def answer(offer: Offer, local_ip: str, local_port: int, session_id: int) -> byt
     """The SDP answer to `offer` for our RTP socket at local_ip:local_port."""
     chosen = negotiate(offer)
     index = offer.audio_index
-    family = "IP6" if ipaddress.ip_address(local_ip).version == 6 else "IP4"
+    family = _family(local_ip)
     if not 0 < local_port < 65536:
         raise ValueError("local_port out of range")
     lines = [
@@ -226,3 +233,29 @@ def answer(offer: Offer, local_ip: str, local_port: int, session_id: int) -> byt
         lines.append(f"a=ptime:{PTIME_MS}")
         lines.append(f"a={chosen.direction}")
     return ("\r\n".join(lines) + "\r\n").encode("ascii")
+
+
+def offer(local_ip: str, local_port: int, session_id: int) -> bytes:
+    """Our SDP offer for an INVITE that came without one: PCMU, PCMA, RFC 4733 events."""
+    family = _family(local_ip)
+    if not 0 < local_port < 65536:
+        raise ValueError("local_port out of range")
+    lines = [
+        "v=0",
+        f"o=voffice {session_id} {session_id} IN {family} {local_ip}",
+        "s=voffice",
+        f"c=IN {family} {local_ip}",
+        "t=0 0",
+        f"m=audio {local_port} RTP/AVP 0 8 {OFFER_DTMF_PT}",
+        "a=rtpmap:0 PCMU/8000",
+        "a=rtpmap:8 PCMA/8000",
+        f"a=rtpmap:{OFFER_DTMF_PT} telephone-event/8000",
+        f"a=fmtp:{OFFER_DTMF_PT} {DTMF_EVENTS}",
+        f"a=ptime:{PTIME_MS}",
+        "a=sendrecv",
+    ]
+    return ("\r\n".join(lines) + "\r\n").encode("ascii")
+
+
+def _family(ip: str) -> str:
+    return "IP6" if ipaddress.ip_address(ip).version == 6 else "IP4"

@@ -41,8 +41,10 @@ from .operations import FRAME, Fax, Operation, Pcm, Voicemail, build
 from .prompts import PromptCache, PromptError, beep
 from .recording import RecordingStore
 from .rtp import RtpError, RtpPacket, RtpPeer, RtpSender
-from .sdp import SdpError, answer, negotiate, parse_offer
-from .uas import UAS, Acked, Action, CallCancelled, CallEnded, IncomingCall, InfoDigit, Send
+from .sdp import OFFER_DTMF_PT, Negotiated, Offer, SdpError, answer, negotiate, parse_offer
+from .sdp import Codec as SdpCodec
+from .sdp import offer as our_offer
+from .uas import UAS, Acked, Action, CallCancelled, CallEnded, IncomingCall, InfoDigit, MediaAnswer, Send
 
 log = logging.getLogger("voffice_media")
 RX_COUNTERS = (  # the jitter buffers' counters (jitter.JitterBuffer), all calls together
@@ -64,6 +66,9 @@ MAX_INBOX = 50  # datagrams of one call waiting for the ticker (1 s of 20 ms pac
 # one is a frame of silence in its place, later audio keeps its time. Without the delay a
 # caller's 30 ms packets against our 20 ms ticks leave no slack.
 PLAYOUT_DELAY = FRAME * 3
+# A call whose INVITE had no SDP, until the caller's answer to our offer says otherwise
+# (Call.awaiting_answer: nothing is sent or heard before it).
+OUR_OFFER = Negotiated(SdpCodec(0, "PCMU", 8000), OFFER_DTMF_PT, ("0.0.0.0", 0), 20, "sendrecv")
 
 
 @dataclass
@@ -130,11 +135,25 @@ class Call:
     started: float = field(default_factory=time.time)
     recording: Any = None  # RecordingWriter for fax
     inbox: list[tuple[bytes, tuple[str, int]]] = field(default_factory=list)  # datagrams for receive()
+    # A delayed offer: our offer is out, the caller's answer (PRACK or ACK) not in yet. The
+    # operation waits for it, so the caller hears its prompt from the start.
+    awaiting_answer: bool = False
 
     def __post_init__(self) -> None:
         self.rfc4733 = Rfc4733Detector(self.dtmf_pt)
         self.jitter = JitterBuffer(PLAYOUT_DELAY, MAX_BUFFERED, FRAME, counters=self.server.metrics.counters)
         self.inband = not isinstance(self.operation, (Fax, Voicemail))
+
+    def negotiated(self, media: Negotiated, sources: frozenset[str]) -> None:
+        """The caller's answer to our offer: where and how to send, what to listen for."""
+        g711 = {"PCMU": PCMU, "PCMA": PCMA}[media.codec.name.upper()]
+        self.codec = Codec(g711.name, media.codec.payload_type, g711.encode, g711.decode)
+        self.dtmf_pt = media.dtmf_payload_type
+        self.rfc4733 = Rfc4733Detector(self.dtmf_pt)
+        self.peer = RtpPeer(media.remote, sources=sources)
+        self.sender = RtpSender(self.codec.payload_type)
+        self.remote = media.remote
+        self.awaiting_answer = False
 
     def on_rtp(self, data: bytes, addr: tuple[str, int]) -> None:
         """A datagram for this call: only queued. The ticker handles it after sending the
@@ -146,6 +165,9 @@ class Call:
 
     def receive(self) -> None:
         """In-band DTMF in what this tick played out; then what arrived since the last tick."""
+        if self.awaiting_answer:
+            self.inbox.clear()
+            return
         if self.inband:
             heard, self.heard = self.heard, NOTHING
             if heard.audio is None or heard.lost:
@@ -189,6 +211,8 @@ class Call:
         self.operation.digit(key)
 
     def tick(self) -> None:
+        if self.awaiting_answer:
+            return
         self.heard = self.jitter.pop()
         out = self.operation.frame(self.heard.audio)
         if self.rtp is not None and self.rtp.transport is not None:
@@ -335,6 +359,8 @@ class MediaServer:
                     call.hangup()
                     if not call.operation.answered:
                         self._end(call)
+            elif isinstance(action, MediaAnswer):
+                self._media_answer(action)
             elif isinstance(action, InfoDigit):
                 call = self.calls.get(action.call_id)
                 if call is not None:
@@ -358,9 +384,13 @@ class MediaServer:
         vo_call = headers.get("X-VO-Call") or ""
         if not CALL_ID.fullmatch(vo_call):
             vo_call = secrets.token_hex(8)
+        offer: Offer | None = None
         try:
-            offer = parse_offer(event.offer_sdp)
-            media = negotiate(offer)
+            if event.offer_sdp:
+                offer = parse_offer(event.offer_sdp)
+                media = negotiate(offer)
+            else:  # a delayed offer: ours goes out, the caller's answer decides (_media_answer)
+                media = OUR_OFFER
         except SdpError as exc:
             self.apply(self.uas.reject(call_id, 488, "Not Acceptable Here"))
             log.warning("call %s: %s", call_id, exc)
@@ -374,6 +404,15 @@ class MediaServer:
         if self.uas.call_state(call_id) is None:
             return  # cancelled while the prompt was being prepared
         operation = build(op, prompt, self.beep)
+        if offer is None and not operation.answered and not event.reliable:
+            # Early media needs SDP in a provisional; without an offer in the INVITE ours can
+            # only go in a reliable one (RFC 3261 13.2.1, RFC 3262 5), and this caller takes
+            # no 100rel: the step ends as if no key came (docs/call-path.md, delayed offer).
+            self.metrics.counters["early_media_impossible"] += 1
+            log.info("call %s: no SDP and no 100rel: no early media for %s", call_id, op["type"])
+            result = "done" if op["type"] == "announcement" else "timeout"
+            self.apply(self.uas.reject(call_id, 480, "Temporarily Unavailable", [("X-VO-Result", result)]))
+            return
         if isinstance(operation, Voicemail):
             operation.silence_seconds = self.config.silence_seconds
         g711 = {"PCMU": PCMU, "PCMA": PCMA}[media.codec.name.upper()]
@@ -398,13 +437,38 @@ class MediaServer:
                 return
             call.recording = self.store.open("fax", op["account"], vo_call, meta=self._meta(op))
             operation.session = FaxSession(False, rx_file=call.recording.part_path, tx_file=None)
-        sdp = answer(offer, self.config.host, call.port, int(time.time()))
+        if offer is None:
+            call.awaiting_answer = True
+            sdp = our_offer(self.config.host, call.port, int(time.time()))
+        else:
+            sdp = answer(offer, self.config.host, call.port, int(time.time()))
         self.calls[call_id] = call
         self.metrics.counters["calls"] += 1
         if operation.answered:
             self.apply(self.uas.answer(call_id, 200, sdp))
         else:
             self.apply(self.uas.provisional(call_id, 183, sdp))
+
+    def _media_answer(self, event: MediaAnswer) -> None:
+        call = self.calls.get(event.call_id)
+        if call is None or not call.awaiting_answer:
+            return
+        try:
+            media = negotiate(parse_offer(event.sdp))
+        except SdpError as exc:
+            # RFC 3261 14.2 has a UA that cannot take the answer end the session
+            log.warning("call %s: the caller's answer: %s", call.call_id, exc)
+            self.metrics.counters["answers_refused"] += 1
+            if call.recording is not None:
+                call.recording.discard()  # nothing was recorded: no media was ever agreed
+            self._end(call)
+            if call.operation.answered:
+                self.apply(self.uas.hangup(call.call_id))
+            else:
+                self.apply(self.uas.reject(call.call_id, 488, "Not Acceptable Here"))
+            return
+        self.metrics.counters["delayed_offers"] += 1
+        call.negotiated(media, self.config.kamailio | self.config.rtp_sources)
 
     @staticmethod
     def _meta(op: dict[str, str]) -> dict[str, str]:

@@ -45,14 +45,20 @@ Public API:
     .reject(call_id, status, reason=None, headers=(), *, now=None) -> list[Action]
     .hangup(call_id, *, now=None) -> list[Action]
     .call_state(call_id) -> str | None
-    Send, IncomingCall, CallCancelled, CallEnded, Acked, InfoDigit, Action, UasError
+    Send, IncomingCall, CallCancelled, CallEnded, Acked, InfoDigit, MediaAnswer, Action, UasError
 
 Reliable provisionals (RFC 3262): when the INVITE requires or supports 100rel, every
 provisional the application sends carries Require: 100rel and an RSeq and is resent from T1,
 doubling, until its PRACK (answered 200; a PRACK acknowledging nothing outstanding 481); none
 for 64*T1: 504 and CallEnded("no-prack"). A final response stops the resending.
 
+Delayed offer (an INVITE without SDP, RFC 3261 13.2.1, RFC 3262 5): the application sends its
+offer in a reliable provisional (only when the caller takes 100rel: an offer in an unreliable
+one raises UasError) or in the 2xx; the caller's answer, in the PRACK or the ACK, comes back as
+`MediaAnswer`, once.
+
 Events: `IncomingCall` first; then `Acked` when our final response (2xx or not) is ACKed;
+`MediaAnswer` with the caller's SDP answer to our offer (delayed offer only);
 `InfoDigit` for each DTMF key the caller sends as SIP INFO (application/dtmf-relay or
 application/dtmf) in the early or confirmed dialog;
 `CallCancelled` (CANCEL before a final response) or `CallEnded("bye")` (the peer's BYE) or
@@ -97,6 +103,8 @@ __all__ = [
     "CallCancelled",
     "CallEnded",
     "IncomingCall",
+    "InfoDigit",
+    "MediaAnswer",
     "Send",
     "State",
     "Trigger",
@@ -119,8 +127,9 @@ class Send:
 class IncomingCall:
     call_id: str
     request: Request
-    offer_sdp: bytes
+    offer_sdp: bytes  # empty: a delayed offer, ours goes in a reliable 183 or the 200
     remote: Addr
+    reliable: bool = False  # the caller requires or supports 100rel (RFC 3262)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +156,15 @@ class InfoDigit:
     digit: str
 
 
-Action = Send | IncomingCall | CallCancelled | CallEnded | Acked | InfoDigit
+@dataclass(frozen=True, slots=True)
+class MediaAnswer:
+    """The caller's SDP answer to the offer we sent for its INVITE without SDP."""
+
+    call_id: str
+    sdp: bytes
+
+
+Action = Send | IncomingCall | CallCancelled | CallEnded | Acked | InfoDigit | MediaAnswer
 
 
 class UasError(Exception):
@@ -284,6 +301,9 @@ class _Call:
     prack_at: float | None = None
     prack_interval: float = 0.0
     prack_give_up: float | None = None
+    # delayed offer: the INVITE had no SDP; our offer went out, its answer has not come yet
+    delayed_offer: bool = False
+    offer_sent: bool = False
 
     def next_deadline(self) -> float | None:
         times = [t for t in (self.retransmit_at, self.give_up_at, self.prack_at, self.prack_give_up) if t is not None]
@@ -456,6 +476,12 @@ class UAS:
             return self._fire(call, Trigger.HANGUP)
         extra = headers
         reliable = trigger is Trigger.PROVISIONAL and call.reliable
+        if sdp and call.delayed_offer:
+            if trigger is Trigger.PROVISIONAL and not reliable:
+                raise UasError("an offer in a provisional needs 100rel (RFC 3262 5)")
+            if call.offer_sent:
+                raise UasError("our offer is already out (RFC 3264: one at a time)")
+            call.offer_sent = True
         if reliable:
             call.rseq += 1
             headers = (("Require", "100rel"), ("RSeq", str(call.rseq)), *headers)
@@ -620,12 +646,13 @@ class UAS:
             remote_target=NameAddr.parse(contacts[0]).uri if contacts else from_.uri,
         )
         call.reliable = "100rel" in _option_tags(headers, "Require") | _option_tags(headers, "Supported")
+        offer = request.body if request.body and _is_sdp(headers.get("Content-Type")) else b""
+        call.delayed_offer = not offer
         self._calls[call_id] = call
         self._invites[key] = call
         trying = make_response(request, 100, reason_for(100)).serialize()
         call.last_response = trying
-        offer = request.body if request.body and _is_sdp(headers.get("Content-Type")) else b""
-        return [Send(trying, reply_to), IncomingCall(call_id, request, offer, source)]
+        return [Send(trying, reply_to), IncomingCall(call_id, request, offer, source, call.reliable)]
 
     def _on_cancel(self, request: Request, key: TxKey, reply_to: Addr) -> list[Action]:
         call = self._invites.get(key)
@@ -670,7 +697,14 @@ class UAS:
             return self._answer(request, key, reply_to, 481)
         call.unpracked = b""
         self._stop_reliable(call)
-        return self._answer(request, key, reply_to, 200)
+        return self._answer(request, key, reply_to, 200) + self._media_answer(call, request)
+
+    def _media_answer(self, call: _Call, request: Request) -> list[Action]:
+        """The answer to our offer, in the PRACK or the ACK that carries one (first only)."""
+        if not (call.offer_sent and request.body and _is_sdp(request.headers.get("Content-Type"))):
+            return []
+        call.offer_sent = call.delayed_offer = False
+        return self._event(call, MediaAnswer(call.call_id, request.body))
 
     def _on_info(self, request: Request, key: TxKey, reply_to: Addr) -> list[Action]:
         """DTMF as SIP INFO (application/dtmf-relay or application/dtmf) in the early or
@@ -697,7 +731,8 @@ class UAS:
             call = self._dialog(request)  # ACK for a 2xx is a transaction of its own
         if call is None or (call.state, Trigger.ACK) not in TRANSITIONS:
             return []
-        return self._fire(call, Trigger.ACK)
+        answer = self._media_answer(call, request) if call.state is State.ACCEPTED else []
+        return answer + self._fire(call, Trigger.ACK)
 
     def _dialog(self, request: Request) -> _Call | None:
         """The call whose dialog `request` belongs to (Call-ID, To tag, From tag), if any."""

@@ -86,11 +86,40 @@ _PRACK = """  <send>
       RAck: [$rseq] 1 INVITE
       Contact: <sip:[caller]@[local_ip]:[local_port]>
       Max-Forwards: 70
-      Content-Length: 0
+PRACK_BODY
     ]]>
   </send>
   <recv response="200"/>
 """
+
+
+# A delayed-offer caller's answers: to the media server's offer (in the PRACK: PCMA and
+# telephone-event 101, the payload types our offer uses) and to an operator's (in the ACK).
+_ANSWER_BODY = """      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=caller 53655765 2353687638 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP {formats}
+      a=rtpmap:8 PCMA/8000
+{events}      a=ptime:20"""
+_EVENTS = "      a=rtpmap:101 telephone-event/8000\n      a=fmtp:101 0-15\n"
+_INVITE_SDP = re.compile(r"      Content-Type: application/sdp\n      Content-Length: \[len\]\n\n.*?\n(    \]\]>)", re.S)
+_ACK_END = """      CSeq: 1 ACK
+      Contact: <sip:[caller]@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Length: 0
+"""
+
+
+def _delayed_offer(text: str) -> str:
+    """The INVITE without SDP (RFC 3261 13.2.1: the offer comes in a reliable 183 or the 200)
+    and the caller's answer to the 200's offer in its ACK."""
+    text = _INVITE_SDP.sub(lambda m: "      Content-Length: 0\n" + m.group(1), text, count=1)
+    return text.replace(_ACK_END, _ACK_END.replace("      Content-Length: 0\n", _ANSWER_BODY.format(formats="8", events="") + "\n"))
 
 
 def _rfc2833_plays(digits: str) -> str:
@@ -109,13 +138,17 @@ def _info_requests(digits: str) -> str:
 
 
 def scenario_text(digits: str, dtmf_after_ms: int, message_after_ms: int | None, answered: bool, dtmf_mode: str = "rfc2833",
-                  require_100rel: bool = False) -> str:
+                  require_100rel: bool = False, delayed_offer: bool = False, supports_100rel: bool = False) -> str:
     """The caller scenario for these options (see tests/sipp/caller-dtmf.xml). With
     `require_100rel` the INVITE says `Require: 100rel` (as PSTN gateways do) and the caller
-    PRACKs the first 183 (RFC 3262) before it keys anything."""
-    if not digits and message_after_ms is None and not require_100rel:
-        name = "caller.xml" if answered else "caller-unanswered.xml"
-        return (SIPP_DIR / name).read_text()
+    PRACKs the first 183 (RFC 3262) before it keys anything; `supports_100rel` says only
+    `Supported: 100rel` and PRACKs all the same (the 183 comes reliably then too). With
+    `delayed_offer` the INVITE has no SDP: the caller answers the offer of a reliable 183 in
+    its PRACK and the offer of the 200 in its ACK."""
+    reliable = require_100rel or supports_100rel
+    if not digits and message_after_ms is None and not reliable:
+        text = (SIPP_DIR / ("caller.xml" if answered else "caller-unanswered.xml")).read_text()
+        return _delayed_offer(text) if delayed_offer else text
     if dtmf_mode not in DTMF_MODES:
         raise CallToolError(f"--dtmf-mode {dtmf_mode!r}: one of {', '.join(DTMF_MODES)}")
     plays = _info_requests(digits) if dtmf_mode == "info" else _rfc2833_plays(digits)
@@ -125,16 +158,20 @@ def scenario_text(digits: str, dtmf_after_ms: int, message_after_ms: int | None,
                 f'  <nop><action><exec play_pcap_audio="{PCAPS}/g711a.pcap"/></action></nop>\n')
     text = (SIPP_DIR / "caller-dtmf.xml").read_text()
     text = text.replace('<pause milliseconds="1500"/>', f'<pause milliseconds="{dtmf_after_ms}"/>')
-    if dtmf_mode == "info" or require_100rel:
+    if dtmf_mode == "info" or reliable:
         # The early dialog's target and route set for the INFOs and the PRACK, read from the
         # 183 by hand: sipp keeps only the first route set it records (rrs), and the answer's must win.
         early = _EARLY_DIALOG
-        if require_100rel:
+        if reliable:
             early = early.replace("    </action>", '      <ereg regexp="[0-9]+" search_in="hdr" header="RSeq:" check_it="true" assign_to="rseq"/>\n    </action>')
-            early += "\n" + _PRACK
-            text = text.replace("      User-Agent: voffice-test-caller\n", "      User-Agent: voffice-test-caller\n      Require: 100rel\n      Supported: 100rel\n")
+            body = _ANSWER_BODY.format(formats="8 101", events=_EVENTS) if delayed_offer else "      Content-Length: 0"
+            early += "\n" + _PRACK.replace("PRACK_BODY", body)
+            tags = ("      Require: 100rel\n" if require_100rel else "") + "      Supported: 100rel\n"
+            text = text.replace("      User-Agent: voffice-test-caller\n", "      User-Agent: voffice-test-caller\n" + tags)
         text = text.replace('<recv response="183"/>', early, 1)
         text = text.replace("CSeq: 2 BYE", f"CSeq: {3 + len(digits)} BYE")
+    if delayed_offer:
+        text = _delayed_offer(text)
     return text.replace("DIGITS\n", plays).replace("TALK\n", talk)
 
 
@@ -161,6 +198,7 @@ def place_call(
     redis_url: str | None = None,
     dtmf_mode: str = "rfc2833",
     require_100rel: bool = False,
+    delayed_offer: bool = False,
 ) -> CallOutcome:
     if digits and not DTMF.fullmatch(digits):
         raise CallToolError(f"--dtmf {digits!r}: only 0-9, * and #")
@@ -173,7 +211,7 @@ def place_call(
         answered = bool(digits) or message_after is not None
         scenario = workdir / "call.xml"
         scenario.write_text(scenario_text(digits, int(dtmf_after * 1000), None if message_after is None else int(message_after * 1000), answered,
-                                          dtmf_mode, require_100rel))
+                                          dtmf_mode, require_100rel, delayed_offer, supports_100rel=delayed_offer))
         # its own free port: sipp's default (5060, else the next free) may be one Kamailio
         # listens on with TCP or TLS, and a request from our own address and port is a spiral
         argv = [sipp, "-sf", str(scenario), "-i", sip[0], "-p", str(free_udp_port(sip[0])), "-m", "1", "-key", "caller", caller, "-key", "talk",

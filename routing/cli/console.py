@@ -351,6 +351,8 @@ def media_server(args: tuple[str, ...]) -> None:
 @click.option("--dtmf-mode", type=click.Choice(["rfc2833", "info"]), default="rfc2833", show_default=True,
               help="How the keys are sent: RFC 2833 events in the RTP, or SIP INFO (application/dtmf-relay).")
 @click.option("--require-100rel", is_flag=True, help="Require reliable provisionals (RFC 3262) as PSTN gateways do, and PRACK them.")
+@click.option("--delayed-offer", is_flag=True,
+              help="An INVITE without SDP (Supported: 100rel): answer the prompt's offer in the PRACK, an operator's in the ACK.")
 @click.option("--dtmf-after", default=1.5, show_default=True, type=float, help="Seconds into the prompt before pressing.")
 @click.option("--message", "message_after", type=float, default=None, help="Once answered, wait this many seconds (prompt + beep) and speak a 7 s message.")
 @click.option("--talk", default=2.0, show_default=True, type=float, help="Seconds to stay on an answered call.")
@@ -358,7 +360,7 @@ def media_server(args: tuple[str, ...]) -> None:
 @click.option("--timeout", default=120.0, show_default=True, type=float)
 @redis_option
 @user_errors
-def call_cmd(number: str, caller: str, dtmf: str, dtmf_mode: str, require_100rel: bool, dtmf_after: float,
+def call_cmd(number: str, caller: str, dtmf: str, dtmf_mode: str, require_100rel: bool, delayed_offer: bool, dtmf_after: float,
              message_after: float | None, talk: float, sip_addr: str, timeout: float, redis_url: str | None) -> None:
     """Place a real test call (SIP + RTP) through the running stack and print what happened."""
     from routing.cli.call_tool import CallToolError, format_outcome, place_call
@@ -369,7 +371,7 @@ def call_cmd(number: str, caller: str, dtmf: str, dtmf_mode: str, require_100rel
     url = configs.redis_url(redis_url)
     try:
         outcome = place_call(number, caller, (host, int(port)), dtmf, dtmf_after, message_after, talk, timeout, url, dtmf_mode,
-                             require_100rel)
+                             require_100rel, delayed_offer)
     except CallToolError as exc:
         fail(str(exc))
     account = None

@@ -10,8 +10,10 @@ Request route:   a spiral from ourselves (a wave member under their own ring tim
                  scanners -> OPTIONS -> INVITE only -> strip X-VO-* -> number -> account (404 if unknown) ->
                  decide -> run(node)
 run(node):       ring a wave of operators | relay to a media server with X-VO-Op
-branch route:    per branch: rtpengine offer (via-branch), X-VO-* for media branches
-reply route:     rtpengine answer for SDP replies; the first 200 is remembered; a branch
+branch route:    per branch: rtpengine offer (via-branch), X-VO-* for media branches;
+                 operator branches: their own Call-ID, no Require: 100rel, TCP when large
+reply route:     rtpengine answer for SDP replies (offer, for an INVITE without SDP: its
+                 answer comes in the PRACK or ACK); the first 200 is remembered; a branch
                  that fails releases its own media leg
 failure route:   caller cancelled -> missed | media server down -> next one |
                  next wave of the plan | event -> scenario.feed -> run(next node) or end
@@ -41,7 +43,7 @@ from routing.core.day_type import preload_calendars
 from routing.core.engine import CompiledAccount, decide
 from routing.core.media_contract import encode_op
 from routing.core.scenario import Cursor, EventError, feed, operation_of
-from routing.proxy import branch_call_id, branch_timer, call_record
+from routing.proxy import branch_call_id, branch_timer, call_record, operator_leg
 from routing.proxy.call_step import MediaStep, RingWaves, action_for, event_from_reply, operator_uri
 from routing.store.configs import redis_url
 from routing.store.reader import ConfigReader, StoreUnavailable, cache_limit_from_env
@@ -55,6 +57,13 @@ TRUSTED_TRUNKS = frozenset(filter(None, os.environ.get("VOFFICE_TRUSTED_TRUNKS",
 # (`auto` would take the caller's Via branch for both: one leg shared by every branch).
 RTP_FLAGS = "via-branch=auto-next replace-origin replace-session-connection"
 RTP_BRANCH = "via-branch=1"  # a reply's own branch
+RTP_DIALOG = "replace-origin replace-session-connection"  # in-dialog offers and answers
+# A transaction flag (kept by tm, seen again in the reply route): the caller's INVITE had no
+# SDP, so an SDP reply carries the offer and the caller's PRACK or ACK the answer.
+FLAG_DELAYED_OFFER = 5
+# RFC 3261 18.1.1: an operator branch that would be larger than this leaves over TCP; set
+# (1300) when Kamailio listens on TCP (`voffice up --transport udp,tcp`), else 0: never.
+UDP_MAX_BYTES = int(os.environ.get("VOFFICE_UDP_MAX_BYTES", "0") or 0)
 EVENTS_STREAM = "voffice:events"
 EVENTS_QUEUE = "voevents"  # kamailio.cfg: mqueue + rtimer
 ACKED = "|acked"  # vocalls key suffix: the caller ACKed the answer of the call with this Call-ID
@@ -187,8 +196,14 @@ class VofficeRouting:
             elif method == "ACK":
                 # the caller confirmed an answer (a 2xx's ACK is routed; a non-2xx's is hop by hop)
                 KSR.htable.sht_seti("vocalls", caller_call_id + ACKED, 1)
+                self.media_answer(call_id, caller_call_id)
+            elif method == "PRACK":
+                self.media_answer(call_id, caller_call_id)
             elif method == "INVITE":
-                KSR.rtpengine.rtpengine_manage("replace-origin replace-session-connection" + rtp_call_id(call_id, caller_call_id))
+                # rtpengine_manage: an offer here, and (tm flags the transaction) the answer,
+                # or for a re-INVITE without SDP the offer, in its reply (ksr_onreply_dialog)
+                KSR.rtpengine.rtpengine_manage(RTP_DIALOG + rtp_call_id(call_id, caller_call_id))
+                KSR.tm.t_on_reply("ksr_onreply_dialog")
             self.strip_internal_headers()  # X-VO-* never crosses us, in a dialog either
             KSR.tm.t_relay()
             return
@@ -197,6 +212,13 @@ class VofficeRouting:
                 KSR.tm.t_relay()
             return
         KSR.sl.sl_send_reply(404, "Not Here")
+
+    @staticmethod
+    def media_answer(call_id: str, caller_call_id: str) -> None:
+        """The caller's SDP in an ACK or PRACK: its answer to the offer a 200 or a reliable
+        183 carried (a delayed offer), for rtpengine to complete that leg."""
+        if KSR.textops.has_body_type("application/sdp") > 0:
+            KSR.rtpengine.rtpengine_answer(RTP_DIALOG + rtp_call_id(call_id, caller_call_id))
 
     def map_dialog_call_id(self, call_id: str, caller_call_id: str, branch: str, downstream: bool) -> None:
         """In an operator's dialog the operator knows the branch's Call-ID, the caller its
@@ -229,6 +251,8 @@ class VofficeRouting:
             return
         account, number = found
         version = self.reader.version_of(account.id)
+        if KSR.textops.has_body_type("application/sdp") < 0:
+            KSR.setflag(FLAG_DELAYED_OFFER)  # tm keeps it with the transaction: reply route
         caller = self.caller_number(source)
         decision = decide(account, number, caller, now())
         st = {
@@ -344,6 +368,7 @@ class VofficeRouting:
             return
         uri, ring_ms = branch
         KSR.pv.sets("$ru", uri)
+        self.stream_if_large(None)  # (its Require was shaped by the call's branch route)
         KSR.tm.t_set_fr(ring_ms, NO_RING_FR_MS)
         KSR.tm.t_set_max_lifetime(NO_RING_FR_MS + ring_ms + LIFETIME_MARGIN_MS, NONINV_LIFETIME_MS)
         if KSR.tm.t_relay() < 0:
@@ -399,9 +424,32 @@ class VofficeRouting:
             set_call_id(mapped)
         else:
             KSR.rr.record_route()
+        if KSR.hdr.is_present("Require") > 0:
+            self.operator_require()
+        self.stream_if_large(KSR.pv.get("$du"))
         if KSR.textops.has_body_type("application/sdp") > 0:
             KSR.rtpengine.rtpengine_offer(RTP_FLAGS)
         return 1
+
+    @staticmethod
+    def operator_require() -> None:
+        """No `Require: 100rel` towards an operator (operator_leg): `Supported` instead."""
+        require, dropped = operator_leg.operator_require(KSR.pv.get("$(hdr(Require)[*])") or "")
+        if not dropped:
+            return
+        KSR.hdr.remove("Require")
+        if require:
+            KSR.hdr.append(f"Require: {require}\r\n")
+        supported = operator_leg.option_tags(KSR.pv.get("$(hdr(Supported)[*])") or "")
+        if operator_leg.RELIABLE not in (tag.lower() for tag in supported):
+            KSR.hdr.append(f"Supported: {operator_leg.RELIABLE}\r\n")
+
+    @staticmethod
+    def stream_if_large(destination: str | None) -> None:
+        """An operator branch too large for UDP goes over TCP (RFC 3261 18.1.1); a branch
+        that already has a destination (a spiral to ourselves) is left alone."""
+        if UDP_MAX_BYTES and not destination and operator_leg.too_large_for_udp(KSR.pv.get("$ml") or 0, UDP_MAX_BYTES):
+            KSR.setdsturi(operator_leg.over_tcp(KSR.pv.get("$ru")))
 
     def ksr_branch_media(self, msg: Any) -> int:
         KSR.rr.record_route()
@@ -425,14 +473,22 @@ class VofficeRouting:
         if status == 200 and not self.answer(caller_call_id):  # INVITEs only
             return 1
         if KSR.textops.has_body_type("application/sdp") > 0:
-            KSR.rtpengine.rtpengine_answer(RTP_FLAGS + rtp_call)
+            if KSR.isflagset(FLAG_DELAYED_OFFER) > 0:  # the callee's offer; the answer: PRACK/ACK
+                KSR.rtpengine.rtpengine_offer(RTP_FLAGS + rtp_call)
+            else:
+                KSR.rtpengine.rtpengine_answer(RTP_FLAGS + rtp_call)
         return 1
 
     def ksr_onreply_dialog(self, msg: Any) -> int:
-        """A reply in an operator's dialog: the Call-ID its request came with (within_dialog)."""
+        """A reply in a dialog: in an operator's dialog the Call-ID its request came with
+        (within_dialog); a re-INVITE's SDP to rtpengine (answer, or the offer when the
+        re-INVITE had none)."""
         sent = KSR.pv.get("$T_req($ci)")
-        if sent and sent != KSR.pv.get("$ci"):
+        call_id = KSR.pv.get("$ci") or ""
+        if sent and sent != call_id:
             set_call_id(sent)
+        if KSR.pv.get("$rm") == "INVITE" and KSR.textops.has_body_type("application/sdp") > 0:
+            KSR.rtpengine.rtpengine_manage(RTP_DIALOG + rtp_call_id(call_id, branch_call_id.of_caller(call_id)))
         return 1
 
     def answer(self, key: str) -> bool:

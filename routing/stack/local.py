@@ -211,6 +211,8 @@ def components(config: StackConfig) -> list[Component]:
         "VOFFICE_OPERATOR_GATEWAY": config.operator_gateway,
         "VOFFICE_ROOT": str(ROOT),
         "VOFFICE_TRUSTED_TRUNKS": config.trusted_trunks,
+        # operator branches too large for UDP go over TCP, when Kamailio has it (RFC 3261 18.1.1)
+        **({"VOFFICE_UDP_MAX_BYTES": "1300"} if "tcp" in config.transports else {}),
         **clock_env(config.now),
         **config.extra_env,
     }

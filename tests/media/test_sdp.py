@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from voffice_media.sdp import Codec, Negotiated, SdpError, answer, negotiate, parse_offer
+from voffice_media.sdp import Codec, Negotiated, SdpError, answer, negotiate, offer, parse_offer
 
 RTPENGINE_OFFER = (
     b"v=0\r\n"
@@ -173,3 +173,12 @@ def test_generated_offers(pts: list[int], port: int) -> None:
     dynamic = [pt for pt in pts if pt >= 96]
     assert chosen.dtmf_payload_type == (dynamic[0] if dynamic else None)
     assert negotiate(parse_offer(answer(parsed, "10.0.0.5", 40000, 1))).codec == chosen.codec
+
+
+def test_our_offer_for_a_delayed_offer_is_one_we_can_answer_ourselves() -> None:
+    """The offer in a reliable 183 or a 200 (an INVITE without SDP): G.711 both laws and
+    RFC 4733 events, which parse and negotiate as any caller's offer would."""
+    data = offer("127.0.0.1", 40000, 7)
+    media = negotiate(parse_offer(data))
+    assert (media.codec.name, media.dtmf_payload_type, media.remote) == ("PCMU", 101, ("127.0.0.1", 40000))
+    assert b"a=rtpmap:8 PCMA/8000" in data and data.endswith(b"a=sendrecv\r\n")

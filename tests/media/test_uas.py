@@ -18,6 +18,7 @@ from voffice_media.uas import (
     CallEnded,
     IncomingCall,
     InfoDigit,
+    MediaAnswer,
     Send,
     UasError,
 )
@@ -780,3 +781,52 @@ def test_a_final_response_stops_the_retransmissions_and_a_late_prack_is_still_an
     uas.reject("call-1", 480)
     assert statuses(uas.tick(0.5)) == [480]  # Timer G for the final, no more 183
     assert statuses(uas.receive(prack(), KAMAILIO, 0.6)) == [200]
+
+
+# ---------------------------------------------------------------- delayed offer (no SDP)
+
+
+def test_a_delayed_offer_gets_our_offer_in_the_reliable_183_and_its_answer_from_the_prack() -> None:
+    """RFC 3262 5: an INVITE without an offer gets ours in the first reliable provisional; the
+    caller answers in the PRACK, which is the media the prompt plays on."""
+    uas = make_uas()
+    [incoming] = events(uas.receive(request("INVITE", extra="Supported: 100rel"), KAMAILIO, 0.0))
+    assert isinstance(incoming, IncomingCall) and incoming.offer_sdp == b"" and incoming.reliable
+    [progress] = sends(uas.provisional("call-1", 183, SDP))
+    assert isinstance(progress, Response) and progress.headers.get("RSeq") == "1" and progress.body == SDP
+    answer = SDP.replace(b"30000", b"30002")
+    actions = uas.receive(request("PRACK", branch="z9hG4bK-prack1", to_tag="tok1", cseq=2, extra="RAck: 1 1 INVITE",
+                                  body=answer, record_route=False), KAMAILIO, 0.1)
+    assert statuses(actions) == [200] and events(actions) == [MediaAnswer("call-1", answer)]
+    again = uas.receive(request("PRACK", branch="z9hG4bK-prack1", to_tag="tok1", cseq=2, extra="RAck: 1 1 INVITE",
+                                body=answer, record_route=False), KAMAILIO, 0.2)
+    assert statuses(again) == [200] and not events(again)  # a retransmission: answered, not re-read
+
+
+def test_a_delayed_offer_answered_with_200_takes_the_answer_from_the_ack() -> None:
+    """Voicemail and fax answer with 200: our offer there, the caller's answer in the ACK."""
+    uas = make_uas()
+    uas.receive(request("INVITE"), KAMAILIO, 0.0)
+    [ok] = sends(uas.answer("call-1", 200, SDP))
+    assert isinstance(ok, Response) and ok.body == SDP
+    answer = SDP.replace(b"30000", b"30004")
+    actions = uas.receive(request("ACK", to_tag="tok1", body=answer, record_route=False), KAMAILIO, 0.1)
+    assert events(actions) == [MediaAnswer("call-1", answer), Acked("call-1")]
+
+
+def test_an_offer_in_an_unreliable_provisional_is_refused() -> None:
+    """RFC 3261 13.2.1: without 100rel an offer can only go in the 2xx; the application must
+    not put one in a 183 (the server ends such a step at once instead, as no key came)."""
+    uas = make_uas()
+    uas.receive(request("INVITE"), KAMAILIO, 0.0)
+    with pytest.raises(UasError, match="100rel"):
+        uas.provisional("call-1", 183, SDP)
+    assert statuses(uas.provisional("call-1", 180)) == [180]  # no SDP: fine
+
+
+def test_an_early_offer_caller_sends_no_answer_event() -> None:
+    uas = make_uas()
+    reliable_call(uas)
+    actions = uas.receive(request("PRACK", branch="z9hG4bK-prack1", to_tag="tok1", cseq=2, extra="RAck: 1 1 INVITE",
+                                  body=SDP, record_route=False), KAMAILIO, 0.1)
+    assert statuses(actions) == [200] and not events(actions)

@@ -18,8 +18,10 @@ import pytest
 from routing.stack.ports import free_udp_port
 
 from .callpath import (
+    SIPP_DIR,
     STACK_TESTS,
     CallStack,
+    Sipp,
     StackFactory,
     caller,
     dtmf_caller,
@@ -51,6 +53,16 @@ def first_message(log: str, start: str) -> str:
     """The first message of a sipp trace that starts with `start` (entries end at a dash line)."""
     text = log[log.index(start):]
     return text.split("\n----", 1)[0]
+
+
+def audio_ports(log: str, start: str, containing: str) -> list[str]:
+    """The m=audio ports of the first message in a sipp trace that starts with `start` and
+    contains `containing`."""
+    for entry in log.split("\n----"):
+        body = entry[entry.find(start):] if start in entry else ""
+        if body and containing in body:
+            return re.findall(r"m=audio (\d+)", body)
+    raise AssertionError(f"no {start!r} with {containing!r}")
 
 
 def rtpengine_packets(stack: CallStack) -> dict[str, int]:
@@ -151,3 +163,98 @@ def test_a_delayed_offer_caller_leaves_a_voicemail(tmp_path: Path, stacks: Any) 
     assert [s["event"] for s in json.loads(record["steps"])] == ["busy", "key:1", None]
     assert voicemail["status"] == "stored" and float(voicemail["duration"]) > 5  # 7 s of speech from 6 s in
     assert "m=audio" in first_message(call.messages(), "ACK sip:")  # the answer to the voicemail's offer
+
+
+_REINVITE = """  <pause milliseconds="300"/>
+  <send retrans="500">
+    <![CDATA[
+      INVITE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: "caller" <sip:[caller]@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      [last_To:]
+      [routes]
+      Call-ID: [call_id]
+      CSeq: 2 INVITE
+      Contact: <sip:[caller]@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="200"/>
+  <send>
+    <![CDATA[
+      ACK [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: "caller" <sip:[caller]@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      [last_To:]
+      [routes]
+      Call-ID: [call_id]
+      CSeq: 2 ACK
+      Contact: <sip:[caller]@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=caller 53655765 2353687639 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 8
+      a=rtpmap:8 PCMA/8000
+    ]]>
+  </send>
+"""
+_ANSWER_REINVITE = """  <recv request="INVITE" crlf="true"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=operator 53655765 2353687638 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[media_ip_type] [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 8
+      a=rtpmap:8 PCMA/8000
+    ]]>
+  </send>
+  <recv request="ACK" crlf="true"/>
+  <recv request="BYE"/>"""
+
+
+def test_a_reinvite_without_sdp_is_anchored_offer_in_200_answer_in_ack(tmp_path: Path, stacks: Any) -> None:
+    """In the answered lunch call the caller re-INVITEs without SDP (a trunk refreshing the
+    session): the secretary's offer in the 200 and the caller's answer in the ACK both pass
+    rtpengine (each side sees rtpengine's port, not the other side's own)."""
+    stack = stacks("2026-11-25T13:30:00+03:00")
+    template = (SIPP_DIR / "operator-answer.xml").read_text()
+    answering = tmp_path / "operator-reinvite.xml"
+    answering.write_text(template.replace('  <recv request="BYE"/>', _ANSWER_REINVITE, 1))
+    gateway = Sipp(tmp_path, "gateway", str(answering), stack.gateway_port, ["-key", "ring", "300"]).start()
+    text = (SIPP_DIR / "caller.xml").read_text()
+    end_of_ack = text.index("</send>", text.index("ACK [next_url]")) + len("</send>\n")
+    scenario = tmp_path / "caller-reinvite.xml"
+    scenario.write_text((text[:end_of_ack] + _REINVITE + text[end_of_ack:]).replace("CSeq: 2 BYE", "CSeq: 3 BYE"))
+    try:
+        call = caller(tmp_path, stack, NUMBER, "+79031112233", scenario=str(scenario)).start()
+        assert call.wait(60) == 0
+        assert gateway.wait(30) == 0
+    finally:
+        gateway.stop()
+    caller_log, gateway_log = call.messages(), gateway.messages()
+    offered = audio_ports(gateway_log, "SIP/2.0 200 OK", "CSeq: 2 INVITE")  # the secretary's offer
+    relayed = audio_ports(caller_log, "SIP/2.0 200 OK", "CSeq: 2 INVITE")  # as the caller got it
+    answered = audio_ports(caller_log, "ACK sip:", "CSeq: 2 ACK")  # the caller's answer
+    received = audio_ports(gateway_log, "ACK sip:", "CSeq: 2 ACK")  # as the secretary got it
+    assert len(offered) == len(relayed) == len(answered) == len(received) == 1
+    assert offered != relayed and answered != received

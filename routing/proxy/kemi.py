@@ -368,7 +368,8 @@ class VofficeRouting:
             return
         uri, ring_ms = branch
         KSR.pv.sets("$ru", uri)
-        self.stream_if_large(None)  # (its Require was shaped by the call's branch route)
+        if UDP_MAX_BYTES:  # (its Require was shaped by the call's branch route)
+            self.stream_if_large(None)
         KSR.tm.t_set_fr(ring_ms, NO_RING_FR_MS)
         KSR.tm.t_set_max_lifetime(NO_RING_FR_MS + ring_ms + LIFETIME_MARGIN_MS, NONINV_LIFETIME_MS)
         if KSR.tm.t_relay() < 0:
@@ -426,7 +427,8 @@ class VofficeRouting:
             KSR.rr.record_route()
         if KSR.hdr.is_present("Require") > 0:
             self.operator_require()
-        self.stream_if_large(KSR.pv.get("$du"))
+        if UDP_MAX_BYTES:
+            self.stream_if_large(KSR.pv.get("$du"))
         if KSR.textops.has_body_type("application/sdp") > 0:
             KSR.rtpengine.rtpengine_offer(RTP_FLAGS)
         return 1
@@ -448,7 +450,7 @@ class VofficeRouting:
     def stream_if_large(destination: str | None) -> None:
         """An operator branch too large for UDP goes over TCP (RFC 3261 18.1.1); a branch
         that already has a destination (a spiral to ourselves) is left alone."""
-        if UDP_MAX_BYTES and not destination and operator_leg.too_large_for_udp(KSR.pv.get("$ml") or 0, UDP_MAX_BYTES):
+        if not destination and operator_leg.too_large_for_udp(KSR.pv.get("$ml") or 0, UDP_MAX_BYTES):
             KSR.setdsturi(operator_leg.over_tcp(KSR.pv.get("$ru")))
 
     def ksr_branch_media(self, msg: Any) -> int:

@@ -38,6 +38,7 @@ NOT_IN_IMAGES = {
     "sip-tester",  # sipp: test and load tools
     "docker-compose",  # reads these files on the development machine
     "sipvicious",  # the scanner the abuse tests run against the stack
+    "baresip",  # a real SIP client for tests/test_real_clients.py
     "openssl",  # `voffice up` makes a loopback TLS certificate; an image is given its certificate (VO_TLS_CONFIG)
 }
 

@@ -29,3 +29,48 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 @pytest.fixture
 def seed_doc() -> dict[str, Any]:
     return json.loads(SEED.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """One real PostgreSQL (Debian's) for the session, fsync off; each test gets its own database."""
+    import tempfile
+
+    from routing.stack.postgres_server import PostgresServer, bin_dir, cluster_dir
+
+    try:
+        bin_dir()
+    except Exception as exc:
+        pytest.skip(str(exc))
+    run = Path(tempfile.mkdtemp(prefix="voffice-pg-test-"))
+    server = PostgresServer(cluster_dir(run / "run"), fsync=False)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.remove()
+        import shutil
+
+        shutil.rmtree(run, ignore_errors=True)
+
+
+@pytest.fixture
+def database_url(postgres_server: Any, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh database with the schema applied (`voffice db upgrade`'s code)."""
+    import re
+    import secrets
+
+    import psycopg
+
+    from routing.records import database
+
+    name = "t_" + re.sub(r"[^a-z0-9]", "_", request.node.name.lower())[:40] + "_" + secrets.token_hex(3)
+    admin = postgres_server.url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    url = admin.rsplit("/", 1)[0] + "/" + name
+    with database.connect(url) as conn:
+        database.upgrade(conn)
+    yield url
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

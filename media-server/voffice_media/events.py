@@ -1,8 +1,9 @@
 """Events of finished calls (a voicemail stored, a fax received), on the Redis stream
 `voffice:events` for whatever consumes them (mail-to-customer, billing, the NOC).
 
-One XADD per event, capped at about MAXLEN entries (`~`: Redis trims whole macro nodes, which
-is cheap). Every field is a string: Redis stream values are bytes anyway, and consumers in any
+One XADD per event, uncapped: the stream is trimmed by its consumers, only below what every
+consumer group has acknowledged (routing/records/stream.py), so no event is dropped unread.
+(`maxlen` remains for callers that want a capped stream of their own.) Every field is a string: Redis stream values are bytes anyway, and consumers in any
 language read them without guessing. `format_event()` is the sans-redis half: it checks and
 stringifies, so the same rules are testable without a server.
 
@@ -23,7 +24,6 @@ from typing import Any, Protocol
 from .recording import RecoveryAction, StoredRecording
 
 STREAM = "voffice:events"
-MAXLEN = 100_000
 VERSION = "1"
 TYPES = frozenset({"voicemail", "fax", "recording", "menu", "extension", "announcement", "recovered", "error"})
 STANDARD_FIELDS = ("type", "account", "number", "caller", "call_id", "path", "duration", "sha256", "status")
@@ -81,7 +81,7 @@ def format_event(event: Mapping[str, Any]) -> dict[str, str]:
     return fields
 
 
-def emit(redis_client: StreamClient, event: Mapping[str, Any], *, stream: str = STREAM, maxlen: int = MAXLEN) -> str:
+def emit(redis_client: StreamClient, event: Mapping[str, Any], *, stream: str = STREAM, maxlen: int | None = None) -> str:
     """XADD the event; returns the entry id ("1700000000000-0")."""
     entry_id = redis_client.xadd(stream, format_event(event), maxlen=maxlen, approximate=True)
     return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)

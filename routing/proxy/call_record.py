@@ -135,4 +135,6 @@ def _record(
         "talk_seconds": "" if answered_at is None or not talk else f"{max(0.0, ended_at - answered_at):.3f}",
         "hung_up_by": hung_up_by,
         "note": note,
+        "started_at": f"{t0:.3f}",  # epoch seconds: the call history's time of the call
+        "ended_at": f"{ended_at:.3f}",
     }

@@ -641,7 +641,7 @@ class VofficeRouting:
                 self._events = redis.Redis.from_url(redis_url(None), socket_timeout=1, socket_connect_timeout=1)
             pipe = self._events.pipeline(transaction=False)
             for event in self._unsent:
-                pipe.xadd(EVENTS_STREAM, event, maxlen=100_000, approximate=True)
+                pipe.xadd(EVENTS_STREAM, event)  # no cap: routing/records/stream.py trims what is consumed
             pipe.execute()
             self._unsent.clear()
         except Exception as exc:  # Redis down: keep them (bounded) and try again next tick

@@ -77,9 +77,12 @@ def test_emit_xadds_to_the_stream(redis_server: Any) -> None:
 
 
 @pytest.mark.redis
-def test_emit_trims_approximately(redis_server: Any) -> None:
+def test_emit_never_trims_by_default_and_trims_approximately_when_asked(redis_server: Any) -> None:
+    """The events stream is trimmed by its consumers only (routing/records/stream.py)."""
     client = redis.Redis.from_url(redis_server.url)
     for _ in range(500):
-        emit(client, {"type": "fax"}, maxlen=100)
-    length = client.xlen(events.STREAM)
-    assert 100 <= length < 500  # `~`: trimmed in whole nodes, never below MAXLEN
+        emit(client, {"type": "fax"})
+    assert client.xlen(events.STREAM) == 500
+    for _ in range(500):
+        emit(client, {"type": "fax"}, stream="capped", maxlen=100)
+    assert 100 <= client.xlen("capped") < 500  # `~`: trimmed in whole nodes, never below maxlen

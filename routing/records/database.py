@@ -1,0 +1,222 @@
+"""The call-history database: migrations, monthly partitions, retention, and the queries
+`voffice calls` and `voffice deliveries` answer from.
+
+Migrations are the numbered SQL files in routing/records/migrations/, applied in order by
+`voffice db upgrade`, each in its own transaction and recorded in `schema_migrations`; a
+database newer than this code is refused rather than written to.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+from psycopg.rows import dict_row
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+_MIGRATION = re.compile(r"([0-9]{4})_[a-z0-9_]+\.sql")
+PARTITIONED = ("calls", "recordings")
+STATUSES = ("answered", "voicemail", "fax", "missed", "failed")
+
+
+class DatabaseError(Exception):
+    """A database problem said in one line, without the URL's password."""
+
+
+def redact(url: str) -> str:
+    """A database URL fit for a message: the password replaced."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def check_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres") or (not parts.hostname and "host=" not in parts.query):
+        raise DatabaseError(f"--database {redact(url)!r}: expected postgresql://[user[:password]@]host[:port]/dbname")
+
+
+def connect(url: str, *, autocommit: bool = False, timeout: float = 5.0) -> psycopg.Connection[Any]:
+    check_url(url)
+    try:
+        return psycopg.connect(url, autocommit=autocommit, connect_timeout=max(1, int(timeout)), row_factory=dict_row)
+    except psycopg.Error as exc:
+        raise DatabaseError(f"cannot connect to {redact(url)}: {one_line(exc)}") from exc
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def migrations() -> list[tuple[int, Path]]:
+    found = []
+    for path in sorted(MIGRATIONS.glob("*.sql")):
+        match = _MIGRATION.fullmatch(path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    return found
+
+
+def current_version(conn: psycopg.Connection[Any]) -> int:
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+    row = conn.execute("SELECT coalesce(max(version), 0) AS v FROM schema_migrations").fetchone()
+    conn.commit()
+    return int(row["v"]) if row else 0
+
+
+def upgrade(conn: psycopg.Connection[Any]) -> list[int]:
+    """Apply what is missing; the versions applied."""
+    have = current_version(conn)
+    known = migrations()
+    newest = known[-1][0] if known else 0
+    if have > newest:
+        raise DatabaseError(f"the database is at schema version {have}, newer than this voffice ({newest}): upgrade voffice")
+    applied = []
+    for version, path in known:
+        if version <= have:
+            continue
+        with conn.transaction():
+            conn.execute(path.read_text(encoding="utf-8"))
+            conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+        applied.append(version)
+    conn.commit()
+    return applied
+
+
+def require_schema(conn: psycopg.Connection[Any]) -> None:
+    have = current_version(conn)
+    newest = migrations()[-1][0]
+    if have != newest:
+        raise DatabaseError(f"the database is at schema version {have}, this voffice needs {newest}: run `voffice db upgrade`")
+
+
+def month_start(moment: datetime) -> date:
+    return date(moment.year, moment.month, 1)
+
+
+def next_month(first: date) -> date:
+    return date(first.year + first.month // 12, first.month % 12 + 1, 1)
+
+
+def partition_name(table: str, first: date) -> str:
+    return f"{table}_{first.year:04d}_{first.month:02d}"
+
+
+def ensure_partitions(conn: psycopg.Connection[Any], table: str, months: Iterable[date], known: set[str] | None = None) -> None:
+    """The monthly partitions of `table` the given months fall in (idempotent; `known` caches
+    the ones this process has made)."""
+    assert table in PARTITIONED
+    for first in sorted(set(months)):
+        name = partition_name(table, first)
+        if known is not None and name in known:
+            continue
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF {table} "  # names built from digits only
+            f"FOR VALUES FROM ('{first.isoformat()} 00:00+00') TO ('{next_month(first).isoformat()} 00:00+00')"
+        )
+        if known is not None:
+            known.add(name)
+
+
+def partitions(conn: psycopg.Connection[Any], table: str) -> list[str]:
+    rows = conn.execute(
+        "SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = %s ORDER BY 1", (table,)
+    ).fetchall()
+    return [str(r["name"]) for r in rows]
+
+
+def prune(conn: psycopg.Connection[Any], keep_months: int, today: date | None = None) -> list[str]:
+    """Drop the partitions (whole months) older than the last `keep_months` months, this one
+    included; the names dropped. Deliveries are kept: they are small and say what was sent."""
+    if keep_months < 1:
+        raise DatabaseError("retention must keep at least 1 month")
+    first = month_start(datetime.now(UTC)) if today is None else date(today.year, today.month, 1)
+    for _ in range(keep_months - 1):
+        first = date(first.year - (first.month == 1), (first.month - 2) % 12 + 1, 1)
+    oldest_kept = partition_name("", first)
+    dropped = []
+    for table in PARTITIONED:
+        for name in partitions(conn, table):
+            if name[len(table):] < oldest_kept:
+                conn.execute(f"DROP TABLE {name}")
+                dropped.append(name)
+    conn.commit()
+    return dropped
+
+
+# --- queries -------------------------------------------------------------------------------
+
+CALL_COLUMNS = ("started_at", "ended_at", "account", "number", "caller", "status", "rule", "scenario", "answered_by",
+                "setup_seconds", "talk_seconds", "hung_up_by", "note", "call_id", "sip_call_id")
+
+
+def calls(conn: psycopg.Connection[Any], *, account: str | None = None, number: str | None = None,
+          since: datetime | None = None, until: datetime | None = None, status: str | None = None,
+          limit: int = 1000) -> list[dict[str, Any]]:
+    """Calls of an account or a number, newest first, with what they left (voicemail, fax)."""
+    where: list[str] = ["TRUE"]
+    args: list[Any] = []
+    if account is not None:
+        where.append("c.account = %s")
+        args.append(account)
+    if number is not None:
+        where.append("c.number = %s")
+        args.append(number)
+    if since is not None:
+        where.append("c.started_at >= %s")
+        args.append(since)
+    if until is not None:
+        where.append("c.started_at < %s")
+        args.append(until)
+    if status is not None:
+        where.append("c.status = %s")
+        args.append(status)
+    args.append(limit)
+    sql = (f"SELECT {', '.join('c.' + c for c in CALL_COLUMNS)}, r.kind AS left_kind, r.path AS left_path, "
+           "r.pdf AS left_pdf, r.duration AS left_duration, r.pages AS left_pages "
+           "FROM calls c LEFT JOIN LATERAL (SELECT * FROM recordings r WHERE r.call_id = c.call_id "
+           "ORDER BY r.created_at LIMIT 1) r ON TRUE "
+           f"WHERE {' AND '.join(where)} ORDER BY c.started_at DESC LIMIT %s")
+    return list(conn.execute(sql, args).fetchall())
+
+
+def deliveries(conn: psycopg.Connection[Any], *, account: str | None = None, failed: bool = False,
+               limit: int = 200) -> list[dict[str, Any]]:
+    where: list[str] = ["TRUE"]
+    args: list[Any] = []
+    if account is not None:
+        where.append("account = %s")
+        args.append(account)
+    if failed:
+        where.append("status = 'failed'")
+    args.append(limit)
+    sql = ("SELECT id, created_at, account, kind, channel, target, status, attempts, last_error, sent_at, call_id "
+           f"FROM deliveries WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT %s")
+    return list(conn.execute(sql, args).fetchall())
+
+
+def retry(conn: psycopg.Connection[Any], ids: Sequence[int] = (), *, all_failed: bool = False, account: str | None = None) -> int:
+    """Put deliveries back in the queue (due now); how many."""
+    if all_failed:
+        args: list[Any] = []
+        sql = "UPDATE deliveries SET status = 'pending', next_attempt_at = now() WHERE status = 'failed'"
+        if account is not None:
+            sql += " AND account = %s"
+            args.append(account)
+    else:
+        sql, args = "UPDATE deliveries SET status = 'pending', next_attempt_at = now() WHERE id = ANY(%s)", [list(ids)]
+    count = conn.execute(sql, args).rowcount
+    conn.commit()
+    return count

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ import pytest
 
 from routing.stack.local import ROOT, embedded_python_env, interpreter_home, sip_options, without_python_vars
 from routing.stack.ports import free_port, free_udp_port
+from routing.stack.postgres_server import cluster_dir
 
 from .callpath import STACK_TESTS, CallStack, free_port_block
 from .conftest import SEED
@@ -102,12 +104,14 @@ def test_voffice_up_from_a_shell_whose_python3_is_another(tmp_path: Path, foreig
     voffice = ROOT / ".venv" / "bin" / "voffice"
     env = {**os.environ, "PATH": foreign_env["PATH"]}
     ports = ["--run-dir", str(tmp_path / "run"), "--redis-port", str(free_port()), "--sip-port", str(free_udp_port()),
-             "--media-port", str(free_port_block(2)), "--rtpengine-port", str(free_udp_port())]
+             "--media-port", str(free_port_block(2)), "--rtpengine-port", str(free_udp_port()), "--postgres-port", str(free_port())]
     up = subprocess.run([str(voffice), "up", *ports], env=env, capture_output=True, text=True, timeout=120)
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         status = subprocess.run([str(voffice), "status", *ports], env=env, capture_output=True, text=True, timeout=60)
         assert status.returncode == 0, status.stdout + status.stderr
         assert "kamailio" in status.stdout
+        assert "history" in status.stdout and "postgres" in status.stdout
     finally:
         subprocess.run([str(voffice), "down", *ports], env=env, capture_output=True, text=True, timeout=60)
+        shutil.rmtree(cluster_dir(tmp_path / "run"), ignore_errors=True)  # the stack's PostgreSQL cluster

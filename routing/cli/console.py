@@ -544,6 +544,8 @@ def stack_options(fn: F) -> F:
         click.option("--sip-port", type=click.IntRange(1, 65535), default=None, help="Kamailio's SIP port (default 5060)."),
         click.option("--media-port", type=click.IntRange(1, 65535), default=None, help="First media server's SIP port (default 5070)."),
         click.option("--rtpengine-port", type=click.IntRange(1, 65535), default=None, help="rtpengine's ng port (default 2223)."),
+        click.option("--postgres-port", type=click.IntRange(1, 65535), default=None,
+                     help="The local PostgreSQL's port (default 5479; not used with --database)."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -551,7 +553,7 @@ def stack_options(fn: F) -> F:
 
 
 def _ports(kw: dict[str, Any]) -> dict[str, Any]:
-    return {k: kw.pop(k) for k in ("redis_port", "sip_port", "media_port", "rtpengine_port")}
+    return {k: kw.pop(k) for k in ("redis_port", "sip_port", "media_port", "rtpengine_port", "postgres_port")}
 
 
 @main.command()
@@ -566,11 +568,15 @@ def _ports(kw: dict[str, Any]) -> dict[str, Any]:
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), default=None,
               help="PEM certificate for TLS (default: a self-signed one for the host, made in the run dir).")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None, help="Its PEM private key.")
+@click.option("--database", "database_url", default=None, metavar="URL",
+              help="The call history in this PostgreSQL (schema: `voffice db upgrade`); default: a cluster of its own in the run dir.")
+@click.option("--keep-months", type=click.IntRange(1, 1200), default=None, help="Call history retention in whole months (default: all).")
 @stack_options
 def up(foreground: bool, load_paths: tuple[str, ...], operator_gateway: str, media_servers: int, now: str | None,
-       transport_list: str, tls_port: int | None, tls_cert: str | None, tls_key: str | None, run_dir: str | None,
-       **kw: Any) -> None:
-    """Start Redis, rtpengine, the media server(s) and Kamailio on loopback, the seed loaded."""
+       transport_list: str, tls_port: int | None, tls_cert: str | None, tls_key: str | None, database_url: str | None,
+       keep_months: int | None, run_dir: str | None, **kw: Any) -> None:
+    """Start Redis, PostgreSQL, rtpengine, the media server(s), Kamailio and the history writer
+    on loopback, the seed loaded."""
     from routing.core.clock import ClockError
     from routing.proxy.call_step import GATEWAY
     from routing.stack.local import SEED, TRANSPORTS, Stack, StackError
@@ -586,7 +592,16 @@ def up(foreground: bool, load_paths: tuple[str, ...], operator_gateway: str, med
         raise click.BadParameter("give both --tls-cert and --tls-key, or neither", param_hint="--tls-cert/--tls-key")
     config = _stack_config(run_dir, _ports(kw), operator_gateway=operator_gateway, media_servers=media_servers,
                            now=now, load=load_paths or (str(SEED),), transports=transports, tls_port=tls_port or 0,
-                           tls_cert=tls_cert, tls_key=tls_key)
+                           tls_cert=tls_cert, tls_key=tls_key, history_keep_months=keep_months)
+    if database_url:
+        from routing.records.database import DatabaseError, check_url
+
+        try:
+            check_url(database_url)
+        except DatabaseError as exc:
+            fail(str(exc))
+        config.database_url = database_url
+        config.components = tuple(c for c in config.components if c != "postgres")
     stack = Stack(config, click.echo)
     try:
         stack.start(detach=not foreground)
@@ -624,6 +639,140 @@ def status(run_dir: str | None, **kw: Any) -> None:
     for name, ok, detail in rows:
         click.echo(f"{name:<13}{'up' if ok else 'DOWN':<6}{detail}")
     sys.exit(0 if all(ok for _, ok, _ in rows) else 1)
+
+
+# --- call history and notifications (routing/records) ---------------------------------------
+
+database_option = click.option(
+    "--database", "database_url", envvar="VOFFICE_DATABASE_URL", default=None, metavar="URL",
+    help="PostgreSQL URL of the call history (env VOFFICE_DATABASE_URL; default: the stack's own, see `voffice up`).",
+)
+
+
+def _database_url(url: str | None) -> str:
+    """The given URL, else the local stack's cluster (`voffice up` wrote its URL in the run dir)."""
+    from routing.stack.local import DEFAULT_RUN_DIR
+
+    if url:
+        return url
+    written = DEFAULT_RUN_DIR / "database.url"
+    if written.exists():
+        return written.read_text().strip()
+    fail("no --database given and no local stack's database (.run/database.url): start one with `voffice up`")
+
+
+def database_errors(fn: F) -> F:
+    """Database failures as one line (the URL's password never shown)."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import psycopg
+
+        from routing.records.database import DatabaseError, one_line, redact
+
+        try:
+            return fn(*args, **kwargs)
+        except DatabaseError as exc:
+            fail(str(exc))
+        except psycopg.Error as exc:
+            fail(f"database error ({redact(kwargs.get('database_url') or '')}): {one_line(exc)}")
+
+    return wrapper  # type: ignore[return-value]
+
+
+@main.group()
+def db() -> None:
+    """The call-history database (PostgreSQL)."""
+
+
+@db.command(name="upgrade")
+@database_option
+@database_errors
+def db_upgrade(database_url: str | None) -> None:
+    """Apply the schema migrations this voffice has and the database lacks."""
+    from routing.records import database
+
+    url = _database_url(database_url)
+    with database.connect(url) as conn:
+        applied = database.upgrade(conn)
+        version = database.current_version(conn)
+    click.echo(f"applied {', '.join(f'{v:04d}' for v in applied)}; schema version {version}" if applied
+               else f"up to date: schema version {version}")
+
+
+def _when(text: str | None, option: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"{option} {text!r}: expected an ISO 8601 date or time, e.g. 2026-11-25 or 2026-11-25T13:00+03:00")
+    if value.tzinfo is None:
+        from routing.core.clock import now as clock_now
+
+        value = value.replace(tzinfo=clock_now().astimezone().tzinfo)
+    return value
+
+
+@main.command(name="calls")
+@click.argument("what", metavar="ACCOUNT|NUMBER")
+@click.option("--from", "since", default=None, metavar="WHEN", help="Calls that started at or after (ISO 8601).")
+@click.option("--to", "until", default=None, metavar="WHEN", help="Calls that started before (ISO 8601).")
+@click.option("--status", type=click.Choice(["answered", "missed", "voicemail", "fax", "failed"]), default=None)
+@click.option("--limit", default=1000, show_default=True, type=click.IntRange(1, 1_000_000))
+@click.option("--csv", "as_csv", is_flag=True, help="CSV with a header row, for spreadsheets and billing.")
+@database_option
+@database_errors
+def calls_cmd(what: str, since: str | None, until: str | None, status: str | None, limit: int, as_csv: bool,
+              database_url: str | None) -> None:
+    """The call history of an account or a virtual number, newest first."""
+    import csv
+
+    from routing.records import database
+
+    start, end = _when(since, "--from"), _when(until, "--to")
+    is_number = what.startswith("+") or what.isdigit()
+    with database.connect(_database_url(database_url)) as conn:
+        found = database.calls(conn, account=None if is_number else what, number=what if is_number else None,
+                               since=start, until=end, status=status, limit=limit)
+    if as_csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        columns = [*database.CALL_COLUMNS, "left_kind", "left_path", "left_pdf", "left_duration", "left_pages"]
+        writer.writerow(columns)
+        for row in found:
+            writer.writerow(["" if row[c] is None else row[c].isoformat() if isinstance(row[c], datetime) else row[c]
+                             for c in columns])
+        return
+    if not found:
+        click.echo(f"no calls for {what}" + (f" with status {status}" if status else ""))
+        return
+    for row in found:
+        talk = f" talk {row['talk_seconds']:.0f}s" if row["talk_seconds"] else ""
+        by = f" by {row['answered_by']}" if row["answered_by"] else ""
+        left = f" -> {row['left_kind']} {row['left_duration'] or ''}".rstrip() if row["left_kind"] else ""
+        click.echo(f"{row['started_at'].astimezone():%Y-%m-%d %H:%M:%S}  {row['number']:<14} {row['caller']:<14} "
+                   f"{row['status']:<9}{by}{talk}{left}  rule {row['rule'] or '-'} / {row['scenario']}  {row['call_id']}")
+
+
+@main.command(name="history-writer")
+@redis_option
+@database_option
+@click.option("--name", default="history-1", show_default=True, help="This consumer's name in the `history` group.")
+@click.option("--keep-months", type=click.IntRange(1, 1200), default=None, help="Drop whole months older than this (default: keep all).")
+@user_errors
+@database_errors
+def history_writer(redis_url: str | None, database_url: str | None, name: str, keep_months: int | None) -> None:
+    """Write voffice:events into the call history until SIGTERM (started by `voffice up`)."""
+    import logging
+    import signal
+
+    from routing.records.history import HistoryWriter
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    writer = HistoryWriter(configs.redis_url(redis_url), _database_url(database_url), name=name, keep_months=keep_months)
+    signal.signal(signal.SIGTERM, lambda *_: writer.stop.set())
+    signal.signal(signal.SIGINT, lambda *_: writer.stop.set())
+    writer.run()
 
 
 def run() -> None:

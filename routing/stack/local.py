@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -67,7 +68,7 @@ class StackConfig:
     kamailio_allocator: str = "tlsf"
     load: tuple[str, ...] = (str(SEED),)
     now: str | None = None  # VOFFICE_NOW
-    components: tuple[str, ...] = ("redis", "rtpengine", "media", "kamailio")
+    components: tuple[str, ...] = ("redis", "postgres", "rtpengine", "media", "kamailio", "history")
     trusted_trunks: str = "127.0.0.1"  # exempt from flood control; their P-Asserted-Identity is believed
     # An answered call whose BYE never comes gets its record when its entry in Kamailio's
     # vocalls htable expires, this long after the answer (kamailio.cfg: VO_CALLS_TABLE).
@@ -75,11 +76,21 @@ class StackConfig:
     # tm's ceiling for an INVITE transaction that the routing does not set itself (each
     # scenario step sets its own: kamailio.cfg VO_MAX_INV_LIFETIME, routing/proxy/kemi.py).
     kamailio_max_inv_lifetime_ms: int = 180000
+    # The call history: a PostgreSQL of our own (component "postgres", on postgres_port), or
+    # database_url (then no local cluster is started).
+    database_url: str | None = None
+    postgres_port: int = 5479
+    history_keep_months: int | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def redis_url(self) -> str:
         return f"redis://{self.host}:{self.redis_port}/0"
+
+    @property
+    def history_url(self) -> str:
+        """The call-history database: the given URL, or the local cluster's."""
+        return self.database_url or f"postgresql://voffice@{self.host}:{self.postgres_port}/voffice"
 
     @property
     def sip_tls_port(self) -> int:
@@ -96,6 +107,12 @@ class Component:
     ready: Callable[[], bool]
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
+    popen: dict[str, Any] = field(default_factory=dict)  # e.g. the user PostgreSQL runs as
+
+
+# How each component is told to stop: PostgreSQL's SIGTERM waits for every client to leave
+# ("smart"), SIGINT is its fast shutdown; everything else finishes its work on SIGTERM.
+STOP_SIGNALS = {"postgres": signal.SIGINT}
 
 
 # --- probes ------------------------------------------------------------------------------
@@ -226,6 +243,24 @@ def components(config: StackConfig) -> list[Component]:
              "--appendonly", "yes", "--save", "60 1", "--loglevel", "warning"],
             lambda: redis_ping(config.redis_url),
         ))
+    if "postgres" in config.components and not config.database_url:
+        from routing.stack.postgres_server import PostgresError, PostgresServer, cluster_dir
+
+        server = PostgresServer(cluster_dir(run), port=config.postgres_port, host=h)
+        try:
+            server.init()  # initdb, once
+        except PostgresError as exc:
+            raise StackError(str(exc)) from exc
+        out.append(Component("postgres", server.command(), server.ready, popen=server.popen_options()))
+    if "history" in config.components:
+        out.append(Component(
+            "history",
+            [venv_python(), "-m", "routing.cli.console", "history-writer", "--redis", config.redis_url,
+             "--database", config.history_url, "--name", "history-1",
+             *(["--keep-months", str(config.history_keep_months)] if config.history_keep_months else [])],
+            lambda: consumer_ready(config.redis_url, "history", "history-1"),
+            env,
+        ))
     if "rtpengine" in config.components:
         low, high = config.rtp_ports
         out.append(Component(
@@ -348,6 +383,12 @@ class Stack:
                 self._start(part, detach, timeout)
                 if part.name == "redis" and config.load:
                     self.load(config.load)
+                if part.name == "postgres":
+                    self.upgrade_history()
+            if "history" in config.components:  # where `voffice calls` finds it (0600: a URL may hold a password)
+                url_file = config.run_dir / "database.url"
+                url_file.touch(mode=0o600)
+                url_file.write_text(config.history_url + "\n")
         except BaseException:
             self.stop()
             raise
@@ -355,8 +396,9 @@ class Stack:
     def _start(self, part: Component, detach: bool, timeout: float) -> None:
         log = open(self.config.run_dir / f"{part.name}.log", "ab")
         env = {**without_python_vars(os.environ), **part.env}
-        part.proc = subprocess.Popen(part.argv, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                     stdin=subprocess.DEVNULL, start_new_session=detach)
+        proc: subprocess.Popen[bytes] = subprocess.Popen(part.argv, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                                         stdin=subprocess.DEVNULL, start_new_session=detach, **part.popen)
+        part.proc = proc
         log.close()
         self.parts.append(part)
         _pid_file(self.config, part.name).write_text(str(part.proc.pid))
@@ -370,6 +412,19 @@ class Stack:
                 return
             time.sleep(0.1)
         raise StackError(f"{part.name} did not become ready within {timeout:.0f} s; see {self.config.run_dir / (part.name + '.log')}")
+
+    def upgrade_history(self) -> None:
+        """The local cluster's schema brought up to date, and its URL kept for the CLI."""
+        from routing.records import database
+
+        url = self.config.history_url
+        try:
+            with database.connect(url) as conn:
+                applied = database.upgrade(conn)
+        except database.DatabaseError as exc:
+            raise StackError(str(exc)) from exc
+        if applied:
+            self.echo(f"{'postgres':<10} schema version {applied[-1]}")
 
     def load(self, paths: tuple[str, ...]) -> None:
         result = validate_paths(list(paths))
@@ -404,6 +459,8 @@ class Stack:
     def stop(self) -> None:
         for part in reversed(self.parts):
             if part.proc is not None:
+                if part.proc.poll() is None and part.name in STOP_SIGNALS:
+                    part.proc.send_signal(STOP_SIGNALS[part.name])
                 stop_process(part.proc)
             _pid_file(self.config, part.name).unlink(missing_ok=True)
         self.parts.clear()
@@ -415,7 +472,7 @@ def down(config: StackConfig, echo: Callable[[str], None]) -> bool:
     for path in sorted(config.run_dir.glob("*.pid")):
         pid = _read_pid(path)
         if pid:
-            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, STOP_SIGNALS.get(path.stem, signal.SIGTERM))
             for _ in range(100):
                 if not _alive(pid):
                     break
@@ -426,6 +483,36 @@ def down(config: StackConfig, echo: Callable[[str], None]) -> bool:
     if not stopped:
         echo("the stack is not running")
     return stopped
+
+
+def consumer_ready(redis_url: str, group: str, name: str) -> bool:
+    """A records process is up once it has joined its consumer group on voffice:events."""
+    try:
+        client = redis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
+        consumers = client.xinfo_consumers("voffice:events", group)
+    except redis.RedisError:
+        return False
+    return any((c["name"].decode() if isinstance(c["name"], bytes) else c["name"]) == name for c in consumers)
+
+
+def history_status(config: StackConfig) -> tuple[bool, str]:
+    from routing.records import database
+    from routing.records.stream import lag
+
+    try:
+        with database.connect(config.history_url, timeout=2) as conn:
+            row = conn.execute("SELECT count(*) AS n FROM calls").fetchone()
+        calls = int(row["n"]) if row else 0
+    except Exception as exc:  # a status line, whatever went wrong
+        return False, f"{database.redact(config.history_url)}: {database.one_line(exc)}"
+    try:
+        behind = lag(redis.Redis.from_url(config.redis_url, socket_timeout=1)).get("history")
+    except redis.RedisError:
+        behind = None
+    pid = _read_pid(_pid_file(config, "history"))
+    detail = f"{calls} calls in {database.redact(config.history_url)}; " + (
+        f"{behind} events to write" if behind is not None else "no consumer group yet")
+    return pid is not None or "history" not in config.components, detail + ("" if pid else "; writer not running")
 
 
 def sipsak_ping(host: str, port: int) -> tuple[bool, str]:
@@ -458,6 +545,18 @@ def status(config: StackConfig) -> list[tuple[str, bool, str]]:
             rows.append(("redis", True, f"{config.redis_url} PONG, {client.scard('vo:accounts')} accounts, {client.hlen('vo:numbers')} numbers"))
         else:
             rows.append(("redis", False, f"{config.redis_url} does not answer"))
+    if "postgres" in config.components and not config.database_url:
+        from routing.records import database
+
+        try:
+            with database.connect(config.history_url, timeout=2) as conn:
+                version = database.current_version(conn)
+            rows.append(("postgres", True, f"{config.history_url} schema version {version}"))
+        except database.DatabaseError as exc:
+            rows.append(("postgres", False, str(exc)))
+    if "history" in config.components:
+        ok, detail = history_status(config)
+        rows.append(("history", ok, detail))
     if "rtpengine" in config.components:
         ok = rtpengine_ping(h, config.rtpengine_port)
         rows.append(("rtpengine", ok, f"ng {h}:{config.rtpengine_port} {'pong' if ok else 'no answer'}"))

@@ -6,7 +6,7 @@ FROM debian:bookworm-slim
 ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y -q --no-install-recommends \
-      python3-venv sox espeak-ng libspandsp2 fonts-dejavu-core \
+      python3-venv sox espeak-ng libspandsp2 fonts-dejavu-core lame \
  && rm -rf /var/lib/apt/lists/*
 
 # Dependencies come from requirements.lock (exact versions and hashes, as `make install`), before the

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
+import numpy as np
 import pytest
 import redis
 
@@ -53,10 +54,11 @@ class StackFactory:
         self.workdir, self.default_doc, self.overrides = workdir, default_doc, overrides
         self.stacks: list[CallStack] = []
 
-    def __call__(self, now: str, doc: dict[str, Any] | None = None) -> CallStack:
+    def __call__(self, now: str, doc: dict[str, Any] | None = None, database_url: str | None = None) -> CallStack:
         config_doc = doc or self.default_doc
         assert config_doc is not None
-        stack = CallStack(self.workdir / f"stack{len(self.stacks)}", now, config_doc, with_media=True, overrides=self.overrides)
+        stack = CallStack(self.workdir / f"stack{len(self.stacks)}", now, config_doc, with_media=True, overrides=self.overrides,
+                          database_url=database_url)
         stack.workdir.mkdir(parents=True, exist_ok=True)
         self.stacks.append(stack)
         stack.start()
@@ -78,11 +80,18 @@ class CallStack:
     stack: Stack | None = None
     config: StackConfig | None = None
     gateway_port: int = field(default_factory=free_udp_port)
+    # The call history and notifications in this database (history writer and notifier
+    # started, mail into run/mail, webhooks allowed to loopback); None: neither.
+    database_url: str | None = None
 
     def start(self) -> None:
         path = self.workdir / "account.json"
         path.write_text(json.dumps(self.config_doc, ensure_ascii=False))
         parts = ("redis", "rtpengine", "media", "kamailio") if self.with_media else ("redis", "rtpengine", "kamailio")
+        records: dict[str, Any] = {}
+        if self.database_url:
+            parts += ("history", "notifier")
+            records = {"database_url": self.database_url, "allow_private_webhooks": True, "notify_retry_base": 0.3}
         self.config = StackConfig(
             run_dir=self.workdir / "run",
             redis_port=free_port(),
@@ -97,6 +106,7 @@ class CallStack:
             now=self.now,
             components=parts,
             media_servers=self.media_servers,
+            **records,
             **self.overrides,
         )
         self.stack = Stack(self.config)
@@ -262,6 +272,21 @@ def dtmf_caller(workdir: Path, stack: CallStack, number: str, caller_number: str
     return Sipp(workdir, name, str(scenario), free_udp_port(),
                 ["-key", "caller", caller_number, "-key", "talk", str(talk_ms), "-s", number, *(extra or []),
                  f"127.0.0.1:{stack.sip_port}"])
+
+
+def pcap_alaw_audio(path: Path) -> np.ndarray:
+    """The A-law payload of every RTP packet in a classic pcap, decoded."""
+    from voffice_media.g711 import alaw_decode
+
+    data = path.read_bytes()
+    offset, chunks = 24, []
+    while offset + 16 <= len(data):
+        length = int.from_bytes(data[offset + 8 : offset + 12], "little")
+        frame = data[offset + 16 : offset + 16 + length]
+        offset += 16 + length
+        payload = frame[14 + 20 + 8 + 12 :]  # Ethernet, IPv4, UDP, RTP headers
+        chunks.append(alaw_decode(payload))
+    return np.concatenate(chunks)
 
 
 # --- rtpengine's ng control protocol (bencode over UDP), to read its call statistics -----

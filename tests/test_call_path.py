@@ -30,6 +30,7 @@ from .callpath import (
     dtmf_caller,
     free_udp_port,
     operator,
+    pcap_alaw_audio,
     rtpengine_command,
     short_ring_config,
 )
@@ -217,21 +218,6 @@ def test_a_caller_requiring_100rel_hears_the_prompt_and_reaches_the_operator(tmp
     to_petrov = petrov.messages()
     invite = to_petrov[to_petrov.index("INVITE sip:"):].split("\n\n", 1)[0]
     assert "Require:" not in invite and "Supported: 100rel" in invite
-
-
-def pcap_alaw_audio(path: Path) -> np.ndarray:
-    """The A-law payload of every RTP packet in a classic pcap, decoded."""
-    from voffice_media.g711 import alaw_decode
-
-    data = path.read_bytes()
-    offset, chunks = 24, []
-    while offset + 16 <= len(data):
-        length = int.from_bytes(data[offset + 8 : offset + 12], "little")
-        frame = data[offset + 16 : offset + 16 + length]
-        offset += 16 + length
-        payload = frame[14 + 20 + 8 + 12 :]  # Ethernet, IPv4, UDP, RTP headers
-        chunks.append(alaw_decode(payload))
-    return np.concatenate(chunks)
 
 
 def test_lunch_busy_secretary_then_menu_key_1_stores_a_voicemail(tmp_path: Path, media_stack_factory: Any) -> None:

@@ -28,7 +28,8 @@ MULTINODE = DOCKER / "compose.multinode.yaml"
 # Debian packages of `make install`, by the image that needs them.
 IMAGE_PACKAGES = {
     "kamailio.Dockerfile": {"kamailio", "kamailio-python3-modules", "kamailio-tls-modules", "python3-venv", "sipsak"},
-    "media-server.Dockerfile": {"python3-venv", "sox", "espeak-ng", "libspandsp2", "fonts-dejavu-core"},
+    "media-server.Dockerfile": {"python3-venv", "sox", "espeak-ng", "libspandsp2", "fonts-dejavu-core", "lame"},
+    "postgres.Dockerfile": {"postgresql"},
     "rtpengine.Dockerfile": {"rtpengine-daemon"},
 }
 # ... and the ones no image of ours installs.
@@ -114,7 +115,7 @@ def option_values(command: list[str], option: str) -> list[str]:
 
 
 def long_running(services: dict[str, Service]) -> dict[str, Service]:
-    return {name: s for name, s in services.items() if name != "loader"}
+    return {name: s for name, s in services.items() if name not in ("loader", "db-upgrade")}
 
 
 # --- one machine -------------------------------------------------------------------------
@@ -122,7 +123,8 @@ def long_running(services: dict[str, Service]) -> dict[str, Service]:
 
 def test_one_machine_services() -> None:
     services = services_of(ONE_MACHINE)
-    assert set(services) == {"redis", "rtpengine", "media-server", "loader", "kamailio"}
+    assert set(services) == {"redis", "rtpengine", "media-server", "loader", "kamailio", "postgres", "db-upgrade",
+                             "history", "notifier"}
     assert {"redis-data", "media-data"} <= set(compose_config(ONE_MACHINE, "--volumes").split())
     for name, service in long_running(services).items():
         assert "healthcheck" in service.keys, name

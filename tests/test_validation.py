@@ -299,6 +299,72 @@ ERROR_CASES: list[tuple[str, Callable[[Doc], None], str, str]] = [
     ("sip URI with a trailing newline", setter("operators", 0, "phone", value="sip:x@pbx.example.com\n"),
      "/operators/0/phone", ""),
     ("national phone", setter("operators", 0, "phone", value="89161230001"), "/operators/0/phone", ""),
+    # notifications: email addresses
+    ("email with header injection", setter("notifications", "email", value=["office@berry-demo.ru", "a@b.ru\r\nBcc: x@y"]),
+     "/notifications/email/1", "is not an email address (contains a line break"),
+    ("email with a trailing newline", setter("notifications", "email", value=["office@berry-demo.ru\n"]),
+     "/notifications/email/0", "is not an email address"),
+    ("email with a display name", setter("notifications", "email", value=["Office <office@berry-demo.ru>"]),
+     "/notifications/email/0", "is not an email address"),
+    ("two emails in one entry", setter("notifications", "email", value=["a@berry-demo.ru,b@berry-demo.ru"]),
+     "/notifications/email/0", "one plain address per entry"),
+    ("email without a dot in the domain", setter("notifications", "email", value=["office@localhost"]),
+     "/notifications/email/0", "no dot"),
+    ("email in Cyrillic", setter("notifications", "email", value=["офис@пример.рф"]), "/notifications/email/0",
+     "non-ASCII"),
+    ("email that is not a string", setter("notifications", "email", value=[5]), "/notifications/email/0",
+     "must be string"),
+    ("email listed twice", setter("notifications", "email", value=["a@berry-demo.ru", "a@berry-demo.ru"]),
+     "/notifications/email/1", "listed twice"),
+    ("too many emails", setter("notifications", "email", value=[f"a{i}@berry-demo.ru" for i in range(21)]),
+     "/notifications/email", "too long"),
+    # notifications: webhooks
+    ("webhook not http", setter("notifications", "webhooks", value=["ftp://crm.example.ru/voffice"]),
+     "/notifications/webhooks/0", "scheme 'ftp'"),
+    ("webhook to a file", setter("notifications", "webhooks", value=["file:///etc/passwd"]),
+     "/notifications/webhooks/0", "scheme 'file'"),
+    ("webhook to loopback", setter("notifications", "webhooks", value=["https://crm.example.ru/a", "http://127.0.0.1:8080/x"]),
+     "/notifications/webhooks/1", "loopback"),
+    ("webhook to loopback, IPv6", setter("notifications", "webhooks", value=["http://[::1]/x"]),
+     "/notifications/webhooks/0", "loopback"),
+    ("webhook to IPv4-mapped loopback", setter("notifications", "webhooks", value=["http://[::ffff:127.0.0.1]/x"]),
+     "/notifications/webhooks/0", "loopback"),
+    ("webhook to the metadata service", setter("notifications", "webhooks", value=["http://169.254.169.254/latest/"]),
+     "/notifications/webhooks/0", "metadata"),
+    ("webhook to metadata.google.internal", setter("notifications", "webhooks",
+                                                   value=["http://metadata.google.internal/computeMetadata/v1/"]),
+     "/notifications/webhooks/0", "metadata"),
+    ("webhook to a private network", setter("notifications", "webhooks", value=["http://192.168.1.10/hook"]),
+     "/notifications/webhooks/0", "private"),
+    ("webhook to localhost", setter("notifications", "webhooks", value=["http://localhost:9000/hook"]),
+     "/notifications/webhooks/0", "local host"),
+    ("webhook to a decimal IPv4", setter("notifications", "webhooks", value=["http://2130706433/hook"]),
+     "/notifications/webhooks/0", "numeric"),
+    ("webhook with credentials", setter("notifications", "webhooks", value=["https://user:secret@crm.example.ru/hook"]),
+     "/notifications/webhooks/0", "credentials"),
+    ("webhook with a fragment", setter("notifications", "webhooks", value=["https://crm.example.ru/hook#x"]),
+     "/notifications/webhooks/0", "fragment"),
+    ("webhook with a trailing newline", setter("notifications", "webhooks", value=["https://crm.example.ru/hook\n"]),
+     "/notifications/webhooks/0", ""),
+    ("webhook too long", setter("notifications", "webhooks", value=["https://crm.example.ru/" + "a" * 2000]),
+     "/notifications/webhooks/0", "longer than 2000"),
+    ("too many webhooks", setter("notifications", "webhooks", value=[f"https://crm.example.ru/{i}" for i in range(11)]),
+     "/notifications/webhooks", "too long"),
+    # notifications: the rest
+    ("unknown event", setter("notifications", "events", value=["voicemail", "sms"]), "/notifications/events/1",
+     "\"sms\" is not one of"),
+    ("no events", setter("notifications", "events", value=[]), "/notifications/events", ""),
+    ("event listed twice", setter("notifications", "events", value=["fax", "fax"]), "/notifications/events/1",
+     "listed twice"),
+    ("events missing", deleter("notifications", "events"), "/notifications", "missing required field 'events'"),
+    ("unknown attachment policy", setter("notifications", "attachments", value="zip"), "/notifications/attachments",
+     "\"zip\" is not one of"),
+    ("unknown notification language", setter("notifications", "language", value="de"), "/notifications/language",
+     "\"de\" is not one of"),
+    ("unknown field in notifications", setter("notifications", "sms", value=["+79161230001"]), "/notifications/sms",
+     "unknown field 'sms'"),
+    ("notifications not an object", setter("notifications", value=["office@berry-demo.ru"]), "/notifications",
+     "must be object"),
 ]
 
 
@@ -572,3 +638,155 @@ def test_problem_to_json() -> None:
     doc["timezone"] = "Europe/Atlantis"
     problem = errors(validate_document(doc, FILE))[0]
     assert problem.to_json() == {"file": FILE, "pointer": "/timezone", "severity": "error", "message": problem.message}
+
+
+# --- notifications ------------------------------------------------------------------------
+
+
+def test_seed_notifies_in_russian_by_mail() -> None:
+    assert SEED["notifications"] == {
+        "language": "ru",
+        "email": ["office@berry-demo.ru"],
+        "events": ["voicemail", "fax", "missed"],
+        "attachments": "attach",
+    }
+    problems = validate_document(seed(), FILE)
+    assert not [p for p in problems if p.pointer.startswith("/notifications")], show(problems)
+
+
+def test_header_injection_is_one_line_with_its_pointer() -> None:
+    doc = seed()
+    doc["notifications"]["email"] = ["office@berry-demo.ru", "a@b.ru\r\nBcc: x@y"]
+    lines = [p.line() for p in errors(validate_document(doc, FILE))]
+    assert f'{FILE}: /notifications/email/1: "a@b.ru\\r\\nBcc: x@y" is not an email address (' in "\n".join(lines)
+    assert all("\r" not in line and "\n" not in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("email", "Office <office@berry-demo.ru>"), ("email", "office@localhost"),
+     ("webhooks", "ftp://crm.example.ru/x"), ("webhooks", "https://u:p@crm.example.ru/x")],
+)
+def test_a_bad_target_is_one_error_not_the_schema_pattern_too(field: str, value: str) -> None:
+    doc = seed()
+    doc["notifications"][field] = [value]
+    found = errors(validate_document(doc, FILE))
+    assert len(found) == 1, show(found)
+    assert found[0].message.startswith(json.dumps(value))
+
+
+PRIVATE_WEBHOOKS = ["http://127.0.0.1:8080/hook", "http://[::1]/hook", "http://localhost:9000/hook",
+                    "http://10.0.0.5/hook", "http://169.254.169.254/x"]
+
+
+@pytest.mark.parametrize("url", PRIVATE_WEBHOOKS)
+def test_private_webhooks_are_allowed_only_when_asked(url: str) -> None:
+    doc = seed()
+    doc["notifications"]["webhooks"] = [url]
+    found = errors(validate_document(doc, FILE))
+    assert [p.pointer for p in found] == ["/notifications/webhooks/0"], show(found)
+    assert "VOFFICE_ALLOW_PRIVATE_WEBHOOKS=1" in found[0].message
+    problems = validate_document(doc, FILE, allow_private_webhooks=True)
+    assert errors(problems) == [], show(problems)
+
+
+def test_allowing_private_webhooks_keeps_the_other_rules() -> None:
+    doc = seed()
+    doc["notifications"]["webhooks"] = ["http://user:pw@127.0.0.1/hook", "ftp://127.0.0.1/", "http://127.0.0.1/#x"]
+    found = errors(validate_document(doc, FILE, allow_private_webhooks=True))
+    assert [p.pointer for p in found] == [f"/notifications/webhooks/{i}" for i in range(3)], show(found)
+    assert not any("VOFFICE_ALLOW_PRIVATE_WEBHOOKS" in p.message for p in found)
+
+
+def test_validate_paths_threads_the_private_webhook_option(tmp_path: Path) -> None:
+    doc = seed()
+    doc["notifications"]["webhooks"] = ["http://127.0.0.1:8080/hook"]
+    path = write(tmp_path / "a.json", doc)
+    refused = validate_paths([path])
+    assert not refused.ok
+    assert [p.pointer for p in errors(refused.problems)] == ["/notifications/webhooks/0"]
+    allowed = validate_paths([path], allow_private_webhooks=True)
+    assert allowed.ok, show(allowed.problems)
+    assert [file for file, _ in allowed.documents] == [path]
+
+
+def test_validate_paths_threads_the_option_through_the_process_pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import routing.core.validation as validation
+
+    monkeypatch.setattr(validation, "PARALLEL_FROM", 2)
+    monkeypatch.setattr(validation.os, "cpu_count", lambda: 2)
+    paths = []
+    for i in range(3):
+        doc = seed()
+        doc["account"] = f"acc-{i}"
+        doc["numbers"] = [f"+7495123450{i}"]
+        doc["notifications"]["webhooks"] = ["http://127.0.0.1:8080/hook"]
+        paths.append(write(tmp_path / f"{i}.json", doc))
+    assert not validation.validate_paths(paths).ok
+    allowed = validation.validate_paths(paths, allow_private_webhooks=True)
+    assert allowed.ok, show(allowed.problems)
+    assert len(allowed.documents) == 3
+
+
+def test_public_webhooks_are_valid() -> None:
+    doc = seed()
+    doc["notifications"]["webhooks"] = ["https://crm.example.ru/voffice", "https://hooks.example.com:8443/v1?account=berry-demo"]
+    problems = validate_document(doc, FILE)
+    assert errors(problems) == [], show(problems)
+
+
+def test_notifications_without_recipients_warn() -> None:
+    doc = seed()
+    doc["notifications"]["email"] = []
+    problems = validate_document(doc, FILE)
+    assert errors(problems) == [], show(problems)
+    found = [p for p in warnings(problems) if p.pointer == "/notifications"]
+    assert len(found) == 1, show(problems)
+    assert "nobody" in found[0].message
+    del doc["notifications"]["email"]
+    assert [p for p in warnings(validate_document(doc, FILE)) if p.pointer == "/notifications"]
+
+
+def test_webhooks_alone_are_recipients() -> None:
+    doc = seed()
+    doc["notifications"] = {"events": ["missed"], "webhooks": ["https://crm.example.ru/voffice"]}
+    problems = validate_document(doc, FILE)
+    assert not [p for p in problems if p.pointer.startswith("/notifications")], show(problems)
+
+
+def test_notifications_are_optional() -> None:
+    doc = seed()
+    del doc["notifications"]
+    problems = validate_document(doc, FILE)
+    assert [p.pointer for p in problems] == ["/default_scenario"], show(problems)
+
+
+def test_compiled_account_carries_notifications_with_defaults() -> None:
+    from routing.core.compiler import compile_account
+
+    assert compile_account(seed())["notifications"] == SEED["notifications"] | {"webhooks": []}
+    doc = seed()
+    doc["notifications"] = {"events": ["fax"], "webhooks": ["https://crm.example.ru/voffice"]}
+    assert compile_account(doc)["notifications"] == {
+        "language": "en", "email": [], "webhooks": ["https://crm.example.ru/voffice"], "events": ["fax"],
+        "attachments": "attach",
+    }
+    del doc["notifications"]
+    assert compile_account(doc)["notifications"] is None
+
+
+def test_load_diff_shows_notification_changes() -> None:
+    from routing.core.diff import summarize
+
+    old, new = seed(), seed()
+    new["notifications"]["email"] = ["office@berry-demo.ru", "boss@berry-demo.ru"]
+    new["notifications"]["attachments"] = "none"
+    new["notifications"]["events"] = ["voicemail", "fax"]
+    assert summarize(old, new) == [
+        "notifications.attachments: attach -> none",
+        "notifications.email: +boss@berry-demo.ru",
+        "notifications.events: -missed",
+    ]
+    del new["notifications"]
+    assert summarize(old, new) == ["notifications: removed"]
+    assert summarize(new, old) == ["notifications: added (voicemail, fax, missed; 1 email, 0 webhooks)"]

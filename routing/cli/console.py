@@ -58,6 +58,14 @@ def user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def private_webhooks() -> bool:
+    """Webhooks to loopback and private addresses are refused at validation unless the
+    environment says VOFFICE_ALLOW_PRIVATE_WEBHOOKS=1 (tests, a CRM on the LAN)."""
+    import os
+
+    return os.environ.get("VOFFICE_ALLOW_PRIVATE_WEBHOOKS") == "1"
+
+
 redis_option = click.option(
     "--redis", "redis_url", envvar="VOFFICE_REDIS_URL", default=None, metavar="URL",
     help=f"Redis URL (env VOFFICE_REDIS_URL; default {configs.DEFAULT_URL}).",
@@ -88,7 +96,7 @@ def _print_problems(problems: list[Problem], as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the problems as a JSON list.")
 def validate(paths: tuple[str, ...], as_json: bool) -> None:
     """Check account documents: schema, meaning, and across files. Exit 1 if any is invalid."""
-    result = validate_paths(list(paths))
+    result = validate_paths(list(paths), allow_private_webhooks=private_webhooks())
     _print_problems(result.problems, as_json)
     if not as_json:
         errors = len(only_errors(result.problems))
@@ -110,7 +118,7 @@ def load(paths: tuple[str, ...], dry_run: bool, keep: int, quiet: bool, redis_ur
 
     If any file is invalid, nothing is loaded.
     """
-    result = validate_paths(list(paths))
+    result = validate_paths(list(paths), allow_private_webhooks=private_webhooks())
     errors = only_errors(result.problems)
     if errors:
         _print_problems(errors, False)
@@ -144,7 +152,7 @@ def load(paths: tuple[str, ...], dry_run: bool, keep: int, quiet: bool, redis_ur
 def rollback(account: str, to_version: int | None, keep: int, redis_url: str | None) -> None:
     """Make an earlier version of ACCOUNT current again (recorded as a new version)."""
     r = configs.connect(redis_url)
-    result = configs.rollback(r, account, to_version, keep)
+    result = configs.rollback(r, account, to_version, keep, allow_private_webhooks=private_webhooks())
     change = result.changes[0]
     click.echo(f"{account}: v{result.versions[account]} (was v{change.current}): {configs.history(r, account, 1)[0]['action']}")
     for line in change.summary:
@@ -208,7 +216,7 @@ def _parse_at(text: str) -> datetime:
 
 
 def _account_from_file(path: str, number: str) -> CompiledAccount:
-    result = validate_paths([path])
+    result = validate_paths([path], allow_private_webhooks=private_webhooks())
     errors = only_errors(result.problems)
     if errors:
         _print_problems(errors, False)
@@ -291,7 +299,7 @@ def coverage(what: str, week: str, slot_minutes: int, png_path: str | None, as_j
     except ValueError as exc:
         fail(f"--week: {exc}")
     if Path(what).is_file():
-        result = validate_paths([what])
+        result = validate_paths([what], allow_private_webhooks=private_webhooks())
         errors = only_errors(result.problems)
         if errors:
             _print_problems(errors, False)
@@ -773,6 +781,91 @@ def history_writer(redis_url: str | None, database_url: str | None, name: str, k
     signal.signal(signal.SIGTERM, lambda *_: writer.stop.set())
     signal.signal(signal.SIGINT, lambda *_: writer.stop.set())
     writer.run()
+
+
+@main.command(name="notifier")
+@redis_option
+@database_option
+@click.option("--smtp", "smtp_url", envvar="VOFFICE_SMTP_URL", default=None, metavar="URL",
+              help="SMTP relay: smtp://[user[:password]@]host[:port][?starttls=1] or smtps://... (env VOFFICE_SMTP_URL).")
+@click.option("--maildir", type=click.Path(file_okay=False), default=None, help="Without a relay: deliver mail into this Maildir.")
+@click.option("--mail-from", default=None, metavar="ADDRESS", help="The sender of notification mail (default voffice@<host>).")
+@click.option("--link-base", default=None, metavar="URL", help="Where recordings are fetched from, for accounts whose policy is 'link'.")
+@click.option("--allow-private-webhooks", is_flag=True, envvar="VOFFICE_ALLOW_PRIVATE_WEBHOOKS",
+              help="Let webhooks reach loopback and private addresses (tests, a CRM on the LAN).")
+@click.option("--retry-base", default=5.0, show_default=True, type=click.FloatRange(0.01, 3600), help="First retry delay (s), doubling.")
+@click.option("--name", default="notifier-1", show_default=True, help="This consumer's name in the `notifier` group.")
+@user_errors
+@database_errors
+def notifier_cmd(redis_url: str | None, database_url: str | None, smtp_url: str | None, maildir: str | None,
+                 mail_from: str | None, link_base: str | None, allow_private_webhooks: bool, retry_base: float, name: str) -> None:
+    """Send voicemail, fax and missed-call notices (email, webhooks) until SIGTERM (started by `voffice up`)."""
+    import logging
+    import signal
+
+    from routing.records.mail import DeliveryError, parse_smtp_url
+    from routing.records.notifier import Channels, Notifier
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        smtp = parse_smtp_url(smtp_url) if smtp_url else None
+    except (DeliveryError, ValueError) as exc:
+        fail(f"--smtp: {exc}")
+    if smtp is None and maildir is None:
+        fail("give --smtp URL (a relay) or --maildir DIR (local delivery)")
+    channels = Channels(smtp=smtp, maildir=Path(maildir) if maildir else None, allow_private_webhooks=allow_private_webhooks,
+                        link_base=link_base, retry_base=retry_base)
+    if mail_from:
+        channels.sender = mail_from
+    notifier = Notifier(configs.redis_url(redis_url), _database_url(database_url), channels, name=name)
+    signal.signal(signal.SIGTERM, lambda *_: notifier.stop.set())
+    signal.signal(signal.SIGINT, lambda *_: notifier.stop.set())
+    notifier.run()
+
+
+@main.command(name="deliveries")
+@click.argument("account", required=False)
+@click.option("--failed", is_flag=True, help="Only those given up on.")
+@click.option("--retry", "retry_ids", multiple=True, type=int, metavar="ID", help="Send this delivery again (repeatable).")
+@click.option("--retry-failed", is_flag=True, help="Send every failed delivery (of ACCOUNT, if given) again.")
+@click.option("--limit", default=200, show_default=True, type=click.IntRange(1, 100_000))
+@database_option
+@database_errors
+def deliveries_cmd(account: str | None, failed: bool, retry_ids: tuple[int, ...], retry_failed: bool, limit: int,
+                   database_url: str | None) -> None:
+    """Notifications sent, pending and failed (email and webhooks), newest first; retry on demand."""
+    from routing.records import database
+
+    with database.connect(_database_url(database_url)) as conn:
+        if retry_ids or retry_failed:
+            count = database.retry(conn, retry_ids, all_failed=retry_failed, account=account)
+            click.echo(f"{count} deliver{'y' if count == 1 else 'ies'} queued again")
+            return
+        found = database.deliveries(conn, account=account, failed=failed, limit=limit)
+    if not found:
+        click.echo("no deliveries" + (" failed" if failed else "") + (f" for {account}" if account else ""))
+        return
+    for row in found:
+        target = row["target"] if row["channel"] == "email" else row["target"].split("?")[0]
+        when = row["sent_at"] or row["created_at"]
+        error = f"  last error: {row['last_error']}" if row["last_error"] and row["status"] != "sent" else ""
+        click.echo(f"{row['id']:>7}  {when.astimezone():%Y-%m-%d %H:%M:%S}  {row['account']:<16} {row['kind']:<9} "
+                   f"{row['channel']:<7} {row['status']:<7} x{row['attempts']}  {target}{error}")
+
+
+@main.command(name="webhook-secret")
+@click.argument("account")
+@click.option("--rotate", is_flag=True, help="Replace it (receivers must take the new one).")
+@redis_option
+@user_errors
+def webhook_secret_cmd(account: str, rotate: bool, redis_url: str | None) -> None:
+    """Show (made on first use) or rotate the account's webhook signing secret (kept in Redis)."""
+    from routing.records.notifier import webhook_secret
+
+    client = configs.connect(redis_url)
+    if not client.sismember("vo:accounts", account):
+        fail(f"no loaded account {account!r}")
+    click.echo(webhook_secret(client, account, rotate=rotate))
 
 
 def run() -> None:

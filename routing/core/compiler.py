@@ -21,6 +21,7 @@ DEFAULTS = {"attempts": 2, "ring_seconds": 20, "input_timeout": 5}
 MENU_DEFAULTS = {"repeat_key": "0", "max_repeats": 3}
 EXTENSION_DEFAULTS = {"inter_digit_timeout": 3}
 RECORDING_DEFAULTS = {"max_seconds": 180}
+NOTIFICATION_DEFAULTS = {"language": "en", "email": [], "webhooks": [], "attachments": "attach"}
 
 Plain = dict[str, Any]
 
@@ -128,8 +129,18 @@ def compile_account(doc: Plain) -> Plain:
         "nodes": nodes,
         "rules": rules,
         "default_scenario": doc["default_scenario"],
+        "notifications": _notifications(doc.get("notifications")),
         "sha256": document_sha256(doc),
     }
+
+
+def _notifications(notifications: Plain | None) -> Plain | None:
+    """Who is told about voicemail, faxes and missed calls, defaults resolved; None: nobody."""
+    if notifications is None:
+        return None
+    out = {k: notifications.get(k, v) for k, v in NOTIFICATION_DEFAULTS.items()}
+    out["events"] = notifications["events"]
+    return {k: list(v) if isinstance(v, list) else v for k, v in out.items()}
 
 
 def _operation(op: Plain, defaults: Plain) -> Plain:

@@ -6,7 +6,11 @@ never raise on a malformed shape: a user's mistake is a Problem, never a traceba
 
 Anything that later reaches a SIP header or Request-URI (numbers, operator phones) is
 re-checked here with `fullmatch`: JSON Schema patterns are run with `re.search`, where `$`
-also matches before a trailing newline.
+also matches before a trailing newline. Notification targets (email addresses, webhook
+URLs) are re-checked by `notify_targets`, whose reason replaces the schema's pattern message.
+
+Webhooks may point at loopback, private or link-local hosts only when the caller passes
+`allow_private_webhooks=True` (tests; the CLI reads VOFFICE_ALLOW_PRIVATE_WEBHOOKS=1).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import date
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -29,6 +33,7 @@ from jsonschema.exceptions import ValidationError
 
 from routing.core.compiler import minutes
 from routing.core.day_type import DEFAULT_WEEKEND, WEEKDAY_NAMES, known_country, national_year
+from routing.core.notify_targets import email_problem, webhook_problem
 from routing.core.numbers import E164, SIP_URI, pattern_problem
 from routing.core.problems import ERROR, WARNING, Problem, has_errors, pointer
 
@@ -36,6 +41,7 @@ SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "account.schema.
 MAX_FILE_BYTES = 5 * 1024 * 1024
 MAX_SCENARIO_DEPTH = 16
 PARALLEL_FROM = 200  # files; below this a process pool costs more than it saves
+PRIVATE_WEBHOOKS_HINT = "allowed only for tests, with VOFFICE_ALLOW_PRIVATE_WEBHOOKS=1"
 CONTROL_MESSAGE = "contains a control character"
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # C0, DEL, C1 (U+009B is CSI)
 COLLECTIONS = (
@@ -315,11 +321,13 @@ class _Index:
 
 
 class _Checker:
-    def __init__(self, doc: dict[str, Any], file: str):
+    def __init__(self, doc: dict[str, Any], file: str, allow_private_webhooks: bool = False):
         self.doc = doc
         self.file = file
+        self.allow_private_webhooks = allow_private_webhooks
         self.problems: list[Problem] = []
         self.used: dict[str, set[Any]] = {c: set() for c in COLLECTIONS}
+        self.specific: set[str] = set()  # pointers whose error here replaces the schema's message
 
     def error(self, where: str, message: str) -> None:
         self.problems.append(Problem(self.file, where, message, ERROR))
@@ -344,9 +352,11 @@ class _Checker:
         self.check_caller_lists()
         self.check_scenarios(index)
         self.check_rules(index)
+        self.check_notifications()
         if schema_valid and not has_errors(self.problems):
             self.check_unused(index)
             self.check_coverage()
+            self.check_notification_targets()
         return self.problems
 
     def check_ids(self) -> _Index:
@@ -556,7 +566,31 @@ class _Checker:
             else:
                 self.error("/default_scenario", f"no scenario with id {default!r}")
 
+    def check_notifications(self) -> None:
+        notifications = self.doc.get("notifications")
+        if not isinstance(notifications, dict):
+            return
+        for i, address in enumerate(_listed(notifications.get("email"))):
+            why = email_problem(address) if isinstance(address, str) else None
+            if why:
+                where = pointer("notifications", "email", i)
+                self.specific.add(where)
+                self.error(where, f"{_short(address)} is not an email address ({why})")
+        for i, url in enumerate(_listed(notifications.get("webhooks"))):
+            why = webhook_problem(url, self.allow_private_webhooks) if isinstance(url, str) else None
+            if why:
+                where = pointer("notifications", "webhooks", i)
+                if webhook_problem(url, allow_private=True) is None:
+                    why += f"; {PRIVATE_WEBHOOKS_HINT}"
+                self.specific.add(where)
+                self.error(where, f"{_short(url)} is not accepted as a webhook: {why}")
+
     # --- warnings, only for documents without errors --------------------------------
+
+    def check_notification_targets(self) -> None:
+        notifications = self.doc.get("notifications")
+        if notifications and not notifications.get("email") and not notifications.get("webhooks"):
+            self.warn("/notifications", "events are listed but there is no email address or webhook: nobody is notified")
 
     def check_unused(self, index: _Index) -> None:
         for collection in ("groups", "sounds", "operations", "schedules", "caller_lists", "scenarios"):
@@ -670,18 +704,23 @@ def _subtract(spans: list[tuple[int, int]], holes: list[tuple[int, int]]) -> lis
     return out
 
 
-def validate_document(doc: Any, file: str) -> list[Problem]:
-    """Schema and meaning problems of one parsed document, errors and warnings."""
+def validate_document(doc: Any, file: str, *, allow_private_webhooks: bool = False) -> list[Problem]:
+    """Schema and meaning problems of one parsed document, errors and warnings.
+
+    allow_private_webhooks: let webhooks point at loopback, private, link-local addresses
+    and internal host names (tests only)."""
     if not isinstance(doc, dict):
         return [Problem(file, "", f"the document must be a JSON object, not {_json_type(doc)}")]
     schema_found = schema_problems(doc, file)
+    checker = _Checker(doc, file, allow_private_webhooks)
     try:
-        meaning = _Checker(doc, file).run(schema_valid=not schema_found)
+        meaning = checker.run(schema_valid=not schema_found)
     except RecursionError:
         meaning = [Problem(file, "", "document nested too deeply")]
-    # A control character also breaks the schema's pattern; the specific message is enough.
-    controls = {p.pointer for p in meaning if p.message.startswith(CONTROL_MESSAGE)}
-    problems = [p for p in schema_found if p.pointer not in controls]
+    # A control character also breaks the schema's pattern, and so does a bad notification
+    # target; the specific message is enough.
+    specific = {p.pointer for p in meaning if p.message.startswith(CONTROL_MESSAGE)} | checker.specific
+    problems = [p for p in schema_found if p.pointer not in specific]
     return _dedupe(problems + meaning)
 
 
@@ -706,18 +745,19 @@ class ValidatedSet:
         return not has_errors(self.problems)
 
 
-def validate_paths(paths: list[str]) -> ValidatedSet:
+def validate_paths(paths: list[str], *, allow_private_webhooks: bool = False) -> ValidatedSet:
     """Validate files and directories as one set: across files, account ids and numbers
     must be unique too (a number belongs to one account only)."""
     files, problems = expand_paths(paths)
     documents: list[tuple[str, dict[str, Any]]] = []
     workers = min(os.cpu_count() or 1, 8)
+    one = partial(validate_file, allow_private_webhooks=allow_private_webhooks)
     if len(files) >= PARALLEL_FROM and workers > 1:
         chunk = max(1, len(files) // (workers * 4))
         with ProcessPoolExecutor(workers) as pool:
-            results = list(pool.map(validate_file, files, chunksize=chunk))
+            results = list(pool.map(one, files, chunksize=chunk))
     else:
-        results = [validate_file(path) for path in files]
+        results = [one(path) for path in files]
     for path, (doc, found) in zip(files, results, strict=False):
         problems += found
         if doc is not None:
@@ -726,12 +766,12 @@ def validate_paths(paths: list[str]) -> ValidatedSet:
     return ValidatedSet(documents, problems)
 
 
-def validate_file(path: Path) -> tuple[dict[str, Any] | None, list[Problem]]:
+def validate_file(path: Path, *, allow_private_webhooks: bool = False) -> tuple[dict[str, Any] | None, list[Problem]]:
     """(the document if it is valid, its problems)."""
     doc, problems = read_document(path)
     if problems:
         return None, problems
-    problems = validate_document(doc, str(path))
+    problems = validate_document(doc, str(path), allow_private_webhooks=allow_private_webhooks)
     return (None if has_errors(problems) else doc), problems
 
 

@@ -68,7 +68,7 @@ class StackConfig:
     kamailio_allocator: str = "tlsf"
     load: tuple[str, ...] = (str(SEED),)
     now: str | None = None  # VOFFICE_NOW
-    components: tuple[str, ...] = ("redis", "postgres", "rtpengine", "media", "kamailio", "history")
+    components: tuple[str, ...] = ("redis", "postgres", "rtpengine", "media", "kamailio", "history", "notifier")
     trusted_trunks: str = "127.0.0.1"  # exempt from flood control; their P-Asserted-Identity is believed
     # An answered call whose BYE never comes gets its record when its entry in Kamailio's
     # vocalls htable expires, this long after the answer (kamailio.cfg: VO_CALLS_TABLE).
@@ -81,6 +81,10 @@ class StackConfig:
     database_url: str | None = None
     postgres_port: int = 5479
     history_keep_months: int | None = None
+    # Notifications: an SMTP relay, else mail is delivered into run_dir/mail (a Maildir).
+    smtp_url: str | None = None
+    allow_private_webhooks: bool = False
+    notify_retry_base: float = 5.0
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -261,6 +265,16 @@ def components(config: StackConfig) -> list[Component]:
             lambda: consumer_ready(config.redis_url, "history", "history-1"),
             env,
         ))
+    if "notifier" in config.components:
+        out.append(Component(
+            "notifier",
+            [venv_python(), "-m", "routing.cli.console", "notifier", "--redis", config.redis_url,
+             "--database", config.history_url, "--name", "notifier-1", "--retry-base", str(config.notify_retry_base),
+             *(["--smtp", config.smtp_url] if config.smtp_url else ["--maildir", str(run / "mail")]),
+             *(["--allow-private-webhooks"] if config.allow_private_webhooks else [])],
+            lambda: consumer_ready(config.redis_url, "notifier", "notifier-1"),
+            env,
+        ))
     if "rtpengine" in config.components:
         low, high = config.rtp_ports
         out.append(Component(
@@ -427,7 +441,7 @@ class Stack:
             self.echo(f"{'postgres':<10} schema version {applied[-1]}")
 
     def load(self, paths: tuple[str, ...]) -> None:
-        result = validate_paths(list(paths))
+        result = validate_paths(list(paths), allow_private_webhooks=self.config.allow_private_webhooks)
         if not result.ok:
             raise StackError("; ".join(p.line() for p in errors(result.problems))[:500])
         r = configs.connect(self.config.redis_url)
@@ -515,6 +529,20 @@ def history_status(config: StackConfig) -> tuple[bool, str]:
     return pid is not None or "history" not in config.components, detail + ("" if pid else "; writer not running")
 
 
+def notifier_status(config: StackConfig) -> tuple[bool, str]:
+    from routing.records import database
+
+    pid = _read_pid(_pid_file(config, "notifier"))
+    try:
+        with database.connect(config.history_url, timeout=2) as conn:
+            counts = {r["status"]: r["n"] for r in conn.execute("SELECT status, count(*) AS n FROM deliveries GROUP BY status")}
+    except Exception as exc:  # a status line, whatever went wrong
+        return False, f"deliveries unknown: {database.one_line(exc)}"
+    where = "SMTP relay" if config.smtp_url else f"Maildir {config.run_dir / 'mail'}"
+    detail = f"{counts.get('sent', 0)} sent, {counts.get('pending', 0)} pending, {counts.get('failed', 0)} failed; mail to {where}"
+    return pid is not None, detail + ("" if pid else "; notifier not running")
+
+
 def sipsak_ping(host: str, port: int) -> tuple[bool, str]:
     """The card's sipsak harness: one OPTIONS, the reply's status line."""
     binary = shutil.which("sipsak")
@@ -557,6 +585,8 @@ def status(config: StackConfig) -> list[tuple[str, bool, str]]:
     if "history" in config.components:
         ok, detail = history_status(config)
         rows.append(("history", ok, detail))
+    if "notifier" in config.components:
+        rows.append(("notifier", *notifier_status(config)))
     if "rtpengine" in config.components:
         ok = rtpengine_ping(h, config.rtpengine_port)
         rows.append(("rtpengine", ok, f"ng {h}:{config.rtpengine_port} {'pong' if ok else 'no answer'}"))

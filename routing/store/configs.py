@@ -262,7 +262,8 @@ def apply_load(
     return LoadResult(changes, versions, int(status[1] or 0))
 
 
-def rollback(r: redis.Redis, account: str, to: int | None = None, keep: int = DEFAULT_KEEP) -> LoadResult:
+def rollback(r: redis.Redis, account: str, to: int | None = None, keep: int = DEFAULT_KEEP, *,
+             allow_private_webhooks: bool = False) -> LoadResult:
     """Make an earlier version current again, as a new version (history stays linear)."""
     current = current_version(r, account)
     if not current:
@@ -278,7 +279,7 @@ def rollback(r: redis.Redis, account: str, to: int | None = None, keep: int = DE
     doc = read_source(r, account, to)
     if doc is None:
         raise StoreError(f"version {to} of {account!r} is not kept (kept: {', '.join(map(str, kept)) or 'none'})")
-    problems = errors(validate_document(doc, f"{account}@v{to}"))
+    problems = errors(validate_document(doc, f"{account}@v{to}", allow_private_webhooks=allow_private_webhooks))
     if problems:
         raise StoreError(f"version {to} no longer validates: {problems[0].line()}")
     changes, number_problems = plan_load(r, [(f"{account}@v{to}", doc)])

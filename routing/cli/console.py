@@ -328,6 +328,19 @@ def bench() -> None:
     """Benchmarks (figures, not tests)."""
 
 
+@bench.command(name="history")
+@click.option("--events", default=50_000, show_default=True, type=click.IntRange(1000, 1_000_000), help="Backlog drained for capacity.")
+@click.option("--rate", default=800, show_default=True, type=click.IntRange(1, 100_000),
+              help="Call records per second for the pace run (the stack's highest zero-failure rate, `voffice bench sip`).")
+@click.option("--seconds", default=10.0, show_default=True, type=click.FloatRange(1, 600))
+@click.option("--notices", default=20, show_default=True, type=click.IntRange(1, 1000), help="Missed calls timed to their mail.")
+def bench_history(events: int, rate: int, seconds: float, notices: int) -> None:
+    """Rows/s the history writer writes, its lag at RATE calls/s, and notification latency."""
+    from voffice_bench.history import run_history_bench
+
+    run_history_bench(events, rate, seconds, notices, echo=click.echo)
+
+
 @bench.command(name="decide")
 @click.option("--accounts", default=10_000, show_default=True, type=click.IntRange(1, 200_000))
 @click.option("--decisions", default=200_000, show_default=True, type=click.IntRange(1000, 10_000_000))

@@ -218,3 +218,40 @@ def _no_leftover_threads() -> Iterator[None]:
     before = threading.active_count()
     yield
     assert threading.active_count() <= before + 1
+
+
+def test_sigterm_mid_stream_loses_nothing_and_writes_nothing_twice(client: redis.Redis, database_url: str) -> None:
+    """`voffice history-writer` as `voffice up` runs it: SIGTERM while calls keep ending, a
+    new process under the same name: every call one row (its own pending batch first)."""
+    import signal
+    import subprocess
+    import sys
+
+    from routing.stack.local import consumer_ready
+
+    def start() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen([sys.executable, "-m", "routing.cli.console", "history-writer", "--redis", _url(client),
+                                 "--database", database_url, "--name", "history-1"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 20
+        while not consumer_ready(_url(client), "history", "history-1"):  # (a SIGTERM while importing kills it: nothing read yet)
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        return proc
+
+    writer = start()
+    try:
+        for i in range(0, 3000, 100):
+            add(client, [call_event(j) for j in range(i, i + 100)])
+            time.sleep(0.01)
+            if i == 1500:
+                writer.send_signal(signal.SIGTERM)
+                assert writer.wait(30) == 0  # a clean exit, not a kill
+        assert len(rows(database_url)) < 3000  # it really stopped mid-stream
+        writer = start()
+        found = wait_for_rows(database_url, 3000)
+    finally:
+        writer.send_signal(signal.SIGTERM)
+        writer.wait(30)
+    assert len(found) == 3000 and len({r["call_id"] for r in found}) == 3000
+    assert b"Traceback" not in (writer.stderr.read() if writer.stderr else b"")

@@ -232,3 +232,26 @@ def test_failing_receivers_get_it_once_when_they_are_back(tmp_path: Path, stacks
         assert by_channel["email"]["status"] == "sent" and by_channel["email"]["attempts"] >= 2
     finally:
         failing.close()
+
+
+def test_a_fax_is_mailed_as_pdf_with_its_page_count(tmp_path: Path, stacks: Any, database_url: str) -> None:
+    """A fax event as the media server emits it (a real two-page TIFF made into a PDF by the
+    media server's own code) put on the stack's stream: the mail carries the PDF, the text
+    its page count; the history has the recording."""
+    from voffice_media.fax import make_test_tiff, tiff_to_pdf
+
+    stack = stacks(SATURDAY, database_url=database_url)
+    tiff, pdf = tmp_path / "fax.tif", tmp_path / "fax.pdf"
+    make_test_tiff(tiff, pages=2)
+    tiff_to_pdf(tiff, pdf)
+    stack.redis().xadd("voffice:events", {
+        "v": "1", "type": "fax", "account": "berry-demo", "number": NUMBER, "caller": "+79031112233",
+        "call_id": "fa0000000000fa01", "path": str(tiff), "pdf": str(pdf), "pages": "2", "status": "stored",
+        "duration": "41.000", "sha256": "ab" * 32, "bytes": str(tiff.stat().st_size)})
+    [mail] = wait_for(lambda: mails(stack), what="the fax mail")
+    [attached] = list(mail.iter_attachments())
+    assert attached.get_content_type() == "application/pdf" and attached.get_content() == pdf.read_bytes()
+    assert "Факс" in mail["Subject"] and "2" in mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    with database.connect(database_url) as conn:
+        [row] = wait_for(lambda: conn.execute("SELECT kind, pages, pdf FROM recordings").fetchall(), what="the recording row")
+    assert (row["kind"], row["pages"], row["pdf"]) == ("fax", 2, str(pdf))

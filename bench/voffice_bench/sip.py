@@ -43,7 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from routing.stack.local import KAMAILIO_CFG, KEMI_SCRIPT, SEED, Component, Stack, StackConfig, StackError, components
-from routing.stack.ports import free_udp_port
+from routing.stack.ports import free_port, free_udp_port
+from routing.stack.postgres_server import cluster_dir
 from voffice_bench.kit import (
     Mix,
     MixError,
@@ -186,7 +187,7 @@ class Target:
 
 
 def make_target(name: str, index: int, workdir: Path, children: int, allocator: str = "tlsf", media: bool = False,
-                load: Sequence[str] = (), now: str | None = None) -> Target:
+                load: Sequence[str] = (), now: str | None = None, history: bool = False) -> Target:
     """One configuration on free ports; with `media`, voffice gets a media server (prompts, menus,
     voicemail), `load` replaces the seed and `now` Wednesday lunch."""
     gateway_port = free_udp_port()
@@ -206,7 +207,9 @@ def make_target(name: str, index: int, workdir: Path, children: int, allocator: 
     )
     if name == "voffice":
         parts = ("redis", "rtpengine", "media", "kamailio") if media else ("redis", "rtpengine", "kamailio")
-        stack: Stack = Stack(replace(config, components=parts, media_rtp_ports=rtp_port_range(index + 2)))
+        if history:  # the call history written while the calls run (PostgreSQL of its own, fsync on)
+            parts = ("redis", "postgres", *parts[1:], "history")
+        stack: Stack = Stack(replace(config, components=parts, media_rtp_ports=rtp_port_range(index + 2), postgres_port=free_port()))
     else:
         stack = BaselineStack(replace(config, components=("rtpengine", "kamailio"), load=(), now=None))
     return Target(name, stack, gateway_port)
@@ -458,10 +461,11 @@ def idle_cpu(target: Target, seconds: float = 2.0) -> tuple[float, float]:
 
 def run_config(name: str, index: int, rates: Sequence[int], seconds: float, children: int,
                workdir: Path, echo: Callable[[str], None], allocator: str = "tlsf", mix: Mix | None = None,
-               load: Sequence[str] = (), now: str | None = None) -> Run:
+               load: Sequence[str] = (), now: str | None = None, history: bool = False) -> Run:
     run = Run(name)
     media = mix is not None and mix.reaches_menu()
-    target = make_target(name, index, workdir, children, allocator, media=media, load=load, now=now)
+    history = history and name == "voffice"
+    target = make_target(name, index, workdir, children, allocator, media=media, load=load, now=now, history=history)
     try:
         target.stack.start(timeout=30)
         echo(f"{name:<8} up: Kamailio {HOST}:{target.sip_port} ({children} children), operator gateway {HOST}:{target.gateway_port}"
@@ -479,12 +483,37 @@ def run_config(name: str, index: int, rates: Sequence[int], seconds: float, chil
             if not step.held:
                 break
             time.sleep(1.0)  # let transactions and rtpengine sessions drain
+        if history:
+            echo(history_line(target, 10 + sum(step.attempted for step in run.steps)))
     except (BenchError, StackError) as exc:
         run.error = str(exc)
         echo(f"{name}: {exc}")
     finally:
         target.stack.stop()
+        if history:
+            shutil.rmtree(cluster_dir(target.stack.config.run_dir), ignore_errors=True)
     return run
+
+
+def history_line(target: Target, calls: int) -> str:
+    """After the run: the history writer's backlog, how long it took to clear, and its rows
+    against the calls placed (each call has exactly one record)."""
+    import redis as redis_lib
+
+    from routing.records import database
+    from routing.records.stream import lag
+
+    config = target.stack.config
+    client = redis_lib.Redis.from_url(config.redis_url, socket_timeout=2)
+    behind = lag(client).get("history", 0)
+    started = time.monotonic()
+    while lag(client).get("history", 0) and time.monotonic() - started < 120:
+        time.sleep(0.05)
+    with database.connect(config.history_url) as conn:
+        row = conn.execute("SELECT count(*) AS n FROM calls").fetchone()
+    rows = int(row["n"]) if row else 0
+    return (f"history: {rows} rows for {calls} calls placed; {behind} records not yet written when the last step ended, "
+            f"written {time.monotonic() - started:.1f} s later")
 
 
 def comparison(baseline: Run, voffice: Run, max_cps: int) -> dict[str, Any]:
@@ -578,7 +607,7 @@ def held_meaning(mix: Mix, configs: Sequence[str]) -> str:
 def run_sip_bench(cps_start: int, cps_step: int, seconds: float, max_cps: int, echo: Callable[[str], None],
                   kamailio_children: int = 4, workdir: Path | None = None, allocator: str = "tlsf",
                   mix: Mix | None = None, voffice_only: bool = False, plot: Path | None = None,
-                  load: Sequence[str] = (), now: str | None = None) -> dict[str, Any]:
+                  load: Sequence[str] = (), now: str | None = None, history: bool = False) -> dict[str, Any]:
     """Step both configurations up from `cps_start` by `cps_step` to `max_cps`; print and return
     each step, each highest held rate and the two target ratios. With a mix, the kit's callers
     and gateway (bench/voffice_bench/kit.py); `voffice_only` skips the baseline; `plot` draws the run;
@@ -609,7 +638,7 @@ def run_sip_bench(cps_start: int, cps_step: int, seconds: float, max_cps: int, e
         if not mix.routing_known and mix.expect is None:
             echo("(expected finals assume the seed at Wednesday lunch; with other accounts or another time pass --expect)")
     baseline = Run("baseline") if voffice_only else run_config("baseline", 0, rates, seconds, kamailio_children, workdir, echo, allocator, mix)
-    voffice = run_config("voffice", 1, rates, seconds, kamailio_children, workdir, echo, allocator, mix, load, now)
+    voffice = run_config("voffice", 1, rates, seconds, kamailio_children, workdir, echo, allocator, mix, load, now, history)
     runs = [voffice] if voffice_only else [baseline, voffice]
     steps_csv, seconds_csv = write_csvs(workdir, runs)
     out: dict[str, Any] = {

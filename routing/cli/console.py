@@ -428,12 +428,13 @@ def call_cmd(number: str, caller: str, dtmf: str, dtmf_mode: str, require_100rel
 @click.option("--load", "load_paths", multiple=True, metavar="FILE|DIR", help="Accounts for voffice's configuration (default: the seed).")
 @click.option("--now", default=None, help="voffice's clock at the start (default: Wednesday lunch, 2026-11-25T13:30:00+03:00).")
 @click.option("--voffice-only", is_flag=True, help="Run the voffice configuration alone (no native baseline).")
+@click.option("--history", is_flag=True, help="voffice also writes the call history (PostgreSQL + history writer) while it runs.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, metavar="FILE.png",
               help="Draw calls/s offered and answered and INVITE->200 p50/p99 per second over the run.")
 @user_errors
 def bench_sip(cps: int, seconds: float, cps_step: int, max_cps: int, children: int, allocator: str, workdir: str | None,
               caller_kind: str | None, gateway_spec: str | None, inf_path: str | None, talk_ms: int | None, expect_codes: str | None,
-              load_paths: tuple[str, ...], now: str | None, voffice_only: bool, plot_path: str | None) -> None:
+              load_paths: tuple[str, ...], now: str | None, voffice_only: bool, plot_path: str | None, history: bool) -> None:
     """Full calls per second through the stack (sipp callers -> Kamailio with the KEMI routing ->
     an answering operator gateway), side by side with a native Kamailio cfg relaying the same calls.
     --caller, --gateway, --inf, --talk, --expect make a mix of the load-tester kit (bench/sipp/,
@@ -455,7 +456,7 @@ def bench_sip(cps: int, seconds: float, cps_step: int, max_cps: int, children: i
         result = run_sip_bench(cps, cps_step, seconds, max_cps, click.echo, kamailio_children=children,
                                workdir=Path(workdir) if workdir else None, allocator=allocator, mix=mix,
                                voffice_only=voffice_only, plot=Path(plot_path) if plot_path else None,
-                               load=load_paths, now=now)
+                               load=load_paths, now=now, history=history)
     except BenchError as exc:
         fail(str(exc))
     errors = [run["error"] for run in (result["baseline"], result["voffice"]) if run and run["error"]]

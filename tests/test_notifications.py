@@ -255,3 +255,53 @@ def test_a_fax_is_mailed_as_pdf_with_its_page_count(tmp_path: Path, stacks: Any,
     with database.connect(database_url) as conn:
         [row] = wait_for(lambda: conn.execute("SELECT kind, pages, pdf FROM recordings").fetchall(), what="the recording row")
     assert (row["kind"], row["pages"], row["pdf"]) == ("fax", 2, str(pdf))
+
+
+def test_a_vip_fax_on_saturday_reaches_the_office_as_pdf(tmp_path: Path, stacks: Any, database_url: str) -> None:
+    """The seed's weekend-VIP case through the whole stack: a caller (a real T.30 sender,
+    spandsp) dials, keys 2 in the menu (in-band), the media server receives two pages
+    through rtpengine; the office gets one mail with the fax as PDF and its page count, the
+    history a fax call with the fax it left."""
+    from voffice_media.dtmf import dtmf_tone
+    from voffice_media.fax import FaxSession, make_test_tiff, spandsp_available
+    from voffice_media.operations import FRAME
+
+    from .stack_peer import StackCaller
+
+    if not spandsp_available():
+        pytest.skip("libspandsp2 is installed by `make install`")
+    stack = stacks(SATURDAY, database_url=database_url)
+    tiff = tmp_path / "sent.tif"
+    make_test_tiff(tiff, pages=2)
+    peer = StackCaller(("127.0.0.1", stack.sip_port), "+79161112233")
+    session = FaxSession(calling=True, rx_file=None, tx_file=tiff)
+    try:
+        peer.dial(NUMBER)
+        peer.early_media(10)  # the menu's 183
+        key = iter(np.concatenate([np.zeros(FRAME * 25, dtype=np.int16), dtmf_tone("2", 200),
+                                   np.zeros(FRAME * 10, dtype=np.int16)]).reshape(-1, FRAME))
+        peer.media(3.0, lambda _rx: next(key, np.zeros(FRAME, dtype=np.int16)), stop=lambda: bool(peer.finals()))
+        answer = peer.final(20)
+        assert answer.status == 200, answer.status  # the fax operation answers
+        peer.ack(answer)
+        finished: list[float] = []
+
+        def produce(rx: np.ndarray) -> np.ndarray:
+            out: np.ndarray = session.process(rx)
+            if session.done and not finished:
+                finished.append(time.monotonic())
+            return out
+
+        peer.media(120, produce, stop=lambda: bool(finished) and (peer.bye_received or time.monotonic() - finished[0] > 3))
+        assert session.result is not None and session.result.ok, session.result
+        if not peer.bye_received:
+            peer.bye()
+    finally:
+        session.close()
+        peer.close()
+    [mail] = wait_for(lambda: mails(stack), seconds=30, what="the fax mail")
+    [pdf] = list(mail.iter_attachments())
+    assert pdf.get_content_type() == "application/pdf" and pdf.get_content().startswith(b"%PDF")
+    assert "Факс" in mail["Subject"] and "2" in mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    [row] = wait_for(lambda: history(database_url), what="the history row")
+    assert (row["status"], row["rule"], row["left_kind"], row["left_pages"]) == ("fax", "r3", "fax", 2)

@@ -43,7 +43,7 @@ def postgres_server() -> Iterator[Any]:
     except Exception as exc:
         pytest.skip(str(exc))
     run = Path(tempfile.mkdtemp(prefix="voffice-pg-test-"))
-    server = PostgresServer(cluster_dir(run / "run"), fsync=False)
+    server = PostgresServer(cluster_dir(run / "run"), fsync=False, password_file=run / "postgres.password")
     server.start()
     try:
         yield server

@@ -154,7 +154,7 @@ def test_postgresql_stopped_under_load_then_started_loses_nothing(client: redis.
     import tempfile
 
     run = Path(tempfile.mkdtemp(prefix="voffice-pg-outage-"))
-    server = PostgresServer(cluster_dir(run / "run"), fsync=False)
+    server = PostgresServer(cluster_dir(run / "run"), fsync=False, password_file=run / "postgres.password")
     server.start()
     try:
         with database.connect(server.url) as conn:
@@ -255,3 +255,13 @@ def test_sigterm_mid_stream_loses_nothing_and_writes_nothing_twice(client: redis
         writer.wait(30)
     assert len(found) == 3000 and len({r["call_id"] for r in found}) == 3000
     assert b"Traceback" not in (writer.stderr.read() if writer.stderr else b"")
+
+
+def test_the_local_cluster_wants_its_password(postgres_server: Any) -> None:
+    """`voffice up`'s cluster: loopback TCP needs the password its initdb made (the role is a
+    superuser: trust would let any local user run commands as the cluster's owner)."""
+    assert postgres_server.password and postgres_server.password in postgres_server.url
+    without = postgres_server.url.replace(f":{postgres_server.password}@", "@")
+    with pytest.raises(database.DatabaseError, match="password"):
+        database.connect(without, timeout=2)
+    assert postgres_server.password_file.stat().st_mode & 0o077 == 0

@@ -401,8 +401,8 @@ class MediaServer:
             log.error("call %s: no prompt: %s", call_id, exc)
             self.apply(self.uas.reject(call_id, 500, "Prompt Unavailable"))
             return
-        if self.uas.call_state(call_id) is None:
-            return  # cancelled while the prompt was being prepared
+        if self.uas.call_state(call_id) != "proceeding":
+            return  # cancelled (or ended) while the prompt was being prepared
         operation = build(op, prompt, self.beep)
         if offer is None and not operation.answered and not event.reliable:
             # Early media needs SDP in a provisional; without an offer in the INVITE ours can
@@ -424,6 +424,9 @@ class MediaServer:
             await self._open_rtp(call)
         except OSError:
             self.apply(self.uas.reject(call_id, 503, "No RTP Port"))
+            return
+        if self.uas.call_state(call_id) != "proceeding":
+            self._close_rtp(call)  # cancelled while the port was opened: its CallCancelled found no call
             return
         if isinstance(operation, Voicemail):
             # Frames go to a .part file as they arrive: a crash keeps what was said, and

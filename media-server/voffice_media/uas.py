@@ -700,11 +700,14 @@ class UAS:
         return self._answer(request, key, reply_to, 200) + self._media_answer(call, request)
 
     def _media_answer(self, call: _Call, request: Request) -> list[Action]:
-        """The answer to our offer, in the PRACK or the ACK that carries one (first only)."""
-        if not (call.offer_sent and request.body and _is_sdp(request.headers.get("Content-Type"))):
+        """The answer to our offer, in the PRACK or the ACK that must carry it (RFC 3262 5,
+        RFC 3261 13.2.1); one without SDP comes as an empty answer, which the application
+        refuses like a bad one (no media was agreed: the call must not wait for it)."""
+        if not call.offer_sent:
             return []
         call.offer_sent = call.delayed_offer = False
-        return self._event(call, MediaAnswer(call.call_id, request.body))
+        answer = request.body if request.body and _is_sdp(request.headers.get("Content-Type")) else b""
+        return self._event(call, MediaAnswer(call.call_id, answer))
 
     def _on_info(self, request: Request, key: TxKey, reply_to: Addr) -> list[Action]:
         """DTMF as SIP INFO (application/dtmf-relay or application/dtmf) in the early or

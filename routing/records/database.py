@@ -21,6 +21,7 @@ from psycopg.rows import dict_row
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _MIGRATION = re.compile(r"([0-9]{4})_[a-z0-9_]+\.sql")
 PARTITIONED = ("calls", "recordings")
+PARTITION_LOCK = 7_316_001  # pg_advisory_xact_lock key: one writer makes partitions at a time
 STATUSES = ("answered", "voicemail", "fax", "missed", "failed")
 
 
@@ -29,15 +30,16 @@ class DatabaseError(Exception):
 
 
 def redact(url: str) -> str:
-    """A database URL fit for a message: the password replaced."""
+    """A database URL fit for a message: the password (user info or `password=`) replaced."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<unparsable URL>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+    if parts.password is not None:
+        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1))
+    if "password=" in parts.query.lower():
+        parts = parts._replace(query=re.sub(r"(?i)(password=)[^&]*", r"\1***", parts.query))
+    return parts.geturl()
 
 
 def check_url(url: str) -> None:

@@ -165,9 +165,17 @@ class HistoryWriter:
         calls = [row for entry_id, event in entries if (row := call_row(entry_id, event)) is not None]
         recordings = [row for entry_id, event in entries if (row := recording_row(entry_id, event)) is not None]
         conn = self.connection()
+        months = {"calls": {database.month_start(r["started_at"]) for r in calls},
+                  "recordings": {database.month_start(r["created_at"]) for r in recordings}}
+        if any(database.partition_name(t, m) not in self._partitions for t, ms in months.items() for m in ms):
+            # Partitions in a short transaction of their own, one writer at a time: CREATE
+            # TABLE ... PARTITION OF locks the parent until COMMIT, and two writers making
+            # the same month's table at once would collide (or deadlock on two parents).
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (database.PARTITION_LOCK,))
+                for table, wanted in months.items():
+                    database.ensure_partitions(conn, table, wanted, self._partitions)
         with conn.transaction():
-            database.ensure_partitions(conn, "calls", (database.month_start(r["started_at"]) for r in calls), self._partitions)
-            database.ensure_partitions(conn, "recordings", (database.month_start(r["created_at"]) for r in recordings), self._partitions)
             with conn.cursor() as cur:
                 if calls:
                     cur.executemany(CALL_SQL, calls)
@@ -186,6 +194,7 @@ class HistoryWriter:
             dropped = database.prune(self.connection(), self.keep_months)
         except (psycopg.Error, database.DatabaseError) as exc:
             log.warning("retention: %s", database.one_line(exc))
+            self.drop_connection()  # not left in an aborted transaction for the next batch
             self._pruned_on = ""
             return
         self._partitions.difference_update(dropped)

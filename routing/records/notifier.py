@@ -3,7 +3,8 @@
 Two steps, so that nothing is lost and nothing is sent twice to effect:
 1. Queue: events are read through the `notifier` consumer group; each one the account's
    `notifications` asks for becomes one `deliveries` row per address and per URL (unique by
-   event id, channel and target: an event read twice queues nothing more), committed before
+   call id, kind, channel and target: an event read twice, or a record Kamailio sent twice
+   after a Redis timeout, queues nothing more), committed before
    the event is acknowledged. The account's settings of that moment go into the row.
 2. Deliver: due rows are locked (FOR UPDATE SKIP LOCKED: several notifiers share the work),
    sent, and marked `sent`, or given their error and a next attempt with backoff; after

@@ -113,9 +113,9 @@ def needed_from(client: redis.Redis, stream: str = STREAM) -> str | None:
     needed: list[tuple[int, int]] = []
     for group in groups:
         name = _text(group["name"])
-        if int(group.get("pending", 0)):
-            summary = client.xpending(stream, name)
-            needed.append(_id(_text(summary["min"])))
+        oldest = client.xpending(stream, name)["min"] if int(group.get("pending", 0)) else None
+        if oldest is not None:  # (None: acknowledged between XINFO and XPENDING)
+            needed.append(_id(_text(oldest)))
         else:
             needed.append(_id(next_id(_text(group["last-delivered-id"]))))
     ms, seq = min(needed)

@@ -93,8 +93,16 @@ class StackConfig:
 
     @property
     def history_url(self) -> str:
-        """The call-history database: the given URL, or the local cluster's."""
-        return self.database_url or f"postgresql://voffice@{self.host}:{self.postgres_port}/voffice"
+        """The call-history database: the given URL, or the local cluster's (with the password
+        its initdb made, kept 0600 in the run dir)."""
+        if self.database_url:
+            return self.database_url
+        try:
+            password = (self.run_dir / POSTGRES_PASSWORD).read_text().strip()
+        except OSError:
+            password = ""
+        user = f"voffice:{password}" if password else "voffice"
+        return f"postgresql://{user}@{self.host}:{self.postgres_port}/voffice"
 
     @property
     def sip_tls_port(self) -> int:
@@ -113,6 +121,8 @@ class Component:
     proc: subprocess.Popen[bytes] | None = None
     popen: dict[str, Any] = field(default_factory=dict)  # e.g. the user PostgreSQL runs as
 
+
+POSTGRES_PASSWORD = "postgres.password"  # in the run dir: the local cluster's password (0600)
 
 # How each component is told to stop: PostgreSQL's SIGTERM waits for every client to leave
 # ("smart"), SIGINT is its fast shutdown; everything else finishes its work on SIGTERM.
@@ -250,7 +260,7 @@ def components(config: StackConfig) -> list[Component]:
     if "postgres" in config.components and not config.database_url:
         from routing.stack.postgres_server import PostgresError, PostgresServer, cluster_dir
 
-        server = PostgresServer(cluster_dir(run), port=config.postgres_port, host=h)
+        server = PostgresServer(cluster_dir(run), port=config.postgres_port, host=h, password_file=run / POSTGRES_PASSWORD)
         try:
             server.init()  # initdb, once
         except PostgresError as exc:
@@ -259,21 +269,20 @@ def components(config: StackConfig) -> list[Component]:
     if "history" in config.components:
         out.append(Component(
             "history",
-            [venv_python(), "-m", "routing.cli.console", "history-writer", "--redis", config.redis_url,
-             "--database", config.history_url, "--name", "history-1",
+            [venv_python(), "-m", "routing.cli.console", "history-writer", "--redis", config.redis_url, "--name", "history-1",
              *(["--keep-months", str(config.history_keep_months)] if config.history_keep_months else [])],
             lambda: consumer_ready(config.redis_url, "history", "history-1"),
-            env,
+            {**env, **secret_env(config)},  # URLs with passwords: in the environment, not on the command line (ps)
         ))
     if "notifier" in config.components:
         out.append(Component(
             "notifier",
             [venv_python(), "-m", "routing.cli.console", "notifier", "--redis", config.redis_url,
-             "--database", config.history_url, "--name", "notifier-1", "--retry-base", str(config.notify_retry_base),
-             *(["--smtp", config.smtp_url] if config.smtp_url else ["--maildir", str(run / "mail")]),
+             "--name", "notifier-1", "--retry-base", str(config.notify_retry_base),
+             *([] if config.smtp_url else ["--maildir", str(run / "mail")]),
              *(["--allow-private-webhooks"] if config.allow_private_webhooks else [])],
             lambda: consumer_ready(config.redis_url, "notifier", "notifier-1"),
-            env,
+            {**env, **secret_env(config)},
         ))
     if "rtpengine" in config.components:
         low, high = config.rtp_ports
@@ -402,6 +411,7 @@ class Stack:
             if "history" in config.components:  # where `voffice calls` finds it (0600: a URL may hold a password)
                 url_file = config.run_dir / "database.url"
                 url_file.touch(mode=0o600)
+                url_file.chmod(0o600)
                 url_file.write_text(config.history_url + "\n")
         except BaseException:
             self.stop()
@@ -499,14 +509,24 @@ def down(config: StackConfig, echo: Callable[[str], None]) -> bool:
     return stopped
 
 
+def secret_env(config: StackConfig) -> dict[str, str]:
+    """The database and SMTP URLs for the records processes (click reads them from these)."""
+    env = {"VOFFICE_DATABASE_URL": config.history_url}
+    if config.smtp_url:
+        env["VOFFICE_SMTP_URL"] = config.smtp_url
+    return env
+
+
 def consumer_ready(redis_url: str, group: str, name: str) -> bool:
-    """A records process is up once it has joined its consumer group on voffice:events."""
+    """A records process is up once it reads its consumer group on voffice:events (its name
+    there and active in the last 3 s: a name left by an earlier run is not enough)."""
     try:
         client = redis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
         consumers = client.xinfo_consumers("voffice:events", group)
     except redis.RedisError:
         return False
-    return any((c["name"].decode() if isinstance(c["name"], bytes) else c["name"]) == name for c in consumers)
+    return any((c["name"].decode() if isinstance(c["name"], bytes) else c["name"]) == name and int(c.get("idle", 0)) < 3000
+               for c in consumers)
 
 
 def history_status(config: StackConfig) -> tuple[bool, str]:
@@ -579,7 +599,7 @@ def status(config: StackConfig) -> list[tuple[str, bool, str]]:
         try:
             with database.connect(config.history_url, timeout=2) as conn:
                 version = database.current_version(conn)
-            rows.append(("postgres", True, f"{config.history_url} schema version {version}"))
+            rows.append(("postgres", True, f"{database.redact(config.history_url)} schema version {version}"))
         except database.DatabaseError as exc:
             rows.append(("postgres", False, str(exc)))
     if "history" in config.components:

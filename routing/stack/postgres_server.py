@@ -5,9 +5,11 @@ PostgreSQL refuses to run as root, and `make run` runs as root on a fresh machin
 cluster belongs to Debian's `postgres` user, which must be able to reach its data directory.
 `cluster_dir` keeps it under the run directory when it can, else under /var/lib/voffice (a
 pytest tmp folder, or a checkout in /root, is closed to other users). Connections: TCP on
-loopback only, trust authentication (like the local Redis: loopback, no password), and the
-Unix socket inside the data directory so a system cluster's /var/run/postgresql is never
-touched.
+loopback only, with a password made at initdb (scram-sha-256; kept 0600 in `password_file`,
+and in the URL the stack gives its processes through their environment): the `voffice`
+role is a superuser, and trust on loopback would let any local user run commands as the
+cluster's owner. The Unix socket lives inside the data directory (only its owner reaches it;
+a system cluster's /var/run/postgresql is never touched).
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from __future__ import annotations
 import hashlib
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import stat
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -91,16 +95,29 @@ def stop_postgres(proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
 class PostgresServer:
     """One cluster: `init()` once (initdb, the `voffice` role and database), `start()`, `stop()`."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, host: str = "127.0.0.1", fsync: bool = True):
+    def __init__(self, data_dir: Path, port: int | None = None, host: str = "127.0.0.1", fsync: bool = True,
+                 password_file: Path | None = None):
         self.data_dir = data_dir
+        self.password_file = password_file
         self.host = host
         self.port = port or free_port(host)
         self.fsync = fsync
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
+    def password(self) -> str | None:
+        if self.password_file is None or not self.password_file.exists():
+            return None
+        return self.password_file.read_text().strip() or None
+
+    def url_of(self, database: str) -> str:
+        password = self.password
+        user = f"{ROLE}:{password}" if password else ROLE
+        return f"postgresql://{user}@{self.host}:{self.port}/{database}"
+
+    @property
     def url(self) -> str:
-        return f"postgresql://{ROLE}@{self.host}:{self.port}/{DATABASE}"
+        return self.url_of(DATABASE)
 
     def _as_owner(self) -> dict[str, object]:
         owner = _owner()
@@ -118,9 +135,29 @@ class PostgresServer:
         if owner is not None:
             os.chown(self.data_dir, owner.pw_uid, owner.pw_gid)
         self.data_dir.chmod(0o700)
-        argv = [str(bin_dir() / "initdb"), "-D", str(self.data_dir), "-U", ROLE, "--auth=trust", "-E", "UTF8",
-                "--locale=C.UTF-8", "--no-instructions"]
-        done = subprocess.run(argv, capture_output=True, timeout=120, **self._as_owner())  # type: ignore[call-overload]
+        argv = [str(bin_dir() / "initdb"), "-D", str(self.data_dir), "-U", ROLE, "-E", "UTF8",
+                "--locale=C.UTF-8", "--no-instructions", "--auth-local=trust"]
+        pwfile = None
+        if self.password_file is not None:
+            password = secrets.token_hex(24)
+            self.password_file.parent.mkdir(parents=True, exist_ok=True)
+            self.password_file.touch(mode=0o600)
+            self.password_file.chmod(0o600)
+            self.password_file.write_text(password + "\n")
+            fd, name = tempfile.mkstemp(prefix="voffice-pw-")  # readable by initdb's user, removed at once
+            pwfile = Path(name)
+            with os.fdopen(fd, "w") as f:
+                f.write(password + "\n")
+            if owner is not None:
+                os.chown(pwfile, owner.pw_uid, owner.pw_gid)
+            argv += ["--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
+        else:
+            argv += ["--auth-host=trust"]
+        try:
+            done = subprocess.run(argv, capture_output=True, timeout=120, **self._as_owner())  # type: ignore[call-overload]
+        finally:
+            if pwfile is not None:
+                pwfile.unlink(missing_ok=True)
         if done.returncode != 0:
             last = (done.stderr or done.stdout).decode(errors="replace").strip().splitlines()[-1:]
             raise PostgresError(f"initdb {self.data_dir} failed: {' '.join(last)}")
@@ -138,7 +175,7 @@ class PostgresServer:
         import psycopg
 
         try:
-            with psycopg.connect(f"postgresql://{ROLE}@{self.host}:{self.port}/postgres", connect_timeout=1, autocommit=True) as conn:
+            with psycopg.connect(self.url_of("postgres"), connect_timeout=1, autocommit=True) as conn:
                 if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone() is None:
                     conn.execute(f"CREATE DATABASE {DATABASE}")
                 return True

@@ -485,7 +485,8 @@ def test_rfc2543_invite_without_branch_or_contact() -> None:
         .replace(b"56 INVITE", b"56 ACK")
         .replace(b"user=phone\r\nCall", b"user=phone;tag=tok1\r\nCall")
     )
-    assert uas.receive(ack_data, KAMAILIO, 0.2) == [Acked("inv2543")]
+    # (our 200 carried an offer, the INVITE had none: an ACK without the answer reports it empty)
+    assert uas.receive(ack_data, KAMAILIO, 0.2) == [MediaAnswer("inv2543", b""), Acked("inv2543")]
     [send] = uas.hangup("inv2543")
     assert isinstance(send, Send)
     bye = parse(send.data)
@@ -830,3 +831,15 @@ def test_an_early_offer_caller_sends_no_answer_event() -> None:
     actions = uas.receive(request("PRACK", branch="z9hG4bK-prack1", to_tag="tok1", cseq=2, extra="RAck: 1 1 INVITE",
                                   body=SDP, record_route=False), KAMAILIO, 0.1)
     assert statuses(actions) == [200] and not events(actions)
+
+
+def test_a_prack_without_the_answer_is_an_empty_answer_the_call_does_not_wait_for() -> None:
+    """RFC 3262 5: the PRACK must carry the answer to the offer in the reliable 183; one
+    without SDP comes as MediaAnswer(b"") (the server refuses it) instead of a call that
+    waits for media forever."""
+    uas = make_uas()
+    uas.receive(request("INVITE", extra="Require: 100rel"), KAMAILIO, 0.0)
+    uas.provisional("call-1", 183, SDP)
+    actions = uas.receive(request("PRACK", branch="z9hG4bK-p", to_tag="tok1", cseq=2, extra="RAck: 1 1 INVITE",
+                                  record_route=False), KAMAILIO, 0.1)
+    assert statuses(actions) == [200] and events(actions) == [MediaAnswer("call-1", b"")]

@@ -62,7 +62,9 @@ CREATE TABLE deliveries (
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
     sent_at         timestamptz,
     event           jsonb       NOT NULL,   -- what the notification is about
-    UNIQUE (event_id, channel, target)
+    -- one notice per call, kind and target: Kamailio re-sends a batch of records after a
+    -- Redis timeout, and a record added twice has two entry ids but one call id
+    UNIQUE (call_id, kind, channel, target)
 );
 CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending';
 CREATE INDEX deliveries_account ON deliveries (account, created_at);

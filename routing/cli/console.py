@@ -51,7 +51,7 @@ def user_errors(fn: F) -> F:
         except (configs.StoreError, EventError) as exc:
             fail(str(exc))
         except (redis.ConnectionError, redis.TimeoutError, StoreUnavailable) as exc:
-            fail(f"cannot reach Redis at {configs.redis_url(kwargs.get('redis_url'))}: {exc}")
+            fail(f"cannot reach Redis at {configs.shown_url(configs.redis_url(kwargs.get('redis_url')))}: {exc}")
         except redis.RedisError as exc:
             fail(f"Redis error: {exc}")
 
@@ -73,6 +73,7 @@ redis_option = click.option(
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="voffice", prog_name="voffice")
 def main() -> None:
     """voffice: a carrier-grade router for virtual phone numbers."""
 
@@ -157,6 +158,47 @@ def rollback(account: str, to_version: int | None, keep: int, redis_url: str | N
     click.echo(f"{account}: v{result.versions[account]} (was v{change.current}): {configs.history(r, account, 1)[0]['action']}")
     for line in change.summary:
         click.echo(f"  {line}")
+
+
+@main.command(name="list")
+@click.option("--json", "as_json", is_flag=True)
+@redis_option
+@user_errors
+def list_cmd(as_json: bool, redis_url: str | None) -> None:
+    """Every loaded account: its version, numbers, versions kept, last change."""
+    found = configs.accounts(configs.connect(redis_url))
+    if as_json:
+        click.echo(json.dumps(found, ensure_ascii=False, indent=2))
+        return
+    if not found:
+        click.echo("no accounts loaded")
+        return
+    for a in found:
+        click.echo(f"{a['account']:<24} v{a['version']:<4} {len(a['numbers'])} number(s) {', '.join(a['numbers'][:3])}"
+                   f"{' ...' if len(a['numbers']) > 3 else ''}  kept v{','.join(map(str, a['versions_kept']))}"
+                   f"  {a['updated_at']} {a['action']} by {a['by']}")
+    click.echo(f"{len(found)} account(s), {sum(len(a['numbers']) for a in found)} number(s)")
+
+
+@main.command()
+@click.argument("account")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--expect-version", type=click.IntRange(1), default=None, help="Refuse unless the account is at this version.")
+@redis_option
+@user_errors
+def delete(account: str, yes: bool, expect_version: int | None, redis_url: str | None) -> None:
+    """Unload ACCOUNT: its numbers are released at once; its versions and history are kept."""
+    r = configs.connect(redis_url)
+    current = configs.current_version(r, account)
+    if not current:
+        fail(f"account {account!r} is not loaded")
+    if not yes:
+        numbers = configs.describe(r, account)["numbers"]
+        if not sys.stdin.isatty():
+            raise click.UsageError(f"deleting {account!r} releases {', '.join(numbers)}: confirm with --yes")
+        click.confirm(f"delete {account} v{current} and release {', '.join(numbers)}?", abort=True)
+    version, released = configs.delete(r, account, expect_version or current)
+    click.echo(f"{account}: deleted (was v{version}); released {', '.join(released) or 'no numbers'}; history kept")
 
 
 @main.command()

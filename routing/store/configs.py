@@ -50,10 +50,22 @@ def redis_url(explicit: str | None = None) -> str:
     return explicit or os.environ.get("VOFFICE_REDIS_URL") or DEFAULT_URL
 
 
+def shown_url(url: str) -> str:
+    """A Redis URL fit for a message or a log: its password replaced."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return url
+    userinfo, _, host = rest.partition("@")
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user + ':' if user else ':'}***@{host}" if ":" in userinfo else f"{scheme}://***@{host}"
+
+
 def connect(url: str | None = None, timeout: float = 2.0) -> redis.Redis:
-    return redis.Redis.from_url(
-        redis_url(url), socket_timeout=timeout, socket_connect_timeout=timeout
-    )
+    chosen = redis_url(url)
+    try:
+        return redis.Redis.from_url(chosen, socket_timeout=timeout, socket_connect_timeout=timeout)
+    except ValueError as exc:  # a scheme redis-py does not know, a bad port, ...
+        raise StoreError(f"--redis {shown_url(chosen)!r}: not a Redis URL (redis://[:password@]host[:port]/db, rediss://, unix://)") from exc
 
 
 def account_key(account: str) -> str:
@@ -316,3 +328,72 @@ def describe(r: redis.Redis, account: str) -> dict[str, Any]:
     }
 
 
+
+
+# ARGV[1] account, ARGV[2] the version the user saw (0: any), ARGV[3] now, ARGV[4] audit entry
+# (JSON without numbers; they are added here), ARGV[5] invalidation payload prefix
+_DELETE = """
+local key = 'vo:account:' .. ARGV[1]
+local current = tonumber(redis.call('HGET', key, 'current') or '0')
+if current == 0 then return {'missing'} end
+if tonumber(ARGV[2]) ~= 0 and current ~= tonumber(ARGV[2]) then return {'conflict', tostring(current)} end
+local numbers = cjson.decode(redis.call('HGET', key, 'numbers') or '[]')
+local released = {}
+for _, n in ipairs(numbers) do
+  if redis.call('HGET', 'vo:numbers', n) == ARGV[1] then
+    redis.call('HDEL', 'vo:numbers', n)
+    released[n] = cjson.null
+  end
+end
+redis.call('SREM', 'vo:accounts', ARGV[1])
+redis.call('HSET', key, 'current', 0, 'numbers', '[]', 'updated_at', ARGV[3])
+local entry = cjson.decode(ARGV[4])
+entry.previous = current
+entry.numbers = numbers
+redis.call('LPUSH', key .. ':history', cjson.encode(entry))
+redis.call('LTRIM', key .. ':history', 0, 999)
+local generation = redis.call('INCR', 'vo:generation')
+redis.call('PUBLISH', 'vo:invalidate', generation .. ' ' .. cjson.encode({accounts = {}, numbers = released}))
+return {'ok', tostring(current), cjson.encode(numbers)}
+"""
+
+
+def delete(r: redis.Redis, account: str, expected: int = 0, user: str | None = None) -> tuple[int, list[str]]:
+    """Unload ACCOUNT: its numbers released and it leaves the account list at once (one Lua
+    script: a call to one of its numbers is refused from then on), its versions and history
+    kept (a later load continues its numbering; `history` shows the deletion). `expected`:
+    refuse if the account is no longer at that version. Returns (the version deleted, numbers)."""
+    entry = {"version": 0, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+             "user": user or os.environ.get("USER") or getpass.getuser(), "action": "delete",
+             "summary": ["deleted: its numbers released"]}
+    outcome = [_decode(x) for x in r.eval(_DELETE, 0, account, expected, int(time.time()), json.dumps(entry), "")]
+    if outcome[0] == "missing":
+        raise StoreError(f"account {account!r} is not loaded")
+    if outcome[0] == "conflict":
+        raise StoreError(f"account {account!r} is at version {outcome[1]}, not {expected}; nothing was deleted")
+    return int(outcome[1] or 0), json.loads(outcome[2] or "[]")
+
+
+def accounts(r: redis.Redis) -> list[dict[str, Any]]:
+    """Every loaded account: version, numbers, versions kept, last change (who, when, what)."""
+    ids = sorted(_decode(a) or "" for a in r.smembers("vo:accounts"))
+    pipe = r.pipeline(transaction=False)
+    for account in ids:
+        pipe.hgetall(account_key(account))
+        pipe.lrange(account_key(account) + ":versions", 0, -1)
+        pipe.lindex(account_key(account) + ":history", 0)
+    raw = pipe.execute()
+    out = []
+    for i, account in enumerate(ids):
+        meta = {_decode(k): _decode(v) for k, v in raw[3 * i].items()}
+        last = json.loads(_decode(raw[3 * i + 2]) or "{}")
+        out.append({
+            "account": account,
+            "version": int(meta.get("current") or 0),
+            "numbers": json.loads(meta.get("numbers") or "[]"),
+            "versions_kept": [int(v) for v in raw[3 * i + 1]],
+            "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(meta.get("updated_at") or 0))),
+            "by": last.get("user", ""),
+            "action": last.get("action", ""),
+        })
+    return out

@@ -26,7 +26,7 @@ import redis
 
 from routing.core.engine import CompiledAccount
 from routing.core.numbers import did_candidates
-from routing.store.configs import CHANNEL, account_key, redis_url, version_key
+from routing.store.configs import CHANNEL, account_key, redis_url, shown_url, version_key
 
 
 def _text(value: bytes | str) -> str:
@@ -166,14 +166,14 @@ class ConfigReader:
 
     def _call(self, fn: Callable[[redis.Redis], Any]) -> Any:
         if self.clock() < self._retry_at:
-            raise StoreUnavailable(f"Redis at {self.url} is down (retrying)")
+            raise StoreUnavailable(f"Redis at {shown_url(self.url)} is down (retrying)")
         try:
             return fn(self._client())
         except redis.RedisError as exc:
             self.stats["redis_errors"] += 1
             self._retry_at = self.clock() + self.retry_interval
             self._drop_subscription()
-            raise StoreUnavailable(f"Redis at {self.url}: {exc}") from exc
+            raise StoreUnavailable(f"Redis at {shown_url(self.url)}: {exc}") from exc
 
     def _fetch_owner(self, number: str) -> str | None:
         raw = self._call(lambda r: r.hget("vo:numbers", number))

@@ -158,7 +158,7 @@ def test_load_dry_run_rollback_history_show(redis_server: RedisServer, tmp_path:
     seed_doc["operators"][1]["phone"] = "+79161239999"
     changed = write(tmp_path, "seed.json", seed_doc)
     second = voffice("load", changed, redis_url=url)
-    assert "berry-demo: v2 (was v1)" in second.stdout and "operators: ~petrov" in second.stdout
+    assert "berry-demo: v2 (was v1)" in second.stdout and '~ /operators/1/phone (petrov): "+79161230002" -> "+79161239999"' in second.stdout
 
     # one invalid file among valid ones: nothing is loaded
     broken = dict(seed_doc, account="other", numbers=["+74950000001"], default_scenario="missing")

@@ -66,3 +66,65 @@ def test_redis_urls_never_show_their_password() -> None:
 def test_version() -> None:
     result = voffice("--version")
     assert result.returncode == 0 and result.stdout.startswith("voffice, version ")
+
+
+def test_plan_is_field_level_with_new_warnings_and_exit_codes(redis_server: Any, tmp_path: Any, seed_doc: dict[str, Any]) -> None:
+    """terraform's plan: 0 nothing to do, 2 changes, 1 errors (--detailed-exitcode); each
+    changed field by its JSON pointer; the warnings the change brings; the version planned against."""
+    url = redis_server.url
+    first = voffice("plan", "--detailed-exitcode", str(SEED), redis_url=url)
+    assert first.returncode == 2 and "berry-demo: would load (new); planned against v0" in first.stdout
+    assert voffice("load", str(SEED), redis_url=url).returncode == 0
+    assert voffice("plan", "--detailed-exitcode", str(SEED), redis_url=url).returncode == 0
+    doc = json.loads(json.dumps(seed_doc))
+    doc["operators"][1]["phone"] = "+79161239999"
+    rule = next(r for r in doc["rules"] if r["id"] == "r2")
+    rule["enabled"] = False  # the weekday rule: working days now fall to the default scenario
+    path = tmp_path / "seed.json"
+    path.write_text(json.dumps(doc, ensure_ascii=False))
+    planned = voffice("plan", "--detailed-exitcode", str(path), redis_url=url)
+    assert planned.returncode == 2, planned.stderr
+    assert '~ /operators/1/phone (petrov): "+79161230002" -> "+79161239999"' in planned.stdout
+    assert "/rules/1/enabled (r2): false" in planned.stdout
+    assert "warning:" in planned.stdout and "warning(s) introduced" in planned.stdout
+    assert "planned against v1" in planned.stdout and "--expect-version berry-demo=1" in planned.stdout
+    bad = voffice("plan", "--detailed-exitcode", str(tmp_path / "missing.json"), redis_url=url)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr and "nothing was loaded" in bad.stderr
+
+
+def test_a_guarded_load_loses_the_race_to_a_second_loader(redis_server: Any, tmp_path: Any, seed_doc: dict[str, Any]) -> None:
+    """I plan against v1; a colleague loads v2; my load --expect-version berry-demo=1 refuses
+    and loads nothing; --fail-on-warning refuses a change that brings a warning."""
+    url = redis_server.url
+    assert voffice("load", str(SEED), redis_url=url).returncode == 0
+    mine = json.loads(json.dumps(seed_doc))
+    mine["operators"][1]["phone"] = "+79161239999"
+    (tmp_path / "mine.json").write_text(json.dumps(mine, ensure_ascii=False))
+    theirs = json.loads(json.dumps(seed_doc))
+    theirs["operators"][0]["phone"] = "+79161238888"
+    (tmp_path / "theirs.json").write_text(json.dumps(theirs, ensure_ascii=False))
+    assert voffice("load", str(tmp_path / "theirs.json"), redis_url=url).returncode == 0  # v2, in between
+    lost = voffice("load", "--expect-version", "berry-demo=1", str(tmp_path / "mine.json"), redis_url=url)
+    assert lost.returncode == 1 and "berry-demo is at v2, planned against v1" in lost.stderr and "Nothing was loaded" in lost.stderr
+    assert json.loads(voffice("show", "berry-demo", "--json", redis_url=url).stdout)["version"] == 2
+    assert voffice("load", "--expect-version", "nobody=1", str(tmp_path / "mine.json"), redis_url=url).returncode == 2
+    risky = json.loads(json.dumps(theirs))
+    next(r for r in risky["rules"] if r["id"] == "r2")["enabled"] = False
+    (tmp_path / "risky.json").write_text(json.dumps(risky, ensure_ascii=False))
+    refused = voffice("load", "--fail-on-warning", str(tmp_path / "risky.json"), redis_url=url)
+    assert refused.returncode == 1 and "warning(s) introduced; nothing was loaded" in refused.stderr
+    ok = voffice("load", "--expect-version", "berry-demo=2", str(tmp_path / "mine.json"), redis_url=url)
+    assert ok.returncode == 0 and "berry-demo: v3 (was v2)" in ok.stdout
+
+
+def test_rollback_dry_run_shows_the_fields_and_changes_nothing(redis_server: Any, tmp_path: Any, seed_doc: dict[str, Any]) -> None:
+    url = redis_server.url
+    assert voffice("load", str(SEED), redis_url=url).returncode == 0
+    doc = json.loads(json.dumps(seed_doc))
+    doc["operators"][1]["phone"] = "+79161239999"
+    (tmp_path / "v2.json").write_text(json.dumps(doc, ensure_ascii=False))
+    assert voffice("load", str(tmp_path / "v2.json"), redis_url=url).returncode == 0
+    dry = voffice("rollback", "berry-demo", "--dry-run", redis_url=url)
+    assert dry.returncode == 0 and "rollback to v1" in dry.stdout
+    assert '~ /operators/1/phone (petrov): "+79161239999" -> "+79161230002"' in dry.stdout
+    assert json.loads(voffice("show", "berry-demo", "--json", redis_url=url).stdout)["version"] == 2

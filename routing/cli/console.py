@@ -107,18 +107,8 @@ def validate(paths: tuple[str, ...], as_json: bool) -> None:
     sys.exit(0 if result.ok else 1)
 
 
-@main.command()
-@click.argument("paths", nargs=-1, required=True, metavar="FILE|DIR...")
-@click.option("--dry-run", is_flag=True, help="Validate and show the diff; change nothing.")
-@click.option("--keep", default=configs.DEFAULT_KEEP, show_default=True, type=click.IntRange(1, 1000), help="Versions kept per account.")
-@click.option("--quiet", "-q", is_flag=True, help="Print only the totals.")
-@redis_option
-@user_errors
-def load(paths: tuple[str, ...], dry_run: bool, keep: int, quiet: bool, redis_url: str | None) -> None:
-    """Validate every file, then swap all accounts to their new versions atomically.
-
-    If any file is invalid, nothing is loaded.
-    """
+def _planned(paths: tuple[str, ...], redis_url: str | None) -> tuple[Any, list[Any]]:
+    """Validate every file and diff it against Redis; errors end the command (exit 1)."""
     result = validate_paths(list(paths), allow_private_webhooks=private_webhooks())
     errors = only_errors(result.problems)
     if errors:
@@ -129,31 +119,139 @@ def load(paths: tuple[str, ...], dry_run: bool, keep: int, quiet: bool, redis_ur
     if problems:
         _print_problems(problems, False)
         fail(f"{len(problems)} error(s); nothing was loaded")
-    outcome = None if dry_run else configs.apply_load(r, changes, keep)
-    for change in changes if not quiet else []:
+    return r, changes
+
+
+def _introduced_warnings(change: Any) -> list[Problem]:
+    """The validation warnings the new version has and the current one has not."""
+    from routing.core.problems import WARNING
+    from routing.core.validation import validate_document
+
+    def warnings(doc: dict[str, Any]) -> list[Problem]:
+        return [p for p in validate_document(doc, change.file, allow_private_webhooks=private_webhooks()) if p.severity == WARNING]
+
+    new = warnings(change.doc)
+    if change.old_doc is None:
+        return new
+    old = {(p.pointer, p.message) for p in warnings(change.old_doc)}
+    return [p for p in new if (p.pointer, p.message) not in old]
+
+
+def _print_plan(changes: list[Any], versions: dict[str, int] | None, quiet: bool = False, hint: bool = True) -> tuple[int, int]:
+    """Per account: the version it is planned against, every changed field (JSON pointer,
+    old -> new), the warnings the change brings; (accounts changing, warnings)."""
+    from routing.core.diff import field_changes
+
+    changed = introduced = 0
+    for change in changes:
         if change.unchanged:
-            click.echo(f"{change.account}: v{change.current} unchanged")
+            if not quiet:
+                click.echo(f"{change.account}: v{change.current} unchanged")
             continue
-        new = "v?" if outcome is None else f"v{outcome.versions[change.account]}"
+        changed += 1
+        warnings = _introduced_warnings(change)
+        introduced += len(warnings)
+        if quiet:
+            continue
         was = f" (was v{change.current})" if change.current else " (new)"
-        click.echo(f"{change.account}: {'would load' if dry_run else new}{was}")
-        for line in change.summary:
-            click.echo(f"  {line}")
-    changed = sum(not c.unchanged for c in changes)
+        if versions is None:
+            apply = f" (apply with: voffice load --expect-version {change.account}={change.current} ...)" if hint else ""
+            click.echo(f"{change.account}: would load{was}; planned against v{change.current}{apply}")
+        else:
+            click.echo(f"{change.account}: v{versions[change.account]}{was}")
+        for field in field_changes(change.old_doc, change.doc) if change.old_doc else []:
+            click.echo(f"  {field.line()}")
+        if not change.old_doc:
+            click.echo(f"  {change.summary[0]}")
+        for warning in warnings:
+            click.echo(f"  warning: {warning.pointer or '/'}: {warning.message}")
+    return changed, introduced
+
+
+def _expectations(values: tuple[str, ...]) -> dict[str, int]:
+    out = {}
+    for value in values:
+        account, sep, version = value.rpartition("=")
+        if not sep or not account or not version.isdigit():
+            raise click.BadParameter(f"{value!r}: ACCOUNT=VERSION, e.g. berry-demo=3 (0: a new account)", param_hint="--expect-version")
+        out[account] = int(version)
+    return out
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, metavar="FILE|DIR...")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when nothing would change, 2 when something would, 1 on errors.")
+@redis_option
+@user_errors
+def plan(paths: tuple[str, ...], detailed_exitcode: bool, redis_url: str | None) -> None:
+    """What `load` would change, field by field, the warnings it would bring, and the version
+    each account is planned against; changes nothing. Directories are read recursively."""
+    _r, changes = _planned(paths, redis_url)
+    changed, warnings = _print_plan(changes, None)
+    click.echo(f"{len(changes)} account(s): {changed} would change, {len(changes) - changed} unchanged"
+               + (f"; {warnings} warning(s) introduced" if warnings else ""))
+    sys.exit(2 if detailed_exitcode and changed else 0)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, metavar="FILE|DIR...")
+@click.option("--dry-run", is_flag=True, help="Validate and show the plan (as `voffice plan`); change nothing.")
+@click.option("--expect-version", "expect", multiple=True, metavar="ACCOUNT=N",
+              help="Load only if ACCOUNT is still at version N (what `plan` printed; 0: not loaded yet). Repeatable.")
+@click.option("--fail-on-warning", is_flag=True, help="Load nothing if the change brings a validation warning.")
+@click.option("--keep", default=configs.DEFAULT_KEEP, show_default=True, type=click.IntRange(1, 1000), help="Versions kept per account.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the totals.")
+@redis_option
+@user_errors
+def load(paths: tuple[str, ...], dry_run: bool, expect: tuple[str, ...], fail_on_warning: bool, keep: int, quiet: bool,
+         redis_url: str | None) -> None:
+    """Validate every file, then swap all accounts to their new versions atomically.
+    Directories are read recursively.
+
+    If any file is invalid, nothing is loaded; with --expect-version, nothing is loaded if
+    someone changed an account since it was planned.
+    """
+    expected = _expectations(expect)
+    r, changes = _planned(paths, redis_url)
+    by_account = {c.account: c for c in changes}
+    unknown = sorted(set(expected) - set(by_account))
+    if unknown:
+        raise click.BadParameter(f"{', '.join(unknown)}: not among the accounts being loaded", param_hint="--expect-version")
+    for account, version in expected.items():
+        if by_account[account].current != version:
+            fail(f"{account} is at v{by_account[account].current}, planned against v{version}: it changed since; "
+                 "plan again. Nothing was loaded")
+    if dry_run:
+        changed, warnings = _print_plan(changes, None, quiet)
+    else:
+        if fail_on_warning:
+            warned = [w for c in changes if not c.unchanged for w in _introduced_warnings(c)]
+            if warned:
+                for w in warned:
+                    click.echo(f"warning: {w.file}: {w.pointer or '/'}: {w.message}", err=True)
+                fail(f"{len(warned)} warning(s) introduced; nothing was loaded (--fail-on-warning)")
+        outcome = configs.apply_load(r, changes, keep)
+        changed, warnings = _print_plan(changes, outcome.versions, quiet)
     verb = "would change" if dry_run else "loaded"
-    click.echo(f"{len(changes)} account(s): {changed} {verb}, {len(changes) - changed} unchanged")
+    click.echo(f"{len(changes)} account(s): {changed} {verb}, {len(changes) - changed} unchanged"
+               + (f"; {warnings} warning(s) introduced" if warnings else ""))
 
 
 @main.command()
 @click.argument("account")
 @click.option("--to", "to_version", type=int, default=None, help="Version to restore (default: the one before the current).")
 @click.option("--keep", default=configs.DEFAULT_KEEP, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--dry-run", is_flag=True, help="Show what the rollback would change, field by field; change nothing.")
 @redis_option
 @user_errors
-def rollback(account: str, to_version: int | None, keep: int, redis_url: str | None) -> None:
+def rollback(account: str, to_version: int | None, keep: int, dry_run: bool, redis_url: str | None) -> None:
     """Make an earlier version of ACCOUNT current again (recorded as a new version)."""
     r = configs.connect(redis_url)
-    result = configs.rollback(r, account, to_version, keep, allow_private_webhooks=private_webhooks())
+    result = configs.rollback(r, account, to_version, keep, allow_private_webhooks=private_webhooks(), dry_run=dry_run)
+    if dry_run:
+        click.echo(f"{account}: rollback to v{result.changes[0].file.rsplit('@v', 1)[-1]}, as a new version:")
+        _print_plan(result.changes, None, hint=False)
+        return
     change = result.changes[0]
     click.echo(f"{account}: v{result.versions[account]} (was v{change.current}): {configs.history(r, account, 1)[0]['action']}")
     for line in change.summary:

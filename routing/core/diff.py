@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import Any
 
 from routing.core.compiler import NOTIFICATION_DEFAULTS
@@ -62,3 +64,77 @@ def _notifications(old: Any, new: Any) -> list[str]:
 def _brief(value: Any) -> str:
     text = repr(value) if not isinstance(value, str) else value
     return text if len(text) <= 50 else text[:47] + "..."
+
+
+@dataclass(frozen=True, slots=True)
+class FieldChange:
+    """One field that differs: its JSON pointer (in the new document; in the old one for what
+    was removed), the id of the item it belongs to, and the values before and after."""
+
+    pointer: str
+    label: str  # "petrov" for /operators/1/phone: the id of the nearest item that has one
+    old: Any = None
+    new: Any = None
+    kind: str = "change"  # change | add | remove
+
+    def line(self) -> str:
+        where = f"{self.pointer} ({self.label})" if self.label else self.pointer
+        if self.kind == "add":
+            return f"+ {where}: {_brief(_json(self.new))}"
+        if self.kind == "remove":
+            return f"- {where}: {_brief(_json(self.old))}"
+        return f"~ {where}: {_brief(_json(self.old))} -> {_brief(_json(self.new))}"
+
+
+def field_changes(old: dict[str, Any] | None, new: dict[str, Any]) -> list[FieldChange]:
+    """Every field that differs between two versions of an account document, as JSON
+    pointers: items of a list of objects are matched by `id` (a renamed item is one removed
+    and one added; a reordered list is shown by its order), other values compared whole."""
+    if old is None:
+        return [FieldChange("", "", None, new.get("account"), "add")]
+    out: list[FieldChange] = []
+    _walk(old, new, "", "", out)
+    return out
+
+
+def _walk(old: Any, new: Any, path: str, label: str, out: list[FieldChange]) -> None:
+    if old == new:
+        return
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in list(new) + [k for k in old if k not in new]:
+            child = f"{path}/{_escape(str(key))}"
+            if key not in old:
+                out.append(FieldChange(child, label, None, new[key], "add"))
+            elif key not in new:
+                out.append(FieldChange(child, label, old[key], None, "remove"))
+            else:
+                _walk(old[key], new[key], child, label, out)
+        return
+    if _by_id(old) and _by_id(new):
+        before = {item["id"]: (i, item) for i, item in enumerate(old)}
+        after = {item["id"]: (i, item) for i, item in enumerate(new)}
+        for key, (i, item) in after.items():
+            if key not in before:
+                out.append(FieldChange(f"{path}/{i}", str(key), None, item, "add"))
+            else:
+                _walk(before[key][1], item, f"{path}/{i}", str(key), out)
+        for key, (i, item) in before.items():
+            if key not in after:
+                out.append(FieldChange(f"{path}/{i}", str(key), item, None, "remove"))
+        if [k for k in after if k in before] != [k for k in before if k in after]:
+            out.append(FieldChange(path, label, [k for k in before if k in after], [k for k in after if k in before]))
+        return
+    out.append(FieldChange(path, label, old, new))
+
+
+def _by_id(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(i, dict) and isinstance(i.get("id"), str) for i in value) \
+        and len({i["id"] for i in value}) == len(value)
+
+
+def _escape(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

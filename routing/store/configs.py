@@ -275,8 +275,9 @@ def apply_load(
 
 
 def rollback(r: redis.Redis, account: str, to: int | None = None, keep: int = DEFAULT_KEEP, *,
-             allow_private_webhooks: bool = False) -> LoadResult:
-    """Make an earlier version current again, as a new version (history stays linear)."""
+             allow_private_webhooks: bool = False, dry_run: bool = False) -> LoadResult:
+    """Make an earlier version current again, as a new version (history stays linear).
+    `dry_run`: the planned change only (`LoadResult.versions` empty), nothing written."""
     current = current_version(r, account)
     if not current:
         raise StoreError(f"account {account!r} is not loaded")
@@ -298,6 +299,8 @@ def rollback(r: redis.Redis, account: str, to: int | None = None, keep: int = DE
     if number_problems:
         raise StoreError(number_problems[0].message)
     changes[0].unchanged = False
+    if dry_run:
+        return LoadResult(changes, {}, None)
     return apply_load(r, changes, keep, action=f"rollback to v{to}")
 
 

@@ -128,3 +128,23 @@ def test_rollback_dry_run_shows_the_fields_and_changes_nothing(redis_server: Any
     assert dry.returncode == 0 and "rollback to v1" in dry.stdout
     assert '~ /operators/1/phone (petrov): "+79161239999" -> "+79161230002"' in dry.stdout
     assert json.loads(voffice("show", "berry-demo", "--json", redis_url=url).stdout)["version"] == 2
+
+
+def test_show_marks_disabled_rules_and_any_kept_version_and_history_what_is_restorable(
+        redis_server: Any, tmp_path: Any, seed_doc: dict[str, Any]) -> None:
+    url = redis_server.url
+    assert voffice("load", str(SEED), redis_url=url).returncode == 0
+    doc = json.loads(json.dumps(seed_doc))
+    next(r for r in doc["rules"] if r["id"] == "r2")["enabled"] = False
+    (tmp_path / "v2.json").write_text(json.dumps(doc, ensure_ascii=False))
+    assert voffice("load", "--keep", "1", str(tmp_path / "v2.json"), redis_url=url).returncode == 0
+    shown = voffice("show", "berry-demo", redis_url=url).stdout
+    assert [line for line in shown.splitlines() if "[DISABLED]" in line][0].startswith("rule   2")
+    gone = voffice("show", "berry-demo", "--version", "1", redis_url=url)
+    assert gone.returncode == 1 and "version 1 of 'berry-demo' is not kept (kept: 2)" in gone.stderr
+    history = voffice("history", "berry-demo", redis_url=url).stdout
+    assert "[current]" in history.splitlines()[0] and "[not kept]" in history  # --keep 1 dropped v1
+    assert voffice("load", str(SEED), redis_url=url).returncode == 0  # v3, keeps 10 again
+    old = voffice("show", "berry-demo", "--version", "2", redis_url=url).stdout
+    assert "v2  (not current: v3 is)" in old and "[DISABLED]" in old
+    assert "[kept, restorable]" in voffice("history", "berry-demo", redis_url=url).stdout

@@ -311,8 +311,15 @@ def history(account: str, limit: int, as_json: bool, redis_url: str | None) -> N
     if as_json:
         click.echo(json.dumps(entries, ensure_ascii=False, indent=2))
         return
+    r = configs.connect(redis_url)
+    kept = {int(v) for v in r.lrange(configs.account_key(account) + ":versions", 0, -1)}
+    current = configs.current_version(r, account)
     for e in entries:
-        click.echo(f"v{e['version']}  {e['at']}  {e['user']}  {e['action']}  {e['file']}  sha256:{e['sha256'][:12]}")
+        if e["action"] == "delete":
+            click.echo(f"--   {e['at']}  {e['user']}  delete (was v{e.get('previous')}; released {', '.join(e.get('numbers', []))})")
+            continue
+        mark = "current" if e["version"] == current else "kept, restorable" if e["version"] in kept else "not kept"
+        click.echo(f"v{e['version']}  {e['at']}  {e['user']}  {e['action']}  {e.get('file', '')}  sha256:{e['sha256'][:12]}  [{mark}]")
         for line in e["summary"]:
             click.echo(f"    {line}")
 
@@ -320,9 +327,10 @@ def history(account: str, limit: int, as_json: bool, redis_url: str | None) -> N
 @main.command()
 @click.argument("what", metavar="NUMBER|ACCOUNT")
 @click.option("--json", "as_json", is_flag=True, help="Print the metadata and the whole document as JSON.")
+@click.option("--version", "version", type=click.IntRange(1), default=None, help="A kept version instead of the current one.")
 @redis_option
 @user_errors
-def show(what: str, as_json: bool, redis_url: str | None) -> None:
+def show(what: str, as_json: bool, version: int | None, redis_url: str | None) -> None:
     """Show the loaded version of an account, found by its id or one of its numbers."""
     r = configs.connect(redis_url)
     account = what
@@ -332,19 +340,21 @@ def show(what: str, as_json: bool, redis_url: str | None) -> None:
         if not owners:
             fail(f"number {what} is not in any loaded account")
         account = owners[0]
-    info = configs.describe(r, account)
+    info = configs.describe(r, account, version)
     if as_json:
         click.echo(json.dumps(info, ensure_ascii=False, indent=2))
         return
     doc = info["document"] or {}
     click.echo(f"account   {account}  ({doc.get('name', '')})")
-    click.echo(f"version   v{info['version']}  updated {info['updated_at']}  sha256:{(info['sha256'] or '')[:12]}")
+    current = "" if info["version"] == info["current"] else f"  (not current: v{info['current']} is)"
+    click.echo(f"version   v{info['version']}{current}  updated {info['updated_at']}  sha256:{(info['sha256'] or '')[:12]}")
     click.echo(f"kept      {', '.join('v' + str(v) for v in info['versions_kept'])}")
     click.echo(f"numbers   {' '.join(info['numbers'])}")
     click.echo(f"timezone  {doc.get('timezone')}  calendar {doc.get('calendar', {}).get('country', '-')}")
     for rule in sorted(doc.get("rules", []), key=lambda r: r["priority"]):
         who = f" callers {rule['caller_list']}" if rule.get("caller_list") else ""
-        click.echo(f"rule {rule['priority']:>3}  {rule['name']}: schedule {rule['schedule']}{who} -> {rule['scenario']}")
+        off = "  [DISABLED]" if rule.get("enabled") is False else ""
+        click.echo(f"rule {rule['priority']:>3}  {rule['name']}: schedule {rule['schedule']}{who} -> {rule['scenario']}{off}")
     click.echo(f"default   -> {doc.get('default_scenario')}")
 
 

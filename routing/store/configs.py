@@ -314,20 +314,25 @@ def owner_of(r: redis.Redis, number: str) -> str | None:
     return _decode(r.hget("vo:numbers", number))
 
 
-def describe(r: redis.Redis, account: str) -> dict[str, Any]:
-    """What `voffice show ACCOUNT` prints: the current version and its document."""
+def describe(r: redis.Redis, account: str, version: int | None = None) -> dict[str, Any]:
+    """What `voffice show ACCOUNT` prints: the current version (or a kept one) and its document."""
     current = current_version(r, account)
     if not current:
         raise StoreError(f"account {account!r} is not loaded")
     meta = {_decode(k): _decode(v) for k, v in r.hgetall(account_key(account)).items()}
+    kept = [int(v) for v in r.lrange(account_key(account) + ":versions", 0, -1)]
+    if version is not None and version not in kept:
+        raise StoreError(f"version {version} of {account!r} is not kept (kept: {', '.join(map(str, kept))})")
+    shown = version or current
     return {
         "account": account,
-        "version": current,
+        "version": shown,
+        "current": current,
         "sha256": meta.get("sha256"),
         "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(meta.get("updated_at") or 0))),
-        "versions_kept": [int(v) for v in r.lrange(account_key(account) + ":versions", 0, -1)],
+        "versions_kept": kept,
         "numbers": json.loads(meta.get("numbers") or "[]"),
-        "document": read_source(r, account, current),
+        "document": read_source(r, account, shown),
     }
 
 

@@ -139,7 +139,7 @@ def test_show_marks_disabled_rules_and_any_kept_version_and_history_what_is_rest
     (tmp_path / "v2.json").write_text(json.dumps(doc, ensure_ascii=False))
     assert voffice("load", "--keep", "1", str(tmp_path / "v2.json"), redis_url=url).returncode == 0
     shown = voffice("show", "berry-demo", redis_url=url).stdout
-    assert [line for line in shown.splitlines() if "[DISABLED]" in line][0].startswith("rule   2")
+    assert next(line for line in shown.splitlines() if "[DISABLED]" in line).startswith("rule   2")
     gone = voffice("show", "berry-demo", "--version", "1", redis_url=url)
     assert gone.returncode == 1 and "version 1 of 'berry-demo' is not kept (kept: 2)" in gone.stderr
     history = voffice("history", "berry-demo", redis_url=url).stdout

@@ -148,3 +148,10 @@ def test_show_marks_disabled_rules_and_any_kept_version_and_history_what_is_rest
     old = voffice("show", "berry-demo", "--version", "2", redis_url=url).stdout
     assert "v2  (not current: v3 is)" in old and "[DISABLED]" in old
     assert "[kept, restorable]" in voffice("history", "berry-demo", redis_url=url).stdout
+
+
+def test_a_utf8_bom_is_read(tmp_path: Any) -> None:
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + SEED.read_bytes())
+    result = voffice("validate", str(path))
+    assert result.returncode == 0 and "1 valid account(s), 0 error(s)" in result.stdout + result.stderr

@@ -790,3 +790,14 @@ def test_load_diff_shows_notification_changes() -> None:
     del new["notifications"]
     assert summarize(old, new) == ["notifications: removed"]
     assert summarize(new, old) == ["notifications: added (voicemail, fax, missed; 1 email, 0 webhooks)"]
+
+
+def test_an_invisible_character_is_named_once(seed_doc: dict[str, Any]) -> None:
+    """Pasted from a web page: "\u202a+79161230001\u202c" looks right and is not; one message names
+    the character by its code point (not two that show nothing wrong)."""
+    doc = copy.deepcopy(seed_doc)
+    doc["operators"][0]["phone"] = "\u202a+79161230001\u202c"
+    errs = [p for p in validate_document(doc, "x.json") if p.severity == "error"]
+    assert [(p.pointer, p.message) for p in errs] == [
+        ("/operators/0/phone", "'+79161230001' contains the invisible character U+202A (LEFT-TO-RIGHT EMBEDDING), "
+                               "pasted with it: type the value again")]

@@ -44,6 +44,9 @@ PARALLEL_FROM = 200  # files; below this a process pool costs more than it saves
 PRIVATE_WEBHOOKS_HINT = "allowed only for tests, with VOFFICE_ALLOW_PRIVATE_WEBHOOKS=1"
 CONTROL_MESSAGE = "contains a control character"
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # C0, DEL, C1 (U+009B is CSI)
+# Invisible characters pasted from web pages and spreadsheets (bidi marks, zero widths, a BOM):
+# a value that fails its pattern because of one is reported by naming it.
+INVISIBLE = re.compile(r"[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 COLLECTIONS = (
     "operators", "groups", "sounds", "operations", "schedules", "caller_lists", "scenarios", "rules",
 )
@@ -164,7 +167,7 @@ def read_document(path: Path) -> tuple[Any, list[Problem]]:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
             return None, [Problem(file, "", f"file is {size} bytes; the limit is {MAX_FILE_BYTES}")]
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors write one) is read, not refused
     except UnicodeDecodeError as exc:
         return None, [Problem(file, "", f"not UTF-8 text (byte {exc.start})")]
     except OSError as exc:
@@ -721,7 +724,31 @@ def validate_document(doc: Any, file: str, *, allow_private_webhooks: bool = Fal
     # target; the specific message is enough.
     specific = {p.pointer for p in meaning if p.message.startswith(CONTROL_MESSAGE)} | checker.specific
     problems = [p for p in schema_found if p.pointer not in specific]
-    return _dedupe(problems + meaning)
+    return _dedupe(_name_invisible(problems + meaning, doc))
+
+
+def _name_invisible(problems: list[Problem], doc: Any) -> list[Problem]:
+    """`"\u202a+7916..." is not valid` shows nothing wrong: an error at a value holding an
+    invisible character becomes one message naming the character."""
+    import unicodedata
+
+    hidden = {pointer(*path): text for path, text in _walk_strings(doc) if INVISIBLE.search(text)}
+    if not hidden:
+        return problems
+    out, named = [], set()
+    for problem in problems:
+        text = hidden.get(problem.pointer)
+        if text is None or problem.severity != ERROR:
+            out.append(problem)
+            continue
+        if problem.pointer in named:
+            continue
+        named.add(problem.pointer)
+        char = INVISIBLE.search(text).group()  # type: ignore[union-attr]
+        out.append(Problem(problem.file, problem.pointer,
+                           f"{INVISIBLE.sub('', text)!r} contains the invisible character U+{ord(char):04X} "
+                           f"({unicodedata.name(char, 'FORMAT CHARACTER')}), pasted with it: type the value again"))
+    return out
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:

@@ -801,3 +801,12 @@ def test_an_invisible_character_is_named_once(seed_doc: dict[str, Any]) -> None:
     assert [(p.pointer, p.message) for p in errs] == [
         ("/operators/0/phone", "'+79161230001' contains the invisible character U+202A (LEFT-TO-RIGHT EMBEDDING), "
                                "pasted with it: type the value again")]
+
+
+def test_a_national_form_gets_its_e164_suggested(seed_doc: dict[str, Any]) -> None:
+    doc = copy.deepcopy(seed_doc)
+    doc["operators"][0]["phone"] = "89161230001"
+    doc["numbers"] = ["8 (495) 123-45-67"]
+    messages = {p.pointer: p.message for p in validate_document(doc, "x.json") if p.severity == "error"}
+    assert messages["/operators/0/phone"].endswith("nor a plain sip: URI; did you mean +79161230001?")
+    assert messages["/numbers/0"].endswith("is not an E.164 number; did you mean +74951234567?")

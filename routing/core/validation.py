@@ -34,7 +34,7 @@ from jsonschema.exceptions import ValidationError
 from routing.core.compiler import minutes
 from routing.core.day_type import DEFAULT_WEEKEND, WEEKDAY_NAMES, known_country, national_year
 from routing.core.notify_targets import email_problem, webhook_problem
-from routing.core.numbers import E164, SIP_URI, pattern_problem
+from routing.core.numbers import E164, SIP_URI, pattern_problem, to_e164
 from routing.core.problems import ERROR, WARNING, Problem, has_errors, pointer
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "account.schema.json"
@@ -377,6 +377,13 @@ class _Checker:
             ids[collection] = seen
         return _Index(ids)
 
+    def e164_hint(self, written: str) -> str:
+        """`; did you mean +79161230001?` for a national form of the account's country."""
+        calendar = self.doc.get("calendar")
+        country = _str(calendar.get("country")) if isinstance(calendar, dict) else None
+        suggestion = to_e164(written, country) if country else None
+        return f"; did you mean {suggestion}?" if suggestion and suggestion != written else ""
+
     def check_account(self) -> None:
         doc = self.doc
         tz = _str(doc.get("timezone"))
@@ -387,7 +394,7 @@ class _Checker:
                 self.error("/timezone", f"unknown time zone {tz!r} (an IANA name such as Europe/Moscow)")
         for i, number in enumerate(_listed(doc.get("numbers"))):
             if isinstance(number, str) and not E164.fullmatch(number):
-                self.error(pointer("numbers", i), f"{_short(number)} is not an E.164 number")
+                self.error(pointer("numbers", i), f"{_short(number)} is not an E.164 number{self.e164_hint(number)}")
         calendar = doc.get("calendar")
         if not isinstance(calendar, dict):
             return
@@ -422,7 +429,8 @@ class _Checker:
             phone = _str(op.get("phone"))
             if phone is not None:
                 if not (E164.fullmatch(phone) or SIP_URI.fullmatch(phone)):
-                    self.error(pointer("operators", i, "phone"), f"{_short(phone)} is neither an E.164 number nor a plain sip: URI")
+                    self.error(pointer("operators", i, "phone"),
+                               f"{_short(phone)} is neither an E.164 number nor a plain sip: URI{self.e164_hint(phone)}")
                 elif phone in own_numbers:
                     self.error(pointer("operators", i, "phone"), f"{phone} is one of this account's own numbers: ringing it would loop")
             ext = _str(op.get("extension"))

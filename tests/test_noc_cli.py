@@ -155,3 +155,15 @@ def test_a_utf8_bom_is_read(tmp_path: Any) -> None:
     path.write_bytes(b"\xef\xbb\xbf" + SEED.read_bytes())
     result = voffice("validate", str(path))
     assert result.returncode == 0 and "1 valid account(s), 0 error(s)" in result.stdout + result.stderr
+
+
+def test_simulate_refuses_a_local_time_that_does_not_exist_and_flags_one_that_happens_twice() -> None:
+    from .conftest import EXAMPLES
+
+    args = ["simulate", "--number", "+12125550140", "--caller", "+15551234567", "--config", str(EXAMPLES / "newyork-dst.json")]
+    gap = voffice(*args, "--at", "2026-03-08T02:30")
+    assert gap.returncode == 1 and "2026-03-08 02:30 does not exist in America/New_York" in gap.stderr
+    fold = voffice(*args, "--at", "2026-11-01T01:30")
+    assert fold.returncode == 0 and "happens twice in America/New_York (UTC-04:00, then UTC-05:00)" in fold.stderr
+    assert "2026-11-01T01:30:00-04:00" in fold.stdout
+    assert voffice(*args, "--at", "2026-03-08T02:30-05:00").returncode == 0  # an offset says which instant

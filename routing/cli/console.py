@@ -402,6 +402,14 @@ def simulate_cmd(number: str, caller: str, at_text: str, config_path: str | None
         if found is None:
             fail(f"number {number} is not in any loaded account")
         account = found
+    if at.tzinfo is None:
+        from routing.core.clock import wall_time_problem
+
+        problem = wall_time_problem(at, account.tz)
+        if problem is not None and problem[0] == "gap":
+            fail(f"--at: {problem[1]}")
+        if problem is not None:
+            click.echo(f"note: --at {problem[1]}", err=True)
     result = simulate(account, number, caller, at, parsed, seed=seed)
     if as_json:
         click.echo(json.dumps(result, ensure_ascii=False, indent=2))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, tzinfo
 
 
 class ClockError(ValueError):
@@ -37,3 +37,24 @@ def now() -> datetime:
     if _OFFSET is None:
         _OFFSET = offset_from_env()
     return datetime.fromtimestamp(time.time() + _OFFSET, UTC)
+
+
+def wall_time_problem(naive: datetime, zone: tzinfo) -> tuple[str, str] | None:
+    """("gap" | "fold", message) when a local wall time does not exist in `zone` (clocks jump
+    over it, e.g. 02:30 on a spring-forward day) or happens twice (the autumn fold)."""
+    first, second = naive.replace(tzinfo=zone, fold=0), naive.replace(tzinfo=zone, fold=1)
+    if first.utcoffset() == second.utcoffset():
+        return None
+    round_trip = first.astimezone(UTC).astimezone(zone).replace(tzinfo=None)
+    when = naive.strftime("%Y-%m-%d %H:%M")
+    if round_trip != naive:
+        return "gap", (f"{when} does not exist in {zone}: the clocks jump from UTC{_offset(first)} to UTC{_offset(second)} "
+                       "over it; give a time outside the gap, or an offset")
+    return "fold", (f"{when} happens twice in {zone} (UTC{_offset(first)}, then UTC{_offset(second)}); "
+                    f"the first is used: give an offset for the other")
+
+
+def _offset(moment: datetime) -> str:
+    total = int((moment.utcoffset() or timedelta()).total_seconds() // 60)
+    sign = "+" if total >= 0 else "-"
+    return f"{sign}{abs(total) // 60:02d}:{abs(total) % 60:02d}"

@@ -810,3 +810,19 @@ def test_a_national_form_gets_its_e164_suggested(seed_doc: dict[str, Any]) -> No
     messages = {p.pointer: p.message for p in validate_document(doc, "x.json") if p.severity == "error"}
     assert messages["/operators/0/phone"].endswith("nor a plain sip: URI; did you mean +79161230001?")
     assert messages["/numbers/0"].endswith("is not an E.164 number; did you mean +74951234567?")
+
+
+def test_a_crowd_in_one_wave_and_a_forty_minute_plan_are_flagged(seed_doc: dict[str, Any]) -> None:
+    doc = copy.deepcopy(seed_doc)
+    many = [{"id": f"op{i}", "name": f"Op {i}", "phone": f"+7916{i:07d}"} for i in range(60)]
+    doc["operators"] += many
+    doc["groups"].append({"id": "crowd", "name": "Crowd", "strategy": "priority",
+                          "members": [{"operator": o["id"], "priority": 1} for o in many]})
+    doc["groups"].append({"id": "hunt", "name": "Hunt", "strategy": "sequential",
+                          "members": [{"operator": o["id"], "ring_seconds": 40} for o in many]})
+    doc["operations"] += [{"id": "ring-crowd", "name": "c", "type": "group", "group": "crowd"},
+                          {"id": "ring-hunt", "name": "h", "type": "group", "group": "hunt"}]
+    found = {(p.pointer, p.message.split(":")[0]) for p in validate_document(doc, "x.json") if p.severity == "warning"}
+    crowd, hunt = len(doc["groups"]) - 2, len(doc["groups"]) - 1
+    assert (f"/groups/{crowd}", "one wave rings 60 phones at once (more than 50)") in found
+    assert any(ptr == f"/groups/{hunt}" and msg.startswith("its ringing plan lasts 80 min") for ptr, msg in found)

@@ -46,6 +46,8 @@ CONTROL_MESSAGE = "contains a control character"
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # C0, DEL, C1 (U+009B is CSI)
 # Invisible characters pasted from web pages and spreadsheets (bidi marks, zero widths, a BOM):
 # a value that fails its pattern because of one is reported by naming it.
+MAX_WAVE = 50  # phones one wave may ring before validation warns
+MAX_RING_SECONDS = 600  # a group's whole ringing plan, before validation warns
 INVISIBLE = re.compile(r"[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 COLLECTIONS = (
     "operators", "groups", "sounds", "operations", "schedules", "caller_lists", "scenarios", "rules",
@@ -360,7 +362,32 @@ class _Checker:
             self.check_unused(index)
             self.check_coverage()
             self.check_notification_targets()
+            self.check_ring_plans()
         return self.problems
+
+    def check_ring_plans(self) -> None:
+        """Risks a NOC should see before a load: a wave that rings a crowd at once, a plan
+        that keeps the caller ringing for a long time."""
+        from routing.core.compiler import compile_account
+        from routing.core.ringing_plan import group_plan
+
+        try:
+            plain = compile_account(self.doc)
+        except (KeyError, ValueError, TypeError):
+            return
+        for i, group in _items(self.doc, "groups"):
+            ident = _str(group.get("id"))
+            if ident is None or ident not in plain["groups"]:
+                continue
+            waves = group_plan(plain, ident)
+            widest = max((len(w) for w in waves), default=0)
+            total = sum(max((r["ring_seconds"] for r in w), default=0) for w in waves)
+            if widest > MAX_WAVE:
+                self.warn(pointer("groups", i), f"one wave rings {widest} phones at once (more than {MAX_WAVE}): "
+                          "a gateway may refuse the burst, and every phone rings for one call")
+            if total > MAX_RING_SECONDS:
+                self.warn(pointer("groups", i), f"its ringing plan lasts {total // 60} min {total % 60} s "
+                          f"({len(waves)} waves; more than {MAX_RING_SECONDS // 60} min): callers rarely wait that long")
 
     def check_ids(self) -> _Index:
         ids: dict[str, dict[str, int]] = {}

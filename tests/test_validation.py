@@ -826,3 +826,16 @@ def test_a_crowd_in_one_wave_and_a_forty_minute_plan_are_flagged(seed_doc: dict[
     crowd, hunt = len(doc["groups"]) - 2, len(doc["groups"]) - 1
     assert (f"/groups/{crowd}", "one wave rings 60 phones at once (more than 50)") in found
     assert any(ptr == f"/groups/{hunt}" and msg.startswith("its ringing plan lasts 80 min") for ptr, msg in found)
+
+
+def test_a_mistyped_reference_gets_a_did_you_mean(seed_doc: dict[str, Any]) -> None:
+    doc = copy.deepcopy(seed_doc)
+    rule = next(r for r in doc["rules"] if r["schedule"] == "lunch-time")
+    rule["schedule"] = "lnuch-time"
+    doc["groups"][0]["members"][0]["operator"] = "Ivanov"
+    messages = [p.message for p in validate_document(doc, "x.json") if p.severity == "error"]
+    assert 'no schedule with id "lnuch-time"; did you mean "lunch-time"?' in messages
+    assert 'no operator with id "Ivanov"; did you mean "ivanov"?' in messages
+    doc["default_scenario"] = "zzz-nothing-like-it"
+    assert any(m == "no scenario with id 'zzz-nothing-like-it'" for m in
+               (p.message for p in validate_document(doc, "x.json")))

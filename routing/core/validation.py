@@ -324,6 +324,21 @@ class _Index:
     def has(self, collection: str, ref: Any) -> bool:
         return isinstance(ref, str) and ref in self.ids[collection]
 
+    def hint(self, collection: str, ref: Any) -> str:
+        return did_you_mean(ref, self.ids[collection])
+
+
+def did_you_mean(ref: Any, known: Any) -> str:
+    """`; did you mean 'lunch'?` for a mistyped reference (`lnuch`, `MSK`), else ""."""
+    import difflib
+
+    if not isinstance(ref, str) or not ref:
+        return ""
+    names = [str(k) for k in known]
+    folded = {n.lower(): n for n in names}
+    match = folded.get(ref.lower()) or next(iter(difflib.get_close_matches(ref, names, n=1, cutoff=0.6)), None)
+    return f"; did you mean {_short(match)}?" if match else ""
+
 
 class _Checker:
     def __init__(self, doc: dict[str, Any], file: str, allow_private_webhooks: bool = False):
@@ -480,7 +495,7 @@ class _Checker:
                 ref = member.get("operator")
                 where = pointer("groups", i, "members", j, "operator")
                 if not index.has("operators", ref):
-                    self.error(where, f"no operator with id {_short(ref)}")
+                    self.error(where, f"no operator with id {_short(ref)}{index.hint('operators', ref)}")
                 elif ref in seen:
                     self.error(where, f"operator {ref!r} is in this group twice")
                 else:
@@ -494,7 +509,7 @@ class _Checker:
                 if index.has("sounds", sound):
                     self.used["sounds"].add(sound)
                 else:
-                    self.error(pointer("operations", i, "sound"), f"no sound with id {_short(sound)}")
+                    self.error(pointer("operations", i, "sound"), f"no sound with id {_short(sound)}{index.hint('sounds', sound)}")
             group = op.get("group")
             if group is not None:
                 if op.get("type") != "group":
@@ -502,7 +517,7 @@ class _Checker:
                 elif index.has("groups", group):
                     self.used["groups"].add(group)
                 else:
-                    self.error(pointer("operations", i, "group"), f"no group with id {_short(group)}")
+                    self.error(pointer("operations", i, "group"), f"no group with id {_short(group)}{index.hint('groups', group)}")
             if op.get("type") != "menu":
                 for key in ("repeat_key", "max_repeats"):
                     if key in op:
@@ -559,7 +574,7 @@ class _Checker:
         ref = node.get("operation")
         op = ops.get(ref) if isinstance(ref, str) else None
         if isinstance(ref, str) and op is None:
-            self.error(pointer(*path, "operation"), f"no operation with id {ref!r}")
+            self.error(pointer(*path, "operation"), f"no operation with id {ref!r}{did_you_mean(ref, ops)}")
         elif op is not None:
             self.used["operations"].add(ref)
         kind = op.get("type") if op else None
@@ -590,7 +605,7 @@ class _Checker:
                 if index.has(collection, ref):
                     self.used[collection].add(ref)
                 elif ref is not None:
-                    self.error(pointer("rules", i, field), f"no {field.replace('_', ' ')} with id {_short(ref)}")
+                    self.error(pointer("rules", i, field), f"no {field.replace('_', ' ')} with id {_short(ref)}{index.hint(collection, ref)}")
             priority = rule.get("priority")
             if isinstance(priority, int) and not isinstance(priority, bool):
                 if priority in priorities:
@@ -602,7 +617,7 @@ class _Checker:
             if index.has("scenarios", default):
                 self.used["scenarios"].add(default)
             else:
-                self.error("/default_scenario", f"no scenario with id {default!r}")
+                self.error("/default_scenario", f"no scenario with id {default!r}{index.hint('scenarios', default)}")
 
     def check_notifications(self) -> None:
         notifications = self.doc.get("notifications")

@@ -167,3 +167,17 @@ def test_simulate_refuses_a_local_time_that_does_not_exist_and_flags_one_that_ha
     assert fold.returncode == 0 and "happens twice in America/New_York (UTC-04:00, then UTC-05:00)" in fold.stderr
     assert "2026-11-01T01:30:00-04:00" in fold.stdout
     assert voffice(*args, "--at", "2026-03-08T02:30-05:00").returncode == 0  # an offset says which instant
+
+
+def test_thousands_of_errors_are_capped_and_sorted_by_number(tmp_path: Any, seed_doc: dict[str, Any]) -> None:
+    doc = json.loads(json.dumps(seed_doc))
+    doc["sounds"] += [{"id": f"s{i}", "name": f"s{i}", "text": ""} for i in range(1200)]  # empty text: an error each
+    path = tmp_path / "many.json"
+    path.write_text(json.dumps(doc, ensure_ascii=False))
+    result = voffice("validate", str(path))
+    lines = [ln for ln in result.stderr.splitlines() if "/sounds/" in ln]
+    assert result.returncode == 1 and len(lines) == 50
+    numbers = [int(ln.split("/sounds/")[1].split("/")[0].split(":")[0]) for ln in lines]
+    assert numbers == sorted(numbers) and numbers[:3] == [5, 6, 7]  # 5, 6, 7, ... not 10, 100, 1000
+    assert "... and" in result.stderr and "more (--all shows every one)" in result.stderr
+    assert len([ln for ln in voffice("validate", "--all", str(path)).stderr.splitlines() if "/sounds/" in ln]) > 1000

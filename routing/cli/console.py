@@ -84,21 +84,42 @@ def schema() -> None:
     click.echo(SCHEMA_PATH.read_text(encoding="utf-8"), nl=False)
 
 
-def _print_problems(problems: list[Problem], as_json: bool) -> None:
+MAX_SHOWN = 50  # problems printed per file before "and N more"
+
+
+def _natural(problem: Problem) -> tuple[Any, ...]:
+    """File, then pointer with its numbers as numbers (/sounds/2 before /sounds/10)."""
+    import re
+
+    parts = tuple((0, int(x), "") if x.isdigit() else (1, 0, x) for x in re.split(r"/", problem.pointer) if x)
+    return (problem.file, parts)
+
+
+def _print_problems(problems: list[Problem], as_json: bool, show_all: bool = False) -> None:
     if as_json:
         click.echo(json.dumps([p.to_json() for p in problems], ensure_ascii=False, indent=2))
         return
-    for p in problems:
+    shown: dict[str, int] = {}
+    hidden: dict[str, int] = {}
+    for p in sorted(problems, key=_natural):
+        if not show_all and shown.get(p.file, 0) >= MAX_SHOWN:
+            hidden[p.file] = hidden.get(p.file, 0) + 1
+            continue
+        shown[p.file] = shown.get(p.file, 0) + 1
         click.echo(p.line(), err=p.severity == ERROR)
+    for file, count in hidden.items():
+        click.echo(f"{file}: ... and {count} more (--all shows every one)", err=True)
 
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, metavar="FILE|DIR...")
 @click.option("--json", "as_json", is_flag=True, help="Print the problems as a JSON list.")
-def validate(paths: tuple[str, ...], as_json: bool) -> None:
-    """Check account documents: schema, meaning, and across files. Exit 1 if any is invalid."""
+@click.option("--all", "show_all", is_flag=True, help=f"Print every problem (default: the first {MAX_SHOWN} per file).")
+def validate(paths: tuple[str, ...], as_json: bool, show_all: bool) -> None:
+    """Check account documents: schema, meaning, and across files (directories are read
+    recursively). Exit 1 if any is invalid."""
     result = validate_paths(list(paths), allow_private_webhooks=private_webhooks())
-    _print_problems(result.problems, as_json)
+    _print_problems(result.problems, as_json, show_all)
     if not as_json:
         errors = len(only_errors(result.problems))
         warnings = len(result.problems) - errors

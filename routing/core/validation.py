@@ -268,7 +268,8 @@ def _suggest(extra: list[str], schema_node: dict[str, Any]) -> str:
 
 def schema_problems(doc: Any, file: str) -> list[Problem]:
     problems = []
-    for err in sorted(_validator().iter_errors(doc), key=lambda e: list(map(str, e.absolute_path))):
+    for err in sorted(_validator().iter_errors(doc), key=lambda e: [(0, k, "") if isinstance(k, int) else (1, 0, str(k))
+                                                                     for k in e.absolute_path]):  # /sounds/2 before /sounds/10
         where = pointer(*err.absolute_path)
         if err.validator == "additionalProperties" and isinstance(err.instance, dict):
             extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
@@ -773,8 +774,19 @@ def validate_document(doc: Any, file: str, *, allow_private_webhooks: bool = Fal
     # A control character also breaks the schema's pattern, and so does a bad notification
     # target; the specific message is enough.
     specific = {p.pointer for p in meaning if p.message.startswith(CONTROL_MESSAGE)} | checker.specific
-    problems = [p for p in schema_found if p.pointer not in specific]
+    problems = _one_per_value([p for p in schema_found if p.pointer not in specific])
     return _dedupe(_name_invisible(problems + meaning, doc))
+
+
+def _one_per_value(problems: list[Problem]) -> list[Problem]:
+    """One schema message per value: an empty string breaks both `minLength` and `pattern`,
+    one problem, not two; the message that says what is expected is kept."""
+    best: dict[str, Problem] = {}
+    for problem in problems:
+        kept = best.get(problem.pointer)
+        if kept is None or ("expected" in problem.message and "expected" not in kept.message):
+            best[problem.pointer] = problem
+    return [p for p in problems if best.get(p.pointer) is p]
 
 
 def _name_invisible(problems: list[Problem], doc: Any) -> list[Problem]:

@@ -839,3 +839,12 @@ def test_a_mistyped_reference_gets_a_did_you_mean(seed_doc: dict[str, Any]) -> N
     doc["default_scenario"] = "zzz-nothing-like-it"
     assert any(m == "no scenario with id 'zzz-nothing-like-it'" for m in
                (p.message for p in validate_document(doc, "x.json")))
+
+
+def test_messages_keep_acronyms_and_state_limits(seed_doc: dict[str, Any]) -> None:
+    doc = copy.deepcopy(seed_doc)
+    doc["calendar"]["country"] = "Russia"
+    doc["name"] = "x" * 500
+    messages = {p.pointer: p.message for p in validate_document(doc, "x.json")}
+    assert "expected ISO 3166-1" in messages["/calendar/country"]
+    assert messages["/name"].endswith("too long (the limit: at most 200 characters)")

@@ -242,8 +242,11 @@ def _schema_message(err: ValidationError) -> str:
         return f"{_short(err.instance)} is not valid; expected {_lower(what) or 'one of the allowed forms'}"
     if kind == "uniqueItems":
         return "has duplicate items"
-    if kind in ("minimum", "maximum", "minItems", "maxItems", "minLength", "maxLength"):
-        return f"{_short(err.instance)}: {err.message.split(' is ', 1)[-1] if ' is ' in err.message else err.message}"
+    limits = {"minimum": "at least {}", "maximum": "at most {}", "minItems": "at least {} items",
+              "maxItems": "at most {} items", "minLength": "at least {} characters", "maxLength": "at most {} characters"}
+    if kind in limits:
+        what = err.message.split(" is ", 1)[-1] if " is " in err.message else err.message
+        return f"{_short(err.instance)}: {what} (the limit: {limits[kind].format(err.validator_value)})"
     return str(err.message)
 
 
@@ -252,7 +255,9 @@ def _listed(value: Any) -> list[Any]:
 
 
 def _lower(text: str) -> str:
-    return text[:1].lower() + text[1:].rstrip(".")
+    """A description continued mid-sentence: "The id" -> "the id", but "ISO 3166-1" stays."""
+    keep = len(text) > 1 and (text[1].isupper() or text[1].isdigit())
+    return (text if keep else text[:1].lower() + text[1:]).rstrip(".")
 
 
 def _suggest(extra: list[str], schema_node: dict[str, Any]) -> str:

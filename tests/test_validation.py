@@ -848,3 +848,11 @@ def test_messages_keep_acronyms_and_state_limits(seed_doc: dict[str, Any]) -> No
     messages = {p.pointer: p.message for p in validate_document(doc, "x.json")}
     assert "expected ISO 3166-1" in messages["/calendar/country"]
     assert messages["/name"].endswith("too long (the limit: at most 200 characters)")
+
+
+def test_a_shadowed_rule_names_the_rules_that_shadow_it() -> None:
+    doc = seed()
+    doc["rules"].append({"id": "r5", "name": "Rule 5", "priority": 5, "schedule": "weekend-vip",
+                         "caller_list": "vip", "scenario": "weekend-vip"})
+    [shadowed] = [p for p in warnings(validate_document(doc, FILE)) if p.pointer == "/rules/4"]
+    assert shadowed.message.startswith("rule 'r5' can never match: 'r3', 'r4' (higher priority) cover all of its times")

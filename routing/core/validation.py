@@ -684,9 +684,11 @@ class _Checker:
         )
         covered_any: dict[tuple[str, int], list[tuple[int, int]]] = {c: [] for c in combos}
         covered_by_list: dict[tuple[str | None, str, int], list[tuple[int, int]]] = {}
+        earlier: list[tuple[str, Any, dict[tuple[str, int], list[tuple[int, int]]]]] = []
         for i, rule in enabled:
             spans_by_combo = _schedule_spans(schedules[rule["schedule"]], combos)
             caller_list = rule.get("caller_list")
+            earlier.append((rule["id"], caller_list, spans_by_combo))
             live = False
             for combo, spans in spans_by_combo.items():
                 before = covered_any[combo] + covered_by_list.get((caller_list, *combo), [])
@@ -698,7 +700,12 @@ class _Checker:
                     key = (caller_list, *combo)
                     covered_by_list[key] = _union(covered_by_list.get(key, []), spans)
             if not live:
-                self.warn(pointer("rules", i), f"rule {rule['id']!r} can never match: higher-priority rules always win first")
+                shadows = [ident for ident, their_list, theirs in earlier[:-1]
+                           if (their_list is None or their_list == caller_list)
+                           and any(_subtract(spans, _subtract(spans, theirs.get(combo, []))) for combo, spans in spans_by_combo.items())]
+                names = ", ".join(repr(x) for x in shadows) or "higher-priority rules"
+                self.warn(pointer("rules", i), f"rule {rule['id']!r} can never match: {names} (higher priority) "
+                          "cover all of its times and callers first")
         default = doc["default_scenario"]
         for kind in ("working", "weekend", "holiday"):
             by_gap: dict[tuple[tuple[int, int], ...], list[int]] = {}

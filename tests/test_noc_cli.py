@@ -181,3 +181,23 @@ def test_thousands_of_errors_are_capped_and_sorted_by_number(tmp_path: Any, seed
     assert numbers == sorted(numbers) and numbers[:3] == [5, 6, 7]  # 5, 6, 7, ... not 10, 100, 1000
     assert "... and" in result.stderr and "more (--all shows every one)" in result.stderr
     assert len([ln for ln in voffice("validate", "--all", str(path)).stderr.splitlines() if "/sounds/" in ln]) > 1000
+
+
+def test_simulate_and_coverage_default_to_now_and_this_week() -> None:
+    from .conftest import EXAMPLES
+
+    env_now = "2026-11-25T13:30:00+03:00"  # VOFFICE_NOW: what "now" is for every component
+    import os
+    import subprocess
+    import time
+
+    from .test_cli import VOFFICE
+
+    env = {**os.environ, "VOFFICE_NOW": env_now, "VOFFICE_NOW_AT": f"{time.time():.3f}"}
+    env.pop("VOFFICE_REDIS_URL", None)
+    sim = subprocess.run([str(VOFFICE), "simulate", "--number", "+74951234567", "--caller", "+79031112233",
+                          "--config", str(EXAMPLES / "seed-office.json")], capture_output=True, text=True, env=env, timeout=60)
+    assert sim.returncode == 0 and "at 2026-11-25T13:30" in sim.stdout and "(r1)" in sim.stdout
+    cov = subprocess.run([str(VOFFICE), "coverage", str(EXAMPLES / "seed-office.json")], capture_output=True, text=True,
+                         env=env, timeout=60)
+    assert cov.returncode == 0 and "week 2026-W48" in cov.stdout

@@ -405,16 +405,19 @@ def _account_from_file(path: str, number: str) -> CompiledAccount:
 @main.command(name="simulate")
 @click.option("--number", required=True, help="The dialled virtual number (DID).")
 @click.option("--caller", required=True, help="The caller's number as the trunk sends it ('anonymous' allowed).")
-@click.option("--at", "at_text", required=True, help="ISO 8601 time; without an offset it is the account's local time.")
+@click.option("--at", "at_text", default=None,
+              help="ISO 8601 time; without an offset it is the account's local time. Default: now (VOFFICE_NOW if set).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="An account file instead of what is loaded in Redis.")
 @click.option("--event", "events", multiple=True, help="digits:101 key:1 timeout invalid done no-answer busy answer:ID, in order.")
 @click.option("--seed", default="", help="Seed for the random strategy (Kamailio uses the call id).")
 @click.option("--json", "as_json", is_flag=True)
 @redis_option
 @user_errors
-def simulate_cmd(number: str, caller: str, at_text: str, config_path: str | None, events: tuple[str, ...], seed: str, as_json: bool, redis_url: str | None) -> None:
+def simulate_cmd(number: str, caller: str, at_text: str | None, config_path: str | None, events: tuple[str, ...], seed: str, as_json: bool, redis_url: str | None) -> None:
     """What happens to a call, without placing it."""
-    at = _parse_at(at_text)
+    from routing.core.clock import now as clock_now
+
+    at = _parse_at(at_text) if at_text else clock_now()
     parsed = [Event.parse(e) for e in events]
     if config_path:
         account = _account_from_file(config_path, number)
@@ -463,17 +466,22 @@ def format_simulation(result: dict[str, Any]) -> str:
 
 @main.command()
 @click.argument("what", metavar="ACCOUNT|FILE")
-@click.option("--week", required=True, help="ISO week, e.g. 2026-W48.")
+@click.option("--week", default=None, help="ISO week, e.g. 2026-W48 (default: this week).")
 @click.option("--slot", "slot_minutes", default=15, show_default=True, type=click.IntRange(5, 240), help="Slot length in minutes.")
 @click.option("--png", "png_path", type=click.Path(dir_okay=False), help="Also draw the week as a heat map.")
 @click.option("--json", "as_json", is_flag=True)
 @redis_option
 @user_errors
-def coverage(what: str, week: str, slot_minutes: int, png_path: str | None, as_json: bool, redis_url: str | None) -> None:
+def coverage(what: str, week: str | None, slot_minutes: int, png_path: str | None, as_json: bool, redis_url: str | None) -> None:
     """Which rule and scenario apply in each slot of a week, per caller list."""
     from routing.core.coverage import format_text, parse_iso_week, render_png, week_coverage
 
     try:
+        if week is None:
+            from routing.core.clock import now as clock_now
+
+            year, number, _ = clock_now().isocalendar()
+            week = f"{year}-W{number:02d}"
         monday = parse_iso_week(week)
     except ValueError as exc:
         fail(f"--week: {exc}")

@@ -203,6 +203,7 @@ class PostgresServer:
             self.proc = None
 
     def remove(self) -> None:
-        """Stop and delete the cluster (tests)."""
+        """Stop and delete the cluster and its log (tests, benchmarks)."""
         self.stop()
         shutil.rmtree(self.data_dir, ignore_errors=True)
+        (self.data_dir.parent / f"{self.data_dir.name}.log").unlink(missing_ok=True)

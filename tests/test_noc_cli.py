@@ -201,3 +201,14 @@ def test_simulate_and_coverage_default_to_now_and_this_week() -> None:
     cov = subprocess.run([str(VOFFICE), "coverage", str(EXAMPLES / "seed-office.json")], capture_output=True, text=True,
                          env=env, timeout=60)
     assert cov.returncode == 0 and "week 2026-W48" in cov.stdout
+
+
+def test_simulate_says_why_higher_rules_did_not_match_and_the_total_ring_time() -> None:
+    from .conftest import EXAMPLES
+
+    args = ["simulate", "--number", "+74951234567", "--caller", "+79031112233", "--config", str(EXAMPLES / "seed-office.json")]
+    saturday = voffice(*args, "--at", "2026-11-28T10:00").stdout
+    assert "not Правило №1 (r1): not on a weekend day" in saturday
+    assert "not Правило №3 (r3): not at 10:00 (its hours: 12:00-18:00)" in saturday
+    weekday = voffice(*args, "--at", "2026-11-25T10:00", "--event", "timeout").stdout
+    assert "ringing at most 1 min 20 s in all" in weekday  # four waves of 20 s

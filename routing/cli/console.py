@@ -448,6 +448,8 @@ def format_simulation(result: dict[str, Any]) -> str:
         f"rule      {rule['name'] + ' (' + rule['id'] + ')' if rule else 'none matched: default scenario'}",
         f"scenario  {result['scenario']['name']} ({result['scenario']['id']})",
     ]
+    for skipped in result.get("skipped", []):
+        lines.insert(-1, f"  not {skipped['name']} ({skipped['id']}): {skipped['why']}")
     for i, step in enumerate(result["steps"], 1):
         op = step["operation"]
         lines.append(f"{i}. {op['name']} [{op['type']}]")
@@ -460,6 +462,9 @@ def format_simulation(result: dict[str, Any]) -> str:
             lines.append(f"     ({note})")
         if step["event"]:
             lines.append(f"     -> {step['event']}")
+    if result.get("ring_seconds"):
+        total = result["ring_seconds"]
+        lines.append(f"ringing at most {total // 60} min {total % 60} s in all")
     lines.append(f"end: {result['end']}")
     return "\n".join(lines)
 

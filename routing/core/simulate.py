@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from routing.core.day_type import DAY_TYPE_BIT
 from routing.core.engine import CompiledAccount, decide
 from routing.core.ringing_plan import group_plan, operator_plan
 from routing.core.scenario import PENDING, Cursor, Event, EventError, feed, operation_of, terminal_end
@@ -72,6 +73,7 @@ def simulate(
         left = " ".join(str(e) for e in pending)
         raise EventError(f"the call ended ({end}) before these events: {left}")
     rule = decision.rule
+    ring_seconds = sum(max((r["ring_seconds"] for r in wave), default=0) for step in steps for wave in step.get("waves", []))
     return {
         "account": decision.account,
         "number": decision.number,
@@ -82,6 +84,29 @@ def simulate(
         "day_type": decision.day_type,
         "rule": {"id": rule.id, "name": rule.name} if rule else None,
         "scenario": {"id": decision.scenario, "name": plain["scenarios"][decision.scenario]["name"]},
+        "skipped": skipped_rules(account, decision),
         "steps": steps,
+        "ring_seconds": ring_seconds,  # the longest the caller could hear ringing, every wave to its end
         "end": end,
     }
+
+
+def skipped_rules(account: CompiledAccount, decision: Any) -> list[dict[str, str]]:
+    """Why each rule before the one that matched (all of them, if none did) did not."""
+    local = decision.local_time
+    kind, weekday, minute = decision.day_type, local.weekday(), local.hour * 60 + local.minute
+    out = []
+    for rule in account.rules:
+        if decision.rule is not None and rule.id == decision.rule.id:
+            break
+        if not rule.days & DAY_TYPE_BIT[kind]:
+            why = f"not on a {kind} day"
+        elif not rule.weekdays >> weekday & 1:
+            why = f"not on {local.strftime('%A')}"
+        elif not any(start <= minute < end for start, end in rule.intervals):
+            hours = ", ".join(f"{s // 60:02d}:{s % 60:02d}-{e // 60:02d}:{e % 60:02d}" for s, e in rule.intervals)
+            why = f"not at {local.strftime('%H:%M')} (its hours: {hours})"
+        else:
+            why = "the caller is not in its list"
+        out.append({"id": rule.id, "name": rule.name, "why": why})
+    return out

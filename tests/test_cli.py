@@ -116,22 +116,22 @@ def test_simulate_json_contract() -> None:
 
 
 @pytest.mark.parametrize(
-    ("args", "expected"),
+    ("args", "expected", "code"),
     [
-        (["--at", "yesterday"], "--at: 'yesterday' is not an ISO 8601 time"),
-        (["--at", "2026-11-25T11:00", "--event", "jump"], "unknown event 'jump'"),
-        (["--at", "2026-11-25T11:00", "--event", "key:12"], "a key is one of 0-9, * or #"),
-        (["--at", "2026-11-25T11:00", "--number", "+74990000000"], "is not a number of account 'berry-demo' (+74951234567)"),
+        (["--at", "yesterday"], "--at: 'yesterday' is not an ISO 8601 time", 2),  # an option's value: a usage error
+        (["--at", "2026-11-25T11:00", "--event", "jump"], "unknown event 'jump'", 1),
+        (["--at", "2026-11-25T11:00", "--event", "key:12"], "a key is one of 0-9, * or #", 1),
+        (["--at", "2026-11-25T11:00", "--number", "+74990000000"], "is not a number of account 'berry-demo' (+74951234567)", 1),
     ],
 )
-def test_simulate_user_errors(args: list[str], expected: str) -> None:
+def test_simulate_user_errors(args: list[str], expected: str, code: int) -> None:
     base = {"--number": "+74951234567", "--caller": "+79031112233"}
     for i in range(0, len(args), 2):
         base[args[i]] = args[i + 1]
     flat = [x for kv in base.items() for x in kv if kv[0] != "--event"]
     events = [x for i in range(0, len(args), 2) if args[i] == "--event" for x in ("--event", args[i + 1])]
     result = voffice("simulate", "--config", str(SEED), *flat, *events)
-    assert result.returncode == 1
+    assert result.returncode == code
     no_traceback(result)
     assert expected in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -186,4 +186,4 @@ def test_coverage_text_and_png(tmp_path: Path) -> None:
     assert "Правило №1" in result.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bad = voffice("coverage", str(SEED), "--week", "2026-W99")
-    assert bad.returncode == 1 and bad.stderr.startswith("voffice: error: --week:")
+    assert bad.returncode == 2 and bad.stderr.startswith("voffice: error: --week:")

@@ -162,7 +162,7 @@ def test_simulate_refuses_a_local_time_that_does_not_exist_and_flags_one_that_ha
 
     args = ["simulate", "--number", "+12125550140", "--caller", "+15551234567", "--config", str(EXAMPLES / "newyork-dst.json")]
     gap = voffice(*args, "--at", "2026-03-08T02:30")
-    assert gap.returncode == 1 and "2026-03-08 02:30 does not exist in America/New_York" in gap.stderr
+    assert gap.returncode == 2 and "2026-03-08 02:30 does not exist in America/New_York" in gap.stderr
     fold = voffice(*args, "--at", "2026-11-01T01:30")
     assert fold.returncode == 0 and "happens twice in America/New_York (UTC-04:00, then UTC-05:00)" in fold.stderr
     assert "2026-11-01T01:30:00-04:00" in fold.stdout

@@ -41,6 +41,16 @@ def fail(message: str) -> NoReturn:
     raise UserError(message)
 
 
+class UsageProblem(UserError):
+    """An option given a value it cannot take: one line as every error, exit code 2."""
+
+    exit_code = 2
+
+
+def usage(message: str) -> NoReturn:
+    raise UsageProblem(message)
+
+
 def user_errors(fn: F) -> F:
     """Turn the expected failures of a command into one-line errors."""
 
@@ -383,7 +393,7 @@ def _parse_at(text: str) -> datetime:
     try:
         return datetime.fromisoformat(text)
     except ValueError:
-        fail(f"--at: {text!r} is not an ISO 8601 time such as 2026-11-28T13:00 or 2026-11-28T10:00:00Z")
+        usage(f"--at: {text!r} is not an ISO 8601 time such as 2026-11-28T13:00 or 2026-11-28T10:00:00Z")
 
 
 def _account_from_file(path: str, number: str) -> CompiledAccount:
@@ -431,7 +441,7 @@ def simulate_cmd(number: str, caller: str, at_text: str | None, config_path: str
 
         problem = wall_time_problem(at, account.tz)
         if problem is not None and problem[0] == "gap":
-            fail(f"--at: {problem[1]}")
+            usage(f"--at: {problem[1]}")
         if problem is not None:
             click.echo(f"note: --at {problem[1]}", err=True)
     result = simulate(account, number, caller, at, parsed, seed=seed)
@@ -489,7 +499,7 @@ def coverage(what: str, week: str | None, slot_minutes: int, png_path: str | Non
             week = f"{year}-W{number:02d}"
         monday = parse_iso_week(week)
     except ValueError as exc:
-        fail(f"--week: {exc}")
+        usage(f"--week: {exc}")
     if Path(what).is_file():
         result = validate_paths([what], allow_private_webhooks=private_webhooks())
         errors = only_errors(result.problems)
@@ -505,7 +515,7 @@ def coverage(what: str, week: str | None, slot_minutes: int, png_path: str | Non
     try:
         cov = week_coverage(account, monday, slot_minutes)
     except ValueError as exc:
-        fail(f"--slot: {exc}")
+        usage(f"--slot: {exc}")
     if as_json:
         click.echo(json.dumps(cov.to_json(), ensure_ascii=False, indent=2))
     else:
@@ -580,7 +590,7 @@ def call_cmd(number: str, caller: str, dtmf: str, dtmf_mode: str, require_100rel
 
     host, _, port = sip_addr.rpartition(":")
     if not host or not port.isdigit():
-        fail(f"--sip: {sip_addr!r} is not HOST:PORT")
+        usage(f"--sip: {sip_addr!r} is not HOST:PORT")
     url = configs.redis_url(redis_url)
     try:
         outcome = place_call(number, caller, (host, int(port)), dtmf, dtmf_after, message_after, talk, timeout, url, dtmf_mode,
@@ -635,7 +645,7 @@ def bench_sip(cps: int, seconds: float, cps_step: int, max_cps: int, children: i
     from voffice_bench.sip import BenchError, run_sip_bench
 
     if max_cps < cps:
-        fail(f"--max-cps ({max_cps}) is below --cps ({cps})")
+        usage(f"--max-cps ({max_cps}) is below --cps ({cps})")
     mix = None
     if any(v is not None for v in (caller_kind, gateway_spec, inf_path, talk_ms, expect_codes)) or load_paths or now:
         try:
@@ -731,9 +741,9 @@ def bench_media(calls: int, seconds: float, sweep_counts: str | None, speech: bo
         try:
             counts = [int(n) for n in sweep_counts.split(",") if n.strip()]
         except ValueError:
-            fail(f"--sweep takes call counts separated by commas, not {sweep_counts!r}")
+            usage(f"--sweep takes call counts separated by commas, not {sweep_counts!r}")
         if not counts or min(counts) < 1:
-            fail("--sweep needs call counts of at least 1")
+            usage("--sweep needs call counts of at least 1")
         result = sweep(counts, seconds, echo, pin=pin, speech=speech)
     else:
         result = run_media_bench(calls, seconds, echo, pin=pin, speech=speech)
@@ -796,7 +806,7 @@ def up(foreground: bool, load_paths: tuple[str, ...], operator_gateway: str, med
     from routing.stack.local import SEED, TRANSPORTS, Stack, StackError
 
     if not GATEWAY.fullmatch(operator_gateway):
-        fail(f"--operator-gateway: {operator_gateway!r} is not HOST:PORT")
+        usage(f"--operator-gateway: {operator_gateway!r} is not HOST:PORT")
     transports = tuple(dict.fromkeys(t.strip().lower() for t in transport_list.split(",") if t.strip()))
     unknown = [t for t in transports if t not in TRANSPORTS]
     if unknown or "udp" not in transports:
@@ -920,7 +930,7 @@ def _when(text: str | None, option: str) -> datetime | None:
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        fail(f"{option} {text!r}: expected an ISO 8601 date or time, e.g. 2026-11-25 or 2026-11-25T13:00+03:00")
+        usage(f"{option} {text!r}: expected an ISO 8601 date or time, e.g. 2026-11-25 or 2026-11-25T13:00+03:00")
     if value.tzinfo is None:
         from routing.core.clock import now as clock_now
 
@@ -1016,9 +1026,9 @@ def notifier_cmd(redis_url: str | None, database_url: str | None, smtp_url: str 
     try:
         smtp = parse_smtp_url(smtp_url) if smtp_url else None
     except (DeliveryError, ValueError) as exc:
-        fail(f"--smtp: {exc}")
+        usage(f"--smtp: {exc}")
     if smtp is None and maildir is None:
-        fail("give --smtp URL (a relay) or --maildir DIR (local delivery)")
+        usage("give --smtp URL (a relay) or --maildir DIR (local delivery)")
     channels = Channels(smtp=smtp, maildir=Path(maildir) if maildir else None, allow_private_webhooks=allow_private_webhooks,
                         link_base=link_base, retry_base=retry_base)
     if mail_from:

@@ -212,3 +212,16 @@ def test_simulate_says_why_higher_rules_did_not_match_and_the_total_ring_time() 
     assert "not Правило №3 (r3): not at 10:00 (its hours: 12:00-18:00)" in saturday
     weekday = voffice(*args, "--at", "2026-11-25T10:00", "--event", "timeout").stdout
     assert "ringing at most 1 min 20 s in all" in weekday  # four waves of 20 s
+
+
+def test_a_store_wide_setting_says_how_many_versions_are_kept(redis_server: Any, tmp_path: Any, seed_doc: dict[str, Any]) -> None:
+    url = redis_server.url
+    assert "keep      10 versions" in voffice("settings", redis_url=url).stdout
+    assert "keep      2 versions" in voffice("settings", "--keep", "2", redis_url=url).stdout
+    for i in range(4):
+        doc = json.loads(json.dumps(seed_doc))
+        doc["operators"][0]["phone"] = f"+7916123000{i}"
+        (tmp_path / f"v{i}.json").write_text(json.dumps(doc, ensure_ascii=False))
+        assert voffice("load", str(tmp_path / f"v{i}.json"), redis_url=url).returncode == 0
+    [row] = json.loads(voffice("list", "--json", redis_url=url).stdout)
+    assert row["versions_kept"] == [4, 3]

@@ -230,11 +230,12 @@ def plan(paths: tuple[str, ...], detailed_exitcode: bool, redis_url: str | None)
 @click.option("--expect-version", "expect", multiple=True, metavar="ACCOUNT=N",
               help="Load only if ACCOUNT is still at version N (what `plan` printed; 0: not loaded yet). Repeatable.")
 @click.option("--fail-on-warning", is_flag=True, help="Load nothing if the change brings a validation warning.")
-@click.option("--keep", default=configs.DEFAULT_KEEP, show_default=True, type=click.IntRange(1, 1000), help="Versions kept per account.")
+@click.option("--keep", default=None, type=click.IntRange(1, 1000),
+              help="Versions kept per account (default: the store's setting, `voffice settings`; 10 unless changed).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the totals.")
 @redis_option
 @user_errors
-def load(paths: tuple[str, ...], dry_run: bool, expect: tuple[str, ...], fail_on_warning: bool, keep: int, quiet: bool,
+def load(paths: tuple[str, ...], dry_run: bool, expect: tuple[str, ...], fail_on_warning: bool, keep: int | None, quiet: bool,
          redis_url: str | None) -> None:
     """Validate every file, then swap all accounts to their new versions atomically.
     Directories are read recursively.
@@ -261,7 +262,7 @@ def load(paths: tuple[str, ...], dry_run: bool, expect: tuple[str, ...], fail_on
                 for w in warned:
                     click.echo(f"warning: {w.file}: {w.pointer or '/'}: {w.message}", err=True)
                 fail(f"{len(warned)} warning(s) introduced; nothing was loaded (--fail-on-warning)")
-        outcome = configs.apply_load(r, changes, keep)
+        outcome = configs.apply_load(r, changes, keep or configs.keep_setting(r))
         changed, warnings = _print_plan(changes, outcome.versions, quiet)
     verb = "would change" if dry_run else "loaded"
     click.echo(f"{len(changes)} account(s): {changed} {verb}, {len(changes) - changed} unchanged"
@@ -271,14 +272,15 @@ def load(paths: tuple[str, ...], dry_run: bool, expect: tuple[str, ...], fail_on
 @main.command()
 @click.argument("account")
 @click.option("--to", "to_version", type=int, default=None, help="Version to restore (default: the one before the current).")
-@click.option("--keep", default=configs.DEFAULT_KEEP, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--keep", default=None, type=click.IntRange(1, 1000), help="Versions kept (default: the store's setting).")
 @click.option("--dry-run", is_flag=True, help="Show what the rollback would change, field by field; change nothing.")
 @redis_option
 @user_errors
-def rollback(account: str, to_version: int | None, keep: int, dry_run: bool, redis_url: str | None) -> None:
+def rollback(account: str, to_version: int | None, keep: int | None, dry_run: bool, redis_url: str | None) -> None:
     """Make an earlier version of ACCOUNT current again (recorded as a new version)."""
     r = configs.connect(redis_url)
-    result = configs.rollback(r, account, to_version, keep, allow_private_webhooks=private_webhooks(), dry_run=dry_run)
+    result = configs.rollback(r, account, to_version, keep or configs.keep_setting(r), allow_private_webhooks=private_webhooks(),
+                              dry_run=dry_run)
     if dry_run:
         click.echo(f"{account}: rollback to v{result.changes[0].file.rsplit('@v', 1)[-1]}, as a new version:")
         _print_plan(result.changes, None, hint=False)
@@ -287,6 +289,18 @@ def rollback(account: str, to_version: int | None, keep: int, dry_run: bool, red
     click.echo(f"{account}: v{result.versions[account]} (was v{change.current}): {configs.history(r, account, 1)[0]['action']}")
     for line in change.summary:
         click.echo(f"  {line}")
+
+
+@main.command(name="settings")
+@click.option("--keep", type=click.IntRange(1, 1000), default=None, help="Set how many versions every account keeps.")
+@redis_option
+@user_errors
+def settings_cmd(keep: int | None, redis_url: str | None) -> None:
+    """The store-wide settings (shown; changed with an option)."""
+    r = configs.connect(redis_url)
+    if keep is not None:
+        configs.set_keep(r, keep)
+    click.echo(f"keep      {configs.keep_setting(r)} versions per account (older ones are deleted at the next load)")
 
 
 @main.command(name="list")

@@ -405,3 +405,18 @@ def accounts(r: redis.Redis) -> list[dict[str, Any]]:
             "action": last.get("action", ""),
         })
     return out
+
+
+SETTINGS = "vo:settings"  # hash: store-wide settings (keep: versions kept per account)
+
+
+def keep_setting(r: redis.Redis) -> int:
+    """How many versions each account keeps, for every load and rollback that does not say."""
+    raw = _decode(r.hget(SETTINGS, "keep"))
+    return int(raw) if raw and raw.isdigit() and int(raw) > 0 else DEFAULT_KEEP
+
+
+def set_keep(r: redis.Redis, keep: int) -> None:
+    if not 1 <= keep <= 1000:
+        raise StoreError("keep: from 1 to 1000 versions")
+    r.hset(SETTINGS, "keep", keep)

@@ -676,3 +676,10 @@ def test_deliver_maildir_failure_is_a_delivery_error(tmp_path: Path) -> None:
     blocker.write_text("not a directory")
     with pytest.raises(DeliveryError, match="maildir"):
         deliver_maildir(blocker / "Maildir", build_message(notice(kind="missed"), SENDER, TO))
+
+
+def test_a_long_ascii_subject_has_no_leading_space() -> None:
+    """Found by the property test above: a subject just over one line came back as
+    " Voicemail from ..." (folded right after "Subject:")."""
+    sent = notice(kind="voicemail", caller="", number="00000000000000000000000000000", language="en", pages=2)
+    assert parse(build_message(sent, SENDER, TO))["Subject"] == subject(sent)

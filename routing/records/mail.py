@@ -69,24 +69,26 @@ class PartiallyDelivered(DeliveryError):
 
 
 class _MailPolicy(email.policy.EmailPolicy):
-    """email.policy.SMTP, except that a non-ASCII Subject is encoded by email.header.
+    """email.policy.SMTP, except that the Subject is folded (and, when not ASCII, encoded) by email.header.
     Python 3.11's folder splits such a header between two encoded words at a space and
     leaves the space outside them, where RFC 2047 says decoders drop it: "от неизвестного"
     arrived as "отнеизвестного". email.header keeps every space inside the encoded words."""
 
     def fold(self, name: str, value: str) -> str:
-        if name.lower() == "subject" and not str(value).isascii():
+        if name.lower() == "subject":
             return self._encoded(name, str(value))
         folded: str = super().fold(name, value)
         return folded
 
     def fold_binary(self, name: str, value: str) -> bytes:
-        if name.lower() == "subject" and not str(value).isascii():
+        if name.lower() == "subject":
             return self._encoded(name, str(value)).encode("ascii")
         return super().fold_binary(name, value)
 
     def _encoded(self, name: str, value: str) -> str:
-        header = email.header.Header(value, charset="utf-8", header_name=name)
+        # An ASCII subject too: the policy's folder breaks a long one right after "Subject:",
+        # and readers then show it with a leading space; email.header folds at a later space.
+        header = email.header.Header(value, charset="us-ascii" if value.isascii() else "utf-8", header_name=name)
         return f"{name}: {header.encode(linesep=self.linesep, maxlinelen=self.max_line_length or 78)}{self.linesep}"
 
 

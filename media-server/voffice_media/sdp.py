@@ -208,16 +208,7 @@ def answer(offer: Offer, local_ip: str, local_port: int, session_id: int) -> byt
     """The SDP answer to `offer` for our RTP socket at local_ip:local_port."""
     chosen = negotiate(offer)
     index = offer.audio_index
-    family = _family(local_ip)
-    if not 0 < local_port < 65536:
-        raise ValueError("local_port out of range")
-    lines = [
-        "v=0",
-        f"o=voffice {session_id} {session_id} IN {family} {local_ip}",
-        "s=voffice",
-        f"c=IN {family} {local_ip}",
-        "t=0 0",
-    ]
+    lines = _session(local_ip, local_port, session_id)
     for i, line in enumerate(offer.media):
         if i != index:
             lines.append(f"m={line.media} 0 {line.proto} {line.formats[0]}")
@@ -237,15 +228,8 @@ def answer(offer: Offer, local_ip: str, local_port: int, session_id: int) -> byt
 
 def offer(local_ip: str, local_port: int, session_id: int) -> bytes:
     """Our SDP offer for an INVITE that came without one: PCMU, PCMA, RFC 4733 events."""
-    family = _family(local_ip)
-    if not 0 < local_port < 65536:
-        raise ValueError("local_port out of range")
     lines = [
-        "v=0",
-        f"o=voffice {session_id} {session_id} IN {family} {local_ip}",
-        "s=voffice",
-        f"c=IN {family} {local_ip}",
-        "t=0 0",
+        *_session(local_ip, local_port, session_id),
         f"m=audio {local_port} RTP/AVP 0 8 {OFFER_DTMF_PT}",
         "a=rtpmap:0 PCMU/8000",
         "a=rtpmap:8 PCMA/8000",
@@ -257,5 +241,10 @@ def offer(local_ip: str, local_port: int, session_id: int) -> bytes:
     return ("\r\n".join(lines) + "\r\n").encode("ascii")
 
 
-def _family(ip: str) -> str:
-    return "IP6" if ipaddress.ip_address(ip).version == 6 else "IP4"
+def _session(local_ip: str, local_port: int, session_id: int) -> list[str]:
+    """The session-level lines every SDP of ours starts with (answers and offers alike)."""
+    family = "IP6" if ipaddress.ip_address(local_ip).version == 6 else "IP4"
+    if not 0 < local_port < 65536:
+        raise ValueError("local_port out of range")
+    return ["v=0", f"o=voffice {session_id} {session_id} IN {family} {local_ip}", "s=voffice",
+            f"c=IN {family} {local_ip}", "t=0 0"]

@@ -9,7 +9,7 @@ database newer than this code is refused rather than written to.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,30 @@ def connect(url: str, *, autocommit: bool = False, timeout: float = 5.0) -> psyc
         return psycopg.connect(url, autocommit=autocommit, connect_timeout=max(1, int(timeout)), row_factory=dict_row)
     except psycopg.Error as exc:
         raise DatabaseError(f"cannot connect to {redact(url)}: {one_line(exc)}") from exc
+
+
+class Session:
+    """A consumer's connection: opened (and its schema checked) when first needed, dropped
+    after an error so that the next use reconnects; `on_connect` runs on every new one."""
+
+    def __init__(self, url: str, on_connect: Callable[[], None] = lambda: None):
+        self.url, self.on_connect = url, on_connect
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def get(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = connect(self.url)
+            require_schema(self._conn)
+            self.on_connect()
+        return self._conn
+
+    def drop(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except psycopg.Error:
+                pass
+        self._conn = None
 
 
 def one_line(exc: BaseException) -> str:

@@ -98,26 +98,17 @@ class HistoryWriter:
         self.claim_idle_ms, self.batch = claim_idle_ms, batch
         self.stop = threading.Event()
         self.written = 0
-        self._conn: psycopg.Connection[Any] | None = None
-        self._partitions: set[str] = set()
+        self._partitions: set[str] = set()  # made by this process (cleared on a new connection)
+        self._db = database.Session(database_url, self._partitions.clear)
         self._pruned_on: str = ""
 
     # --- connections ----------------------------------------------------------------------
 
     def connection(self) -> psycopg.Connection[Any]:
-        if self._conn is None or self._conn.closed:
-            self._conn = database.connect(self.database_url)
-            database.require_schema(self._conn)
-            self._partitions.clear()
-        return self._conn
+        return self._db.get()
 
     def drop_connection(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except psycopg.Error:
-                pass
-        self._conn = None
+        self._db.drop()
 
     # --- the loop -------------------------------------------------------------------------
 

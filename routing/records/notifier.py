@@ -150,23 +150,15 @@ class Notifier:
         self.channels, self.name, self.claim_idle_ms = channels, name, claim_idle_ms
         self.stop = threading.Event()
         self.sent = 0
-        self._conn: psycopg.Connection[Any] | None = None
+        self._db = database.Session(database_url)
         self._client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2, socket_keepalive=True)
         self._reader = ConfigReader(redis_url, timeout=2.0)
 
     def connection(self) -> psycopg.Connection[Any]:
-        if self._conn is None or self._conn.closed:
-            self._conn = database.connect(self.database_url)
-            database.require_schema(self._conn)
-        return self._conn
+        return self._db.get()
 
     def drop_connection(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except psycopg.Error:
-                pass
-        self._conn = None
+        self._db.drop()
 
     # --- the loop -------------------------------------------------------------------------
 

@@ -51,17 +51,24 @@ def test_validate_examples() -> None:
 def test_validate_reports_every_problem_with_file_and_pointer(tmp_path: Path, seed_doc: dict[str, Any]) -> None:
     seed_doc["operators"][0]["extension"] = "0101"
     seed_doc["rules"][1]["scenario"] = "nope"
-    bad = write(tmp_path, "bad.json", seed_doc)
+    bad = write(tmp_path, "bad.json", json.dumps(seed_doc, ensure_ascii=False, indent=2))
+    text = Path(bad).read_text().splitlines()
+    ext_line = next(i for i, line in enumerate(text, 1) if '"0101"' in line)
+    rule_line = next(i for i, line in enumerate(text, 1) if '"nope"' in line)
     result = voffice("validate", bad)
     assert result.returncode == 1
     no_traceback(result)
     lines = result.stderr.splitlines()
-    assert f"{bad}: /operators/0/extension: extension '0101' starts with 0" in lines
-    assert f"{bad}: /rules/1/scenario: no scenario with id \"nope\"" in lines
+    # FILE:LINE:COLUMN as compilers print it (the column of the value); one message per problem:
+    # the schema's pattern error for "0101" gives way to the specific one.
+    assert f"{bad}:{ext_line}:20: /operators/0/extension: extension '0101' starts with 0" in lines
+    assert f"{bad}:{rule_line}:19: /rules/1/scenario: no scenario with id \"nope\"" in lines
+    assert sum("/operators/0/extension" in line for line in lines) == 1
     as_json = voffice("validate", "--json", bad)
     assert as_json.returncode == 1
     problems = json.loads(as_json.stdout)
-    assert {"file": bad, "pointer": "/rules/1/scenario", "severity": "error", "message": 'no scenario with id "nope"'} in problems
+    assert {"file": bad, "pointer": "/rules/1/scenario", "severity": "error", "message": 'no scenario with id "nope"',
+            "line": rule_line, "column": 19} in problems
 
 
 @pytest.mark.parametrize(
@@ -84,7 +91,8 @@ def test_duplicate_key_is_located(tmp_path: Path) -> None:
     path = write(tmp_path, "x.json", '{"a": {"b": 1, "b": 2}}')
     result = voffice("validate", path)
     assert result.returncode == 1
-    assert result.stderr.splitlines()[0] == f"{path}: /a/b: the key 'b' appears twice in one object"
+    # the value of the second "b", the one a strict reader refuses
+    assert result.stderr.splitlines()[0] == f"{path}:1:21: /a/b: the key 'b' appears twice in one object"
 
 
 def test_validate_missing_file() -> None:
@@ -181,9 +189,9 @@ def test_load_dry_run_rollback_history_show(redis_server: RedisServer, tmp_path:
 
 def test_coverage_text_and_png(tmp_path: Path) -> None:
     png = tmp_path / "week.png"
-    result = voffice("coverage", str(SEED), "--week", "2026-W48", "--png", str(png))
+    result = voffice("coverage", "--config", str(SEED), "--week", "2026-W48", "--png", str(png))
     assert result.returncode == 0, result.stderr
     assert "Правило №1" in result.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    bad = voffice("coverage", str(SEED), "--week", "2026-W99")
+    bad = voffice("coverage", "--config", str(SEED), "--week", "2026-W99")
     assert bad.returncode == 2 and bad.stderr.startswith("voffice: error: --week:")

@@ -58,9 +58,69 @@ def test_delete_releases_the_numbers_at_once_and_keeps_the_history(redis_server:
 def test_redis_urls_never_show_their_password() -> None:
     down = voffice("list", "--redis", "redis://:hunter2-secret@127.0.0.1:1/0")
     assert down.returncode == 1 and "hunter2-secret" not in down.stderr and ":***@127.0.0.1:1" in down.stderr
-    wrong = voffice("list", "--redis", "http://user:hunter2-secret@example.org/")
-    assert wrong.returncode == 1 and "Traceback" not in wrong.stderr and "not a Redis URL" in wrong.stderr
+
+
+@pytest.mark.parametrize("command", [
+    ["list"], ["load", str(SEED)], ["plan", str(SEED)], ["simulate", "--number", "+74951234567", "--caller", "+79161112233"],
+    ["coverage", "berry-demo"], ["history-writer"], ["up"], ["status"], ["bench", "numbers", "/dev/null"], ["bench", "decide"],
+])
+def test_a_redis_url_that_cannot_be_used_is_a_one_line_usage_error(command: list[str]) -> None:
+    wrong = voffice(*command, "--redis", "http://user:hunter2-secret@example.org/")
+    assert wrong.returncode == 2, wrong.stderr
+    assert wrong.stderr.startswith("voffice: error: ") and "not a Redis URL" in wrong.stderr
     assert "hunter2-secret" not in wrong.stderr and len(wrong.stderr.strip().splitlines()) == 1
+
+
+def _commands(group: Any, path: tuple[str, ...] = ()) -> Any:
+    import click
+
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*path, name))
+        else:
+            yield (*path, name), command
+
+
+def test_every_command_and_option_says_what_it_is_for() -> None:
+    import click
+
+    from routing.cli.console import main
+
+    missing = [f"{' '.join(path)} {param.opts[0]}" for path, command in _commands(main) for param in command.params
+               if isinstance(param, click.Option) and not param.help and not param.hidden]
+    missing += [" ".join(path) for path, command in _commands(main) if not command.help]
+    assert missing == []
+
+
+@pytest.mark.parametrize("command", [["list"], ["load"], ["simulate", "--number", "+7"], ["up", "--sip-port", "0"], ["bench", "sip", "--cps", "x"],
+                                     ["nosuch"], ["calls", "acme", "--from", "yesterday"]])
+def test_usage_errors_are_one_line_with_exit_code_2_everywhere(command: list[str]) -> None:
+    result = voffice(*command, "--no-such-option") if command == ["list"] else voffice(*command)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("voffice: error: ") and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_coverage_takes_an_account_a_number_or_config_file_as_simulate_does(redis_server: Any) -> None:
+    assert voffice("load", str(SEED), redis_url=redis_server.url).returncode == 0
+    by_id = voffice("coverage", "berry-demo", "--week", "2026-W48", redis_url=redis_server.url)
+    by_number = voffice("coverage", "+74951234567", "--week", "2026-W48", redis_url=redis_server.url)
+    by_file = voffice("coverage", "--config", str(SEED), "--week", "2026-W48")
+    assert by_id.returncode == by_number.returncode == by_file.returncode == 0
+    assert by_id.stdout == by_number.stdout == by_file.stdout
+    positional_file = voffice("coverage", str(SEED))
+    assert positional_file.returncode == 2 and f"give it as --config {SEED}" in positional_file.stderr
+    other = voffice("coverage", "someone-else", "--config", str(SEED))
+    assert other.returncode == 1 and "holds account 'berry-demo', not 'someone-else'" in other.stderr
+
+
+def test_status_checks_an_existing_redis_given_by_url(redis_server: Any, tmp_path: Any) -> None:
+    """`--redis URL` is the same option on the stack commands as everywhere: an existing Redis."""
+    assert voffice("load", str(SEED), redis_url=redis_server.url).returncode == 0
+    result = voffice("status", "--run-dir", str(tmp_path), "--redis", redis_server.url)
+    assert result.returncode == 1  # nothing else runs
+    [row] = [line for line in result.stdout.splitlines() if line.startswith("redis")]
+    assert row.split()[1] == "up" and redis_server.url in row and "1 accounts, 1 numbers" in row
 
 
 def test_version() -> None:
@@ -115,6 +175,42 @@ def test_a_guarded_load_loses_the_race_to_a_second_loader(redis_server: Any, tmp
     assert refused.returncode == 1 and "warning(s) introduced; nothing was loaded" in refused.stderr
     ok = voffice("load", "--expect-version", "berry-demo=2", str(tmp_path / "mine.json"), redis_url=url)
     assert ok.returncode == 0 and "berry-demo: v3 (was v2)" in ok.stdout
+
+
+def test_a_saved_plan_applies_exactly_what_was_reviewed_and_loses_races(redis_server: Any, tmp_path: Any,
+                                                                         seed_doc: dict[str, Any]) -> None:
+    """terraform's `plan -out` / `apply PLAN`: the file edited after planning does not sneak in;
+    a colleague's load in between, or a plan edited by hand, is refused and nothing is loaded."""
+    url = redis_server.url
+    assert voffice("load", str(SEED), redis_url=url).returncode == 0
+    mine = json.loads(json.dumps(seed_doc))
+    mine["operators"][1]["phone"] = "+79161239999"
+    path, plan_file = tmp_path / "mine.json", tmp_path / "change.plan"
+    path.write_text(json.dumps(mine, ensure_ascii=False))
+    planned = voffice("plan", str(path), "--out", str(plan_file), redis_url=url)
+    assert planned.returncode == 0 and f"voffice load --plan {plan_file}" in planned.stdout
+    mine["operators"][1]["phone"] = "+79161230000"  # edited after the review
+    path.write_text(json.dumps(mine, ensure_ascii=False))
+    applied = voffice("load", "--plan", str(plan_file), redis_url=url)
+    assert applied.returncode == 0 and "berry-demo: v2 (was v1)" in applied.stdout
+    shown = json.loads(voffice("show", "berry-demo", "--json", redis_url=url).stdout)
+    assert shown["document"]["operators"][1]["phone"] == "+79161239999"  # the reviewed value
+    again = voffice("load", "--plan", str(plan_file), redis_url=url)  # planned against v1; now v2
+    assert again.returncode == 1 and "berry-demo is at v2, planned against v1" in again.stderr
+    assert json.loads(voffice("show", "berry-demo", "--json", redis_url=url).stdout)["version"] == 2
+
+    assert voffice("plan", str(path), "--out", str(plan_file), redis_url=url).returncode == 0
+    body = json.loads(plan_file.read_text())
+    body["accounts"][0]["document"]["operators"][1]["phone"] = "+79990000000"
+    plan_file.write_text(json.dumps(body))
+    tampered = voffice("load", "--plan", str(plan_file), redis_url=url)
+    assert tampered.returncode == 1 and "was changed after it was planned" in tampered.stderr
+    both = voffice("load", "--plan", str(plan_file), str(path), redis_url=url)
+    assert both.returncode == 2 and "not both" in both.stderr
+    assert voffice("load", redis_url=url).returncode == 2
+    not_a_plan = voffice("load", "--plan", str(SEED), redis_url=url)
+    assert not_a_plan.returncode == 1 and "not a saved plan" in not_a_plan.stderr
+    assert json.loads(voffice("show", "berry-demo", "--json", redis_url=url).stdout)["version"] == 2
 
 
 def test_rollback_dry_run_shows_the_fields_and_changes_nothing(redis_server: Any, tmp_path: Any, seed_doc: dict[str, Any]) -> None:
@@ -198,7 +294,7 @@ def test_simulate_and_coverage_default_to_now_and_this_week() -> None:
     sim = subprocess.run([str(VOFFICE), "simulate", "--number", "+74951234567", "--caller", "+79031112233",
                           "--config", str(EXAMPLES / "seed-office.json")], capture_output=True, text=True, env=env, timeout=60)
     assert sim.returncode == 0 and "at 2026-11-25T13:30" in sim.stdout and "(r1)" in sim.stdout
-    cov = subprocess.run([str(VOFFICE), "coverage", str(EXAMPLES / "seed-office.json")], capture_output=True, text=True,
+    cov = subprocess.run([str(VOFFICE), "coverage", "--config", str(EXAMPLES / "seed-office.json")], capture_output=True, text=True,
                          env=env, timeout=60)
     assert cov.returncode == 0 and "week 2026-W48" in cov.stdout
 

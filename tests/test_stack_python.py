@@ -23,6 +23,7 @@ import pytest
 from routing.stack.local import ROOT, embedded_python_env, interpreter_home, sip_options, without_python_vars
 from routing.stack.ports import free_port, free_udp_port
 from routing.stack.postgres_server import cluster_dir
+from routing.stack.redis_server import RedisServer
 
 from .callpath import STACK_TESTS, CallStack, free_port_block
 from .conftest import SEED
@@ -100,18 +101,25 @@ def test_stack_answers_with_a_foreign_python_first_on_path(stack_in_foreign_env:
 
 
 def test_voffice_up_from_a_shell_whose_python3_is_another(tmp_path: Path, foreign_env: dict[str, str]) -> None:
-    """The user's command: `PATH=/other/python/bin:$PATH voffice up` (detached), status, down."""
+    """The user's command: `PATH=/other/python/bin:$PATH voffice up` (detached), status, down;
+    here with an existing Redis (`up --redis URL`), which `status` finds again without being told."""
     voffice = ROOT / ".venv" / "bin" / "voffice"
     env = {**os.environ, "PATH": foreign_env["PATH"]}
-    ports = ["--run-dir", str(tmp_path / "run"), "--redis-port", str(free_port()), "--sip-port", str(free_udp_port()),
+    env.pop("VOFFICE_REDIS_URL", None)
+    existing = RedisServer(tmp_path / "existing-redis")
+    existing.start()
+    ports = ["--run-dir", str(tmp_path / "run"), "--sip-port", str(free_udp_port()),
              "--media-port", str(free_port_block(2)), "--rtpengine-port", str(free_udp_port()), "--postgres-port", str(free_port())]
-    up = subprocess.run([str(voffice), "up", *ports], env=env, capture_output=True, text=True, timeout=120)
+    up = subprocess.run([str(voffice), "up", "--redis", existing.url, *ports], env=env, capture_output=True, text=True, timeout=120)
     try:
         assert up.returncode == 0, up.stdout + up.stderr
+        assert not any(line.startswith("redis ") for line in up.stdout.splitlines())  # no redis-server of its own
         status = subprocess.run([str(voffice), "status", *ports], env=env, capture_output=True, text=True, timeout=60)
         assert status.returncode == 0, status.stdout + status.stderr
         assert "kamailio" in status.stdout
         assert "history" in status.stdout and "postgres" in status.stdout
+        assert f"{existing.url} PONG, 1 accounts, 1 numbers" in status.stdout  # the seed, loaded into it
     finally:
         subprocess.run([str(voffice), "down", *ports], env=env, capture_output=True, text=True, timeout=60)
         shutil.rmtree(cluster_dir(tmp_path / "run"), ignore_errors=True)  # the stack's PostgreSQL cluster
+        existing.stop()

@@ -58,6 +58,8 @@ def user_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except configs.BadRedisURL as exc:
+            usage(str(exc))
         except (configs.StoreError, EventError) as exc:
             fail(str(exc))
         except (redis.ConnectionError, redis.TimeoutError, StoreUnavailable) as exc:
@@ -76,8 +78,18 @@ def private_webhooks() -> bool:
     return os.environ.get("VOFFICE_ALLOW_PRIVATE_WEBHOOKS") == "1"
 
 
+def _checked_redis(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A Redis URL that cannot be used is a usage error (exit 2), its password never shown."""
+    if value:
+        try:
+            configs.connect(value)
+        except configs.BadRedisURL as exc:
+            raise click.BadParameter(str(exc).removeprefix("--redis ")) from None
+    return value
+
+
 redis_option = click.option(
-    "--redis", "redis_url", envvar="VOFFICE_REDIS_URL", default=None, metavar="URL",
+    "--redis", "redis_url", envvar="VOFFICE_REDIS_URL", default=None, metavar="URL", callback=_checked_redis,
     help=f"Redis URL (env VOFFICE_REDIS_URL; default {configs.DEFAULT_URL}).",
 )
 
@@ -138,9 +150,18 @@ def validate(paths: tuple[str, ...], as_json: bool, show_all: bool) -> None:
     sys.exit(0 if result.ok else 1)
 
 
-def _planned(paths: tuple[str, ...], redis_url: str | None) -> tuple[Any, list[Any]]:
-    """Validate every file and diff it against Redis; errors end the command (exit 1)."""
-    result = validate_paths(list(paths), allow_private_webhooks=private_webhooks())
+def _saved_documents(documents: list[tuple[str, dict[str, Any]]]) -> Any:
+    """A saved plan's documents validated again (this voffice's rules may be newer)."""
+    from routing.core.validation import ValidatedSet, cross_file_problems, validate_document
+
+    problems = [p for file, doc in documents for p in validate_document(doc, file, allow_private_webhooks=private_webhooks())]
+    return ValidatedSet(documents, problems + cross_file_problems(documents))
+
+
+def _planned(paths: tuple[str, ...], redis_url: str | None, saved: list[tuple[str, dict[str, Any]]] | None = None) -> tuple[Any, list[Any]]:
+    """Validate every file (or a saved plan's documents) and diff it against Redis; errors
+    end the command (exit 1)."""
+    result = _saved_documents(saved) if saved is not None else validate_paths(list(paths), allow_private_webhooks=private_webhooks())
     errors = only_errors(result.problems)
     if errors:
         _print_problems(errors, False)
@@ -212,20 +233,33 @@ def _expectations(values: tuple[str, ...]) -> dict[str, int]:
 @main.command()
 @click.argument("paths", nargs=-1, required=True, metavar="FILE|DIR...")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when nothing would change, 2 when something would, 1 on errors.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None, metavar="PLAN",
+              help="Also save the plan (the documents and the versions planned against) for `voffice load --plan PLAN`.")
 @redis_option
 @user_errors
-def plan(paths: tuple[str, ...], detailed_exitcode: bool, redis_url: str | None) -> None:
+def plan(paths: tuple[str, ...], detailed_exitcode: bool, out_path: str | None, redis_url: str | None) -> None:
     """What `load` would change, field by field, the warnings it would bring, and the version
     each account is planned against; changes nothing. Directories are read recursively."""
     _r, changes = _planned(paths, redis_url)
-    changed, warnings = _print_plan(changes, None)
+    changed, warnings = _print_plan(changes, None, hint=out_path is None)
     click.echo(f"{len(changes)} account(s): {changed} would change, {len(changes) - changed} unchanged"
                + (f"; {warnings} warning(s) introduced" if warnings else ""))
+    if out_path:
+        from routing.store import saved_plan
+
+        try:
+            saved_plan.write(Path(out_path), changes)
+        except OSError as exc:
+            fail(f"{out_path}: cannot write the plan: {exc.strerror or exc}")
+        click.echo(f"saved the plan to {out_path}; apply exactly it with: voffice load --plan {out_path}")
     sys.exit(2 if detailed_exitcode and changed else 0)
 
 
 @main.command()
-@click.argument("paths", nargs=-1, required=True, metavar="FILE|DIR...")
+@click.argument("paths", nargs=-1, required=False, metavar="FILE|DIR...")
+@click.option("--plan", "plan_path", type=click.Path(dir_okay=False), default=None, metavar="PLAN",
+              help="Apply a plan saved by `voffice plan --out` (instead of files): exactly its documents, only if no "
+                   "account changed since it was made.")
 @click.option("--dry-run", is_flag=True, help="Validate and show the plan (as `voffice plan`); change nothing.")
 @click.option("--expect-version", "expect", multiple=True, metavar="ACCOUNT=N",
               help="Load only if ACCOUNT is still at version N (what `plan` printed; 0: not loaded yet). Repeatable.")
@@ -235,16 +269,29 @@ def plan(paths: tuple[str, ...], detailed_exitcode: bool, redis_url: str | None)
 @click.option("--quiet", "-q", is_flag=True, help="Print only the totals.")
 @redis_option
 @user_errors
-def load(paths: tuple[str, ...], dry_run: bool, expect: tuple[str, ...], fail_on_warning: bool, keep: int | None, quiet: bool,
-         redis_url: str | None) -> None:
+def load(paths: tuple[str, ...], plan_path: str | None, dry_run: bool, expect: tuple[str, ...], fail_on_warning: bool,
+         keep: int | None, quiet: bool, redis_url: str | None) -> None:
     """Validate every file, then swap all accounts to their new versions atomically.
     Directories are read recursively.
 
-    If any file is invalid, nothing is loaded; with --expect-version, nothing is loaded if
-    someone changed an account since it was planned.
+    If any file is invalid, nothing is loaded; with --expect-version or --plan, nothing is
+    loaded if someone changed an account since it was planned.
     """
     expected = _expectations(expect)
-    r, changes = _planned(paths, redis_url)
+    saved = None
+    if plan_path:
+        from routing.store import saved_plan
+
+        if paths:
+            usage("give files or --plan PLAN, not both")
+        try:
+            saved = saved_plan.read(Path(plan_path))
+        except saved_plan.PlanFileError as exc:
+            fail(str(exc))
+        expected = {**saved.planned_against, **expected}
+    elif not paths:
+        usage("name the files to load (FILE|DIR...) or a saved plan (--plan PLAN)")
+    r, changes = _planned(paths, redis_url, saved.documents if saved else None)
     by_account = {c.account: c for c in changes}
     unknown = sorted(set(expected) - set(by_account))
     if unknown:
@@ -304,7 +351,7 @@ def settings_cmd(keep: int | None, redis_url: str | None) -> None:
 
 
 @main.command(name="list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the accounts as a JSON list.")
 @redis_option
 @user_errors
 def list_cmd(as_json: bool, redis_url: str | None) -> None:
@@ -346,8 +393,8 @@ def delete(account: str, yes: bool, expect_version: int | None, redis_url: str |
 
 @main.command()
 @click.argument("account")
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000), help="Newest versions shown.")
+@click.option("--json", "as_json", is_flag=True, help="Print the versions as a JSON list.")
 @redis_option
 @user_errors
 def history(account: str, limit: int, as_json: bool, redis_url: str | None) -> None:
@@ -410,7 +457,8 @@ def _parse_at(text: str) -> datetime:
         usage(f"--at: {text!r} is not an ISO 8601 time such as 2026-11-28T13:00 or 2026-11-28T10:00:00Z")
 
 
-def _account_from_file(path: str, number: str) -> CompiledAccount:
+def _account_from_file(path: str, number: str | None) -> CompiledAccount:
+    """The one account of a --config file (checked to have `number`, if given)."""
     result = validate_paths([path], allow_private_webhooks=private_webhooks())
     errors = only_errors(result.problems)
     if errors:
@@ -421,7 +469,7 @@ def _account_from_file(path: str, number: str) -> CompiledAccount:
     doc = result.documents[0][1]
     account = CompiledAccount(compile_account(doc))
     countries = frozenset({account.country} if account.country else ())
-    if not set(did_candidates(number, countries)) & set(doc["numbers"]):
+    if number is not None and not set(did_candidates(number, countries)) & set(doc["numbers"]):
         fail(f"number {number} is not a number of account {doc['account']!r} ({', '.join(doc['numbers'])})")
     return account
 
@@ -434,7 +482,7 @@ def _account_from_file(path: str, number: str) -> CompiledAccount:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="An account file instead of what is loaded in Redis.")
 @click.option("--event", "events", multiple=True, help="digits:101 key:1 timeout invalid done no-answer busy answer:ID, in order.")
 @click.option("--seed", default="", help="Seed for the random strategy (Kamailio uses the call id).")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the whole decision as JSON.")
 @redis_option
 @user_errors
 def simulate_cmd(number: str, caller: str, at_text: str | None, config_path: str | None, events: tuple[str, ...], seed: str, as_json: bool, redis_url: str | None) -> None:
@@ -494,15 +542,19 @@ def format_simulation(result: dict[str, Any]) -> str:
 
 
 @main.command()
-@click.argument("what", metavar="ACCOUNT|FILE")
+@click.argument("what", metavar="[ACCOUNT|NUMBER]", required=False)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="An account file instead of what is loaded in Redis (as `simulate --config`).")
 @click.option("--week", default=None, help="ISO week, e.g. 2026-W48 (default: this week).")
 @click.option("--slot", "slot_minutes", default=15, show_default=True, type=click.IntRange(5, 240), help="Slot length in minutes.")
 @click.option("--png", "png_path", type=click.Path(dir_okay=False), help="Also draw the week as a heat map.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the slots as JSON.")
 @redis_option
 @user_errors
-def coverage(what: str, week: str | None, slot_minutes: int, png_path: str | None, as_json: bool, redis_url: str | None) -> None:
-    """Which rule and scenario apply in each slot of a week, per caller list."""
+def coverage(what: str | None, config_path: str | None, week: str | None, slot_minutes: int, png_path: str | None, as_json: bool,
+             redis_url: str | None) -> None:
+    """Which rule and scenario apply in each slot of a week, per caller list: of a loaded
+    account (by id or one of its numbers) or of --config FILE."""
     from routing.core.coverage import format_text, parse_iso_week, render_png, week_coverage
 
     try:
@@ -514,17 +566,19 @@ def coverage(what: str, week: str | None, slot_minutes: int, png_path: str | Non
         monday = parse_iso_week(week)
     except ValueError as exc:
         usage(f"--week: {exc}")
-    if Path(what).is_file():
-        result = validate_paths([what], allow_private_webhooks=private_webhooks())
-        errors = only_errors(result.problems)
-        if errors:
-            _print_problems(errors, False)
-            fail(f"{what} is not valid ({len(errors)} error(s))")
-        account = CompiledAccount(compile_account(result.documents[0][1]))
+    if config_path:
+        account = _account_from_file(config_path, what if what and what.startswith("+") else None)
+        if what and not what.startswith("+") and what != account.id:
+            fail(f"{config_path} holds account {account.id!r}, not {what!r}")
+    elif what is None:
+        usage("name a loaded account (or one of its numbers), or give --config FILE")
+    elif Path(what).is_file():
+        usage(f"{what} is a file: give it as --config {what}")
     else:
-        found = ConfigReader(redis_url, timeout=2.0).account(what)
+        reader = ConfigReader(redis_url, timeout=2.0)
+        found = reader.account_for_number(what) if what.startswith("+") else reader.account(what)
         if found is None:
-            fail(f"{what!r} is neither a file nor a loaded account")
+            fail(f"{what!r} is not a loaded account or number (a file: --config FILE)")
         account = found
     try:
         cov = week_coverage(account, monday, slot_minutes)
@@ -548,7 +602,7 @@ def bench() -> None:
 @click.option("--events", default=50_000, show_default=True, type=click.IntRange(1000, 1_000_000), help="Backlog drained for capacity.")
 @click.option("--rate", default=800, show_default=True, type=click.IntRange(1, 100_000),
               help="Call records per second for the pace run (the stack's highest zero-failure rate, `voffice bench sip`).")
-@click.option("--seconds", default=10.0, show_default=True, type=click.FloatRange(1, 600))
+@click.option("--seconds", default=10.0, show_default=True, type=click.FloatRange(1, 600), help="Length of the pace run.")
 @click.option("--notices", default=20, show_default=True, type=click.IntRange(1, 1000), help="Missed calls timed to their mail.")
 def bench_history(events: int, rate: int, seconds: float, notices: int) -> None:
     """Rows/s the history writer writes, its lag at RATE calls/s, and notification latency."""
@@ -558,10 +612,10 @@ def bench_history(events: int, rate: int, seconds: float, notices: int) -> None:
 
 
 @bench.command(name="decide")
-@click.option("--accounts", default=10_000, show_default=True, type=click.IntRange(1, 200_000))
-@click.option("--decisions", default=200_000, show_default=True, type=click.IntRange(1000, 10_000_000))
+@click.option("--accounts", default=10_000, show_default=True, type=click.IntRange(1, 200_000), help="Generated accounts loaded.")
+@click.option("--decisions", default=200_000, show_default=True, type=click.IntRange(1000, 10_000_000), help="Decisions timed.")
 @click.option("--template", type=click.Path(exists=True, dir_okay=False), default=None, help="Account document to clone (default: the seed example).")
-@click.option("--redis", "redis_url", default=None, metavar="URL", help="Use this Redis (default: start a throwaway redis-server).")
+@click.option("--redis", "redis_url", default=None, metavar="URL", callback=_checked_redis, help="Use this Redis (default: start a throwaway redis-server).")
 @user_errors
 def bench_decide(accounts: int, decisions: int, template: str | None, redis_url: str | None) -> None:
     """Decisions per second and p50/p99 latency with ACCOUNTS compiled and cached."""
@@ -594,7 +648,7 @@ def media_server(args: tuple[str, ...]) -> None:
 @click.option("--message", "message_after", type=float, default=None, help="Once answered, wait this many seconds (prompt + beep) and speak a 7 s message.")
 @click.option("--talk", default=2.0, show_default=True, type=float, help="Seconds to stay on an answered call.")
 @click.option("--sip", "sip_addr", default="127.0.0.1:5060", show_default=True, help="Kamailio's HOST:PORT.")
-@click.option("--timeout", default=120.0, show_default=True, type=float)
+@click.option("--timeout", default=120.0, show_default=True, type=float, help="Give up (exit 1) after this many seconds.")
 @redis_option
 @user_errors
 def call_cmd(number: str, caller: str, dtmf: str, dtmf_mode: str, require_100rel: bool, delayed_offer: bool, dtmf_after: float,
@@ -766,19 +820,28 @@ def bench_media(calls: int, seconds: float, sweep_counts: str | None, speech: bo
 
 
 def _stack_config(run_dir: str | None, ports: dict[str, Any], **extra: Any) -> Any:
-    from routing.stack.local import DEFAULT_RUN_DIR, StackConfig
+    from routing.stack.local import DEFAULT_RUN_DIR, StackConfig, remembered_redis
 
+    redis_external = ports.pop("redis_external", None)
     config = StackConfig(run_dir=Path(run_dir) if run_dir else DEFAULT_RUN_DIR, **extra)
     for key, value in ports.items():
         if value is not None:
             setattr(config, key, value)
+    config.redis_external = redis_external or (None if "load" in extra else remembered_redis(config.run_dir))
+    if config.redis_external:
+        config.components = tuple(c for c in config.components if c != "redis")
     return config
 
 
+# Naming: an existing server to use is given by address (--redis URL, --database URL,
+# --operator-gateway HOST:PORT, `call --sip HOST:PORT`); a port the stack listens on is --NAME-port.
 def stack_options(fn: F) -> F:
     options = [
         click.option("--run-dir", envvar="VOFFICE_RUN_DIR", default=None, help="Pid files, logs and data (default: .run in the project)."),
-        click.option("--redis-port", type=click.IntRange(1, 65535), default=None, help="Default 6479."),
+        click.option("--redis", "redis_external", default=None, metavar="URL", callback=_checked_redis,
+                     help="Use this existing Redis instead of starting one (`up` remembers it for `status`)."),
+        click.option("--redis-port", type=click.IntRange(1, 65535), default=None,
+                     help="The port of the Redis the stack starts (default 6479; not used with --redis)."),
         click.option("--sip-port", type=click.IntRange(1, 65535), default=None, help="Kamailio's SIP port (default 5060)."),
         click.option("--media-port", type=click.IntRange(1, 65535), default=None, help="First media server's SIP port (default 5070)."),
         click.option("--rtpengine-port", type=click.IntRange(1, 65535), default=None, help="rtpengine's ng port (default 2223)."),
@@ -791,14 +854,14 @@ def stack_options(fn: F) -> F:
 
 
 def _ports(kw: dict[str, Any]) -> dict[str, Any]:
-    return {k: kw.pop(k) for k in ("redis_port", "sip_port", "media_port", "rtpengine_port", "postgres_port")}
+    return {k: kw.pop(k) for k in ("redis_external", "redis_port", "sip_port", "media_port", "rtpengine_port", "postgres_port")}
 
 
 @main.command()
 @click.option("--foreground", is_flag=True, help="Stay attached with logs; Ctrl-C stops everything.")
 @click.option("--load", "load_paths", multiple=True, metavar="FILE|DIR", help="Configs to load (default: the seed example).")
 @click.option("--operator-gateway", default="127.0.0.1:5080", show_default=True, metavar="HOST:PORT", help="Where E.164 operators are rung.")
-@click.option("--media-servers", default=1, show_default=True, type=click.IntRange(1, 8))
+@click.option("--media-servers", default=1, show_default=True, type=click.IntRange(1, 8), help="Media server processes (SIP ports from --media-port).")
 @click.option("--now", envvar="VOFFICE_NOW", default=None, help="Start every clock at this ISO 8601 instant (env VOFFICE_NOW).")
 @click.option("--transport", "transport_list", default="udp", show_default=True, metavar="udp[,tcp][,tls]",
               help="Kamailio's SIP transports: udp (always) and tcp on the SIP port, tls on --tls-port.")
@@ -956,8 +1019,8 @@ def _when(text: str | None, option: str) -> datetime | None:
 @click.argument("what", metavar="ACCOUNT|NUMBER")
 @click.option("--from", "since", default=None, metavar="WHEN", help="Calls that started at or after (ISO 8601).")
 @click.option("--to", "until", default=None, metavar="WHEN", help="Calls that started before (ISO 8601).")
-@click.option("--status", type=click.Choice(["answered", "missed", "voicemail", "fax", "failed"]), default=None)
-@click.option("--limit", default=1000, show_default=True, type=click.IntRange(1, 1_000_000))
+@click.option("--status", type=click.Choice(["answered", "missed", "voicemail", "fax", "failed"]), default=None, help="Only calls that ended so.")
+@click.option("--limit", default=1000, show_default=True, type=click.IntRange(1, 1_000_000), help="Newest calls shown.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV with a header row, for spreadsheets and billing.")
 @database_option
 @database_errors
@@ -1058,7 +1121,7 @@ def notifier_cmd(redis_url: str | None, database_url: str | None, smtp_url: str 
 @click.option("--failed", is_flag=True, help="Only those given up on.")
 @click.option("--retry", "retry_ids", multiple=True, type=int, metavar="ID", help="Send this delivery again (repeatable).")
 @click.option("--retry-failed", is_flag=True, help="Send every failed delivery (of ACCOUNT, if given) again.")
-@click.option("--limit", default=200, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--limit", default=200, show_default=True, type=click.IntRange(1, 100_000), help="Newest deliveries shown.")
 @database_option
 @database_errors
 def deliveries_cmd(account: str | None, failed: bool, retry_ids: tuple[int, ...], retry_failed: bool, limit: int,
@@ -1099,7 +1162,28 @@ def webhook_secret_cmd(account: str, rotate: bool, redis_url: str | None) -> Non
 
 
 def run() -> None:
-    main(prog_name="voffice")
+    """The `voffice` command. Click's usage errors (an unknown option, a bad value) are
+    printed as one line like every other error, naming where help is, with exit code 2."""
+    try:
+        main.main(prog_name="voffice", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:  # bare `voffice`: its help, as click prints it
+        click.echo(exc.format_message(), err=True)
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx else "voffice"
+        click.echo(f"voffice: error: {exc.format_message()} (see: {where} --help)", err=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("voffice: aborted", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:  # `voffice calls ... | head`
+        sys.exit(0)
+    sys.exit(0)
 
 
 if __name__ == "__main__":

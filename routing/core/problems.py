@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 ERROR, WARNING = "error", "warning"
 
@@ -13,18 +14,24 @@ class Problem:
     pointer: str  # RFC 6901 JSON pointer; "" is the whole document
     message: str
     severity: str = ERROR
+    at: tuple[int, int] | None = None  # (line, column) in the file's text, where it has one
 
     def line(self) -> str:
+        """`FILE:LINE:COLUMN: /pointer: message`, as compilers print, so editors jump there."""
         prefix = "warning: " if self.severity == WARNING else ""
-        return f"{prefix}{self.file}: {self.pointer or '/'}: {self.message}"
+        where = f"{self.file}:{self.at[0]}:{self.at[1]}" if self.at else self.file
+        return f"{prefix}{where}: {self.pointer or '/'}: {self.message}"
 
-    def to_json(self) -> dict[str, str]:
-        return {
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
             "file": self.file,
             "pointer": self.pointer,
             "severity": self.severity,
             "message": self.message,
         }
+        if self.at:
+            out["line"], out["column"] = self.at
+        return out
 
 
 def pointer(*parts: str | int) -> str:
@@ -38,3 +45,11 @@ def errors(problems: list[Problem]) -> list[Problem]:
 
 def has_errors(problems: list[Problem]) -> bool:
     return any(p.severity == ERROR for p in problems)
+
+
+def located(problems: list[Problem], text: str) -> list[Problem]:
+    """The problems with the line and column their pointer has in `text` (the whole
+    document's problems keep none: line 1 column 1 would say nothing)."""
+    from routing.core.json_position import position
+
+    return [replace(p, at=position(text, p.pointer)) if p.pointer and p.at is None else p for p in problems]

@@ -35,7 +35,7 @@ from routing.core.compiler import minutes
 from routing.core.day_type import DEFAULT_WEEKEND, WEEKDAY_NAMES, known_country, national_year
 from routing.core.notify_targets import email_problem, webhook_problem
 from routing.core.numbers import E164, SIP_URI, pattern_problem, to_e164
-from routing.core.problems import ERROR, WARNING, Problem, has_errors, pointer
+from routing.core.problems import ERROR, WARNING, Problem, has_errors, located, pointer
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "account.schema.json"
 MAX_FILE_BYTES = 5 * 1024 * 1024
@@ -163,18 +163,18 @@ def parse_document(text: str, file: str) -> tuple[Any, list[Problem]]:
     return (None, problems) if problems else (_plain(doc), [])
 
 
-def read_document(path: Path) -> tuple[Any, list[Problem]]:
+def read_text(path: Path) -> tuple[str, list[Problem]]:
+    """The file's text (a BOM read, not refused), or why it cannot be had."""
     file = str(path)
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
-            return None, [Problem(file, "", f"file is {size} bytes; the limit is {MAX_FILE_BYTES}")]
-        text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors write one) is read, not refused
+            return "", [Problem(file, "", f"file is {size} bytes; the limit is {MAX_FILE_BYTES}")]
+        return path.read_text(encoding="utf-8-sig"), []  # Windows editors write a BOM
     except UnicodeDecodeError as exc:
-        return None, [Problem(file, "", f"not UTF-8 text (byte {exc.start})")]
+        return "", [Problem(file, "", f"not UTF-8 text (byte {exc.start})")]
     except OSError as exc:
-        return None, [Problem(file, "", f"cannot read: {exc.strerror or exc}")]
-    return parse_document(text, file)
+        return "", [Problem(file, "", f"cannot read: {exc.strerror or exc}")]
 
 
 def expand_paths(paths: list[str]) -> tuple[list[Path], list[Problem]]:
@@ -186,7 +186,7 @@ def expand_paths(paths: list[str]) -> tuple[list[Path], list[Problem]]:
         if path.is_dir():
             found = sorted(p for p in path.rglob("*.json") if p.is_file())
             if not found:
-                problems.append(Problem(raw, "", "directory has no .json files"))
+                problems.append(Problem(raw, "", "directory has no .json files (searched recursively)"))
             files.extend(found)
         elif path.exists():
             files.append(path)
@@ -783,9 +783,10 @@ def validate_document(doc: Any, file: str, *, allow_private_webhooks: bool = Fal
         meaning = checker.run(schema_valid=not schema_found)
     except RecursionError:
         meaning = [Problem(file, "", "document nested too deeply")]
-    # A control character also breaks the schema's pattern, and so does a bad notification
-    # target; the specific message is enough.
-    specific = {p.pointer for p in meaning if p.message.startswith(CONTROL_MESSAGE)} | checker.specific
+    # One message per problem: where the meaning layer has an error for a value (a control
+    # character, a bad notification target, an extension starting with 0), its specific
+    # message replaces the schema's generic one for that value.
+    specific = {p.pointer for p in meaning if p.severity == ERROR} | checker.specific
     problems = _one_per_value([p for p in schema_found if p.pointer not in specific])
     return _dedupe(_name_invisible(problems + meaning, doc))
 
@@ -868,12 +869,14 @@ def validate_paths(paths: list[str], *, allow_private_webhooks: bool = False) ->
 
 
 def validate_file(path: Path, *, allow_private_webhooks: bool = False) -> tuple[dict[str, Any] | None, list[Problem]]:
-    """(the document if it is valid, its problems)."""
-    doc, problems = read_document(path)
+    """(the document if it is valid, its problems, each with its line and column)."""
+    text, problems = read_text(path)
     if problems:
         return None, problems
-    problems = validate_document(doc, str(path), allow_private_webhooks=allow_private_webhooks)
-    return (None if has_errors(problems) else doc), problems
+    doc, problems = parse_document(text, str(path))
+    if not problems:
+        problems = validate_document(doc, str(path), allow_private_webhooks=allow_private_webhooks)
+    return (None if has_errors(problems) else doc), located(problems, text)
 
 
 def cross_file_problems(documents: list[tuple[str, dict[str, Any]]]) -> list[Problem]:

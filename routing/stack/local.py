@@ -86,10 +86,12 @@ class StackConfig:
     allow_private_webhooks: bool = False
     notify_retry_base: float = 5.0
     extra_env: dict[str, str] = field(default_factory=dict)
+    # An existing Redis (`up --redis URL`): then no local redis-server is started.
+    redis_external: str | None = None
 
     @property
     def redis_url(self) -> str:
-        return f"redis://{self.host}:{self.redis_port}/0"
+        return self.redis_external or f"redis://{self.host}:{self.redis_port}/0"
 
     @property
     def history_url(self) -> str:
@@ -269,7 +271,7 @@ def components(config: StackConfig) -> list[Component]:
     if "history" in config.components:
         out.append(Component(
             "history",
-            [venv_python(), "-m", "routing.cli.console", "history-writer", "--redis", config.redis_url, "--name", "history-1",
+            [venv_python(), "-m", "routing.cli.console", "history-writer", "--name", "history-1",  # Redis: env
              *(["--keep-months", str(config.history_keep_months)] if config.history_keep_months else [])],
             lambda: consumer_ready(config.redis_url, "history", "history-1"),
             {**env, **secret_env(config)},  # URLs with passwords: in the environment, not on the command line (ps)
@@ -277,8 +279,7 @@ def components(config: StackConfig) -> list[Component]:
     if "notifier" in config.components:
         out.append(Component(
             "notifier",
-            [venv_python(), "-m", "routing.cli.console", "notifier", "--redis", config.redis_url,
-             "--name", "notifier-1", "--retry-base", str(config.notify_retry_base),
+            [venv_python(), "-m", "routing.cli.console", "notifier", "--name", "notifier-1", "--retry-base", str(config.notify_retry_base),
              *([] if config.smtp_url else ["--maildir", str(run / "mail")]),
              *(["--allow-private-webhooks"] if config.allow_private_webhooks else [])],
             lambda: consumer_ready(config.redis_url, "notifier", "notifier-1"),
@@ -306,7 +307,7 @@ def components(config: StackConfig) -> list[Component]:
                 f"media{i + 1}",
                 [venv_python(), "-m", "voffice_media", "--listen", f"{h}:{port}", "--kamailio", h,
                  "--data-dir", str(data_dir), "--rtp-ports", f"{low + i * span}-{low + (i + 1) * span - 1}",
-                 "--metrics", f"{h}:{port + 1}", "--redis", config.redis_url],
+                 "--metrics", f"{h}:{port + 1}"],  # its Redis: VOFFICE_REDIS_URL (a URL may hold a password)
                 lambda port=port: sip_options(h, port) == 200,  # type: ignore[misc]
                 env,
             ))
@@ -400,8 +401,17 @@ class Stack:
             pid = _read_pid(_pid_file(config, part.name))
             if pid:
                 raise StackError(f"{part.name} is already running (pid {pid}); run `voffice down` first")
+        remembered = config.run_dir / "redis.url"  # for `status` and `voffice calls` (0600: may hold a password)
+        if config.redis_external:
+            remembered.touch(mode=0o600)
+            remembered.chmod(0o600)
+            remembered.write_text(config.redis_external + "\n")
+        else:
+            remembered.unlink(missing_ok=True)
         (config.run_dir / "listening.json").write_text(json.dumps({"transports": config.transports, "tls_port": config.sip_tls_port}))
         try:
+            if "redis" not in config.components and config.load:  # an existing Redis (`up --redis URL`)
+                self.load(config.load)
             for part in parts:
                 self._start(part, detach, timeout)
                 if part.name == "redis" and config.load:
@@ -583,16 +593,25 @@ def _listening(config: StackConfig) -> tuple[list[str], int]:
         return list(config.transports), config.sip_tls_port
 
 
+def remembered_redis(run_dir: Path) -> str | None:
+    """The existing Redis a detached `up --redis URL` was given, if it was."""
+    try:
+        return (run_dir / "redis.url").read_text().strip() or None
+    except OSError:
+        return None
+
+
 def status(config: StackConfig) -> list[tuple[str, bool, str]]:
     """(component, healthy, detail) for each component."""
     rows = []
     h = config.host
-    if "redis" in config.components:
+    if "redis" in config.components or config.redis_external:
+        shown = configs.shown_url(config.redis_url)
         if redis_ping(config.redis_url):
             client = redis.Redis.from_url(config.redis_url, socket_timeout=1)
-            rows.append(("redis", True, f"{config.redis_url} PONG, {client.scard('vo:accounts')} accounts, {client.hlen('vo:numbers')} numbers"))
+            rows.append(("redis", True, f"{shown} PONG, {client.scard('vo:accounts')} accounts, {client.hlen('vo:numbers')} numbers"))
         else:
-            rows.append(("redis", False, f"{config.redis_url} does not answer"))
+            rows.append(("redis", False, f"{shown} does not answer"))
     if "postgres" in config.components and not config.database_url:
         from routing.records import database
 

@@ -65,7 +65,7 @@ def connect(url: str | None = None, timeout: float = 2.0) -> redis.Redis:
     try:
         return redis.Redis.from_url(chosen, socket_timeout=timeout, socket_connect_timeout=timeout)
     except ValueError as exc:  # a scheme redis-py does not know, a bad port, ...
-        raise StoreError(f"--redis {shown_url(chosen)!r}: not a Redis URL (redis://[:password@]host[:port]/db, rediss://, unix://)") from exc
+        raise BadRedisURL(f"--redis {shown_url(chosen)!r}: not a Redis URL (redis://[:password@]host[:port]/db, rediss://, unix://)") from exc
 
 
 def account_key(account: str) -> str:
@@ -82,6 +82,10 @@ def source_key(account: str, version: int) -> str:
 
 class StoreError(Exception):
     """A store operation refused for a reason the user can act on (one line)."""
+
+
+class BadRedisURL(StoreError):
+    """A Redis URL that cannot be used at all: a usage error (exit 2), not a failure."""
 
 
 # KEYS: none (keys are derived from arguments, so this is for a single Redis, not Cluster).

@@ -74,3 +74,16 @@ def database_url(postgres_server: Any, request: pytest.FixtureRequest) -> Iterat
     yield url
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def sentinels(tmp_path: Path) -> Iterator[Any]:
+    """A Redis master, 2 replicas and 3 sentinels on loopback (routing/stack/redis_sentinel.py)."""
+    from routing.stack.redis_sentinel import SentinelCluster
+
+    cluster = SentinelCluster(tmp_path / "ha")
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -268,7 +268,7 @@ class MediaServer:
             event = events_mod.recovery_event(action)
             if event is not None:
                 try:
-                    self._emit(event)
+                    self._emit(event, deadline_s=0)
                 except Exception:  # Redis down at start-up: the warning above is all there is
                     log.exception("recording %s: %s, its event not sent", action.part, action.action)
         transport, _ = await self.loop.create_datagram_endpoint(
@@ -566,14 +566,28 @@ class MediaServer:
                                               error=outcome.error if outcome else "", **extra)
         return None
 
-    def _emit(self, event: dict[str, Any]) -> None:
+    def _emit(self, event: dict[str, Any], deadline_s: float = 30.0) -> None:
+        """The event into the stream, tried again (in this executor thread) while Redis is
+        away, e.g. a Sentinel failover, until a replica has it too (the consumers ignore a
+        second copy); after `deadline_s` the error goes to the caller (logged there)."""
         if not self.config.redis_url:
             return
-        import redis
+        from routing.store import redis_client
 
         if self._redis is None:
-            self._redis = redis.Redis.from_url(self.config.redis_url, socket_timeout=1, socket_connect_timeout=1)
-        events_mod.emit(self._redis, event)
+            self._redis = redis_client.client(self.config.redis_url, timeout=1)
+        fields = events_mod.format_event(event)
+        give_up = time.monotonic() + deadline_s
+        while True:
+            try:
+                if redis_client.append_replicated(self._redis, self.config.redis_url, events_mod.STREAM, [fields]):
+                    return
+                if time.monotonic() > give_up:
+                    return  # on the master, not confirmed on a replica: as good as it gets
+            except Exception:
+                if time.monotonic() > give_up:
+                    raise
+            time.sleep(0.5)
 
     def _end(self, call: Call, failed: bool = False) -> None:
         self.calls.pop(call.call_id, None)

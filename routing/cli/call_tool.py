@@ -19,9 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from routing.stack.ports import free_udp_port
+from routing.store import redis_client
 
 ROOT = Path(__file__).resolve().parents[2]
 SIPP_DIR = ROOT / "tests" / "sipp"
@@ -226,7 +225,7 @@ def place_call(
 
 
 def _events_since(url: str, started: float, number: str) -> tuple[dict[str, str] | None, list[dict[str, str]]]:
-    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, decode_responses=True)
+    client = redis_client.client(url, timeout=2, decode_responses=True)
     since = f"{int(started * 1000) - 1000}-0"
     deadline = time.monotonic() + 3
     record: dict[str, str] | None = None

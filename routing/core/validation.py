@@ -864,9 +864,9 @@ def validate_paths(paths: list[str], *, allow_private_webhooks: bool = False) ->
         problems += found
         if doc is not None:
             documents.append((str(path), doc))
-    for found in cross_file_problems(documents):  # rare: read that file again for the position
-        text, _ = read_text(Path(found.file))
-        problems += located([found], text) if text else [found]
+    for across in cross_file_problems(documents):  # rare: read that file again for the position
+        text, _ = read_text(Path(across.file))
+        problems += located([across], text) if text else [across]
     return ValidatedSet(documents, problems)
 
 

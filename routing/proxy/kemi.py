@@ -68,6 +68,7 @@ EVENTS_STREAM = "voffice:events"
 EVENTS_QUEUE = "voevents"  # kamailio.cfg: mqueue + rtimer
 ACKED = "|acked"  # vocalls key suffix: the caller ACKed the answer of the call with this Call-ID
 MAX_UNSENT = 100_000
+MAX_UNCONFIRMED = 3  # ticks a batch is sent again while no replica confirms it (Sentinel only)
 NO_RING_FR_MS = 5000  # an operator gateway that does not even answer 100 in time: move on
 MEDIA_FR_MS = 2000  # a media server that does not answer 100 in time: the next one
 # tm ends an INVITE transaction at its lifetime whatever its branches do, and a whole
@@ -114,6 +115,7 @@ class VofficeRouting:
         self._events: Any = None
         self._store_warned = 0.0
         self._unsent: list[dict[str, str]] = []  # only in the event-shipping timer process
+        self._unconfirmed = 0  # ticks the batch in _unsent went out without a replica's WAIT
 
     def child_init(self, rank: int) -> int:
         # Connections are opened lazily by the reader, in this (forked) worker.
@@ -635,15 +637,16 @@ class VofficeRouting:
         if not self._unsent:
             return 1
         try:
-            if self._events is None:
-                import redis
+            from routing.store import redis_client
 
-                self._events = redis.Redis.from_url(redis_url(None), socket_timeout=1, socket_connect_timeout=1)
-            pipe = self._events.pipeline(transaction=False)
-            for event in self._unsent:
-                pipe.xadd(EVENTS_STREAM, event)  # no cap: routing/records/stream.py trims what is consumed
-            pipe.execute()
-            self._unsent.clear()
+            if self._events is None:
+                self._events = redis_client.client(redis_url(None), timeout=1)
+            # no cap: routing/records/stream.py trims what is consumed
+            on_replica = redis_client.append_replicated(self._events, redis_url(None), EVENTS_STREAM, self._unsent)
+            self._unconfirmed = 0 if on_replica else self._unconfirmed + 1
+            if on_replica or self._unconfirmed > MAX_UNCONFIRMED:  # no replica at all: the master's copy must do
+                self._unsent.clear()
+                self._unconfirmed = 0
         except Exception as exc:  # Redis down: keep them (bounded) and try again next tick
             KSR.warn(f"voffice: {len(self._unsent)} events not shipped yet: {exc}\n")
         return 1

@@ -22,6 +22,7 @@ import redis
 
 from routing.records import database
 from routing.records.stream import Consumer, Entry, Trimmer
+from routing.store import redis_client
 
 GROUP = "history"
 log = logging.getLogger("voffice.history")
@@ -113,7 +114,7 @@ class HistoryWriter:
     # --- the loop -------------------------------------------------------------------------
 
     def run(self) -> None:
-        client = redis.Redis.from_url(self.redis_url, socket_timeout=5, socket_connect_timeout=2, socket_keepalive=True)
+        client = redis_client.client(self.redis_url, timeout=5, connect_timeout=2)
         consumer = Consumer(client, GROUP, self.name, claim_idle_ms=self.claim_idle_ms, batch=self.batch)
         trimmer = Trimmer(client)
         first = True

@@ -36,6 +36,7 @@ from routing.records import database, webhook
 from routing.records.history import entry_time
 from routing.records.mail import DeliveryError, Notice, SmtpSettings, build_message, deliver_maildir, send_smtp
 from routing.records.stream import Consumer, Entry, Trimmer
+from routing.store import redis_client
 from routing.store.reader import ConfigReader, StoreUnavailable
 
 GROUP = "notifier"
@@ -151,7 +152,7 @@ class Notifier:
         self.stop = threading.Event()
         self.sent = 0
         self._db = database.Session(database_url)
-        self._client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2, socket_keepalive=True)
+        self._client = redis_client.client(redis_url, timeout=5, connect_timeout=2)
         self._reader = ConfigReader(redis_url, timeout=2.0)
 
     def connection(self) -> psycopg.Connection[Any]:

@@ -28,7 +28,7 @@ from routing.core.clock import offset_from_env
 from routing.core.problems import errors
 from routing.core.validation import validate_paths
 from routing.stack.redis_server import stop_process
-from routing.store import configs
+from routing.store import configs, redis_client
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_RUN_DIR = ROOT / ".run"
@@ -184,7 +184,7 @@ def rtpengine_ping(host: str, port: int, timeout: float = 1.0) -> bool:
 
 def redis_ping(url: str) -> bool:
     try:
-        return bool(redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1).ping())
+        return bool(redis_client.client(url, timeout=1).ping())
     except redis.RedisError:
         return False
 
@@ -250,7 +250,7 @@ def components(config: StackConfig) -> list[Component]:
         **config.extra_env,
     }
     out: list[Component] = []
-    if "redis" in config.components:
+    if "redis" in config.components and not config.redis_external:
         redis_bin = shutil.which("redis-server") or "/usr/bin/redis-server"
         (run / "redis").mkdir(parents=True, exist_ok=True)
         out.append(Component(
@@ -410,7 +410,7 @@ class Stack:
             remembered.unlink(missing_ok=True)
         (config.run_dir / "listening.json").write_text(json.dumps({"transports": config.transports, "tls_port": config.sip_tls_port}))
         try:
-            if "redis" not in config.components and config.load:  # an existing Redis (`up --redis URL`)
+            if not any(p.name == "redis" for p in parts) and config.load:  # an existing Redis (`up --redis URL`)
                 self.load(config.load)
             for part in parts:
                 self._start(part, detach, timeout)
@@ -531,7 +531,7 @@ def consumer_ready(redis_url: str, group: str, name: str) -> bool:
     """A records process is up once it reads its consumer group on voffice:events (its name
     there and active in the last 3 s: a name left by an earlier run is not enough)."""
     try:
-        client = redis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
+        client = redis_client.client(redis_url, timeout=1)
         consumers = client.xinfo_consumers("voffice:events", group)
     except redis.RedisError:
         return False
@@ -550,7 +550,7 @@ def history_status(config: StackConfig) -> tuple[bool, str]:
     except Exception as exc:  # a status line, whatever went wrong
         return False, f"{database.redact(config.history_url)}: {database.one_line(exc)}"
     try:
-        behind = lag(redis.Redis.from_url(config.redis_url, socket_timeout=1)).get("history")
+        behind = lag(redis_client.client(config.redis_url, timeout=1)).get("history")
     except redis.RedisError:
         behind = None
     pid = _read_pid(_pid_file(config, "history"))
@@ -608,7 +608,7 @@ def status(config: StackConfig) -> list[tuple[str, bool, str]]:
     if "redis" in config.components or config.redis_external:
         shown = configs.shown_url(config.redis_url)
         if redis_ping(config.redis_url):
-            client = redis.Redis.from_url(config.redis_url, socket_timeout=1)
+            client = redis_client.client(config.redis_url, timeout=1)
             rows.append(("redis", True, f"{shown} PONG, {client.scard('vo:accounts')} accounts, {client.hlen('vo:numbers')} numbers"))
         else:
             rows.append(("redis", False, f"{shown} does not answer"))

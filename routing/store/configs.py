@@ -39,6 +39,7 @@ from routing.core.compiler import compile_account, document_sha256
 from routing.core.diff import summarize
 from routing.core.problems import Problem, errors, pointer
 from routing.core.validation import validate_document
+from routing.store import redis_client
 
 DEFAULT_URL = "redis://127.0.0.1:6479/0"
 DEFAULT_KEEP = 10
@@ -51,7 +52,11 @@ def redis_url(explicit: str | None = None) -> str:
 
 
 def shown_url(url: str) -> str:
-    """A Redis URL fit for a message or a log: its password replaced."""
+    """A Redis URL fit for a message or a log: its passwords replaced (a Sentinel URL's
+    sentinel_password too)."""
+    import re
+
+    url = re.sub(r"(?i)([?&]sentinel_password=)[^&]*", r"\1***", url)
     scheme, sep, rest = url.partition("://")
     if not sep or "@" not in rest.split("/", 1)[0]:
         return url
@@ -63,9 +68,9 @@ def shown_url(url: str) -> str:
 def connect(url: str | None = None, timeout: float = 2.0) -> redis.Redis:
     chosen = redis_url(url)
     try:
-        return redis.Redis.from_url(chosen, socket_timeout=timeout, socket_connect_timeout=timeout)
-    except ValueError as exc:  # a scheme redis-py does not know, a bad port, ...
-        raise BadRedisURL(f"--redis {shown_url(chosen)!r}: not a Redis URL (redis://[:password@]host[:port]/db, rediss://, unix://)") from exc
+        return redis_client.client(chosen, timeout=timeout)
+    except redis_client.BadURL as exc:  # a scheme redis-py does not know, a bad port, ...
+        raise BadRedisURL(f"--redis {shown_url(chosen)!r}: {exc}") from None
 
 
 def account_key(account: str) -> str:

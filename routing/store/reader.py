@@ -26,6 +26,7 @@ import redis
 
 from routing.core.engine import CompiledAccount
 from routing.core.numbers import did_candidates
+from routing.store import redis_client
 from routing.store.configs import CHANNEL, account_key, redis_url, shown_url, version_key
 
 
@@ -54,6 +55,7 @@ class ConfigReader:
         retry_interval: float = 1.0,
         timeout: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
+        verify_interval: float = 0.5,
     ):
         self.url = redis_url(url)
         self.max_accounts = max_accounts
@@ -62,6 +64,9 @@ class ConfigReader:
         self.retry_interval = retry_interval
         self.timeout = timeout
         self.clock = clock
+        self.verify_interval = verify_interval
+        self._verify_at = 0.0
+        self._behind: int | None = None  # Redis's generation when last seen ahead of ours
         self._redis: redis.Redis | None = None
         self._pubsub: redis.client.PubSub | None = None
         self._next_check = 0.0
@@ -74,7 +79,7 @@ class ConfigReader:
         self._versions: dict[str, int] = {}  # account -> current version, as last known
         self._compiled: OrderedDict[tuple[str, int], CompiledAccount] = OrderedDict()
         self._countries: frozenset[str] = frozenset()
-        self.stats = {"hits": 0, "misses": 0, "redis_errors": 0, "invalidations": 0, "resyncs": 0}
+        self.stats = {"hits": 0, "misses": 0, "redis_errors": 0, "invalidations": 0, "resyncs": 0, "resubscribes": 0}
 
     # --- public API --------------------------------------------------------------------
 
@@ -159,9 +164,7 @@ class ConfigReader:
 
     def _client(self) -> redis.Redis:
         if self._redis is None:
-            self._redis = redis.Redis.from_url(
-                self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout
-            )
+            self._redis = redis_client.client(self.url, timeout=self.timeout)
         return self._redis
 
     def _call(self, fn: Callable[[redis.Redis], Any]) -> Any:
@@ -211,12 +214,32 @@ class ConfigReader:
                 if message is None:
                     break
                 self._apply(message["data"])
+            if now >= self._verify_at:
+                self._verify_at = now + self.verify_interval
+                self._verify_subscription()
         except (redis.RedisError, OSError):
             # Only the subscription waits: the lookup that brought us here still tries its
             # own read (a cold miss answered rather than refused if Redis is back).
             self.stats["redis_errors"] += 1
             self._subscribe_at = now + self.retry_interval
             self._drop_subscription()
+
+    def _verify_subscription(self) -> None:
+        """A subscription can be silently dead: a partitioned master sends no RST, and after
+        a Sentinel failover the old master's channel never speaks again. Redis's generation
+        ahead of ours on two checks in a row (one could be a message still in flight) means
+        a load was missed: listen anew, which resynchronises."""
+        remote = int(self._client().get("vo:generation") or 0)
+        if self._generation is None or remote <= self._generation:
+            self._behind = None
+            return
+        if self._behind is not None and self._generation < self._behind:
+            self._behind = None
+            self.stats["resubscribes"] += 1
+            self._drop_subscription()
+            self._subscribe()
+            return
+        self._behind = remote
 
     def _subscribe(self) -> redis.client.PubSub:
         client = self._client()

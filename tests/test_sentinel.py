@@ -154,3 +154,48 @@ def test_records_written_during_a_failover_are_not_lost(sentinels: SentinelClust
         got |= {fields["call_id"] for _, fields in batch}
         consumer.ack([entry_id for entry_id, _ in batch])
     assert set(sent) <= got  # every record written around the kill is on the new master
+
+
+def test_a_restarted_old_master_and_sentinel_keep_what_the_failover_decided(sentinels: SentinelCluster) -> None:
+    """Every server runs from a writable config file: Sentinel's CONFIG REWRITE sticks, so
+    the old master comes back as a replica of the new one, and a restarted sentinel still
+    names the new master."""
+    old = sentinels.master()
+    assert old is not None
+    old_index = sentinels.redis_ports.index(old)
+    sentinels.process(old).kill()
+    sentinels.process(old).wait()
+    deadline = time.monotonic() + 30
+    while sentinels.master() in (None, old):
+        assert time.monotonic() < deadline, "no promotion"
+        time.sleep(0.1)
+    new = sentinels.master()
+    sentinels.start_redis(old_index)  # its own file again
+    back = redis.Redis(host="127.0.0.1", port=old, socket_timeout=1)
+    deadline = time.monotonic() + 30
+    while not (back.info("replication")["role"] == "slave" and back.info("replication").get("master_port") == new):
+        assert time.monotonic() < deadline, f"the old master did not follow {new}: {back.info('replication')}"
+        time.sleep(0.2)
+    first = sentinels.sentinel_ports[0]
+    sentinels.process(first).kill()
+    sentinels.process(first).wait()
+    sentinels.start_sentinel(0)
+    named = redis.Redis(host="127.0.0.1", port=first, socket_timeout=1).sentinel_get_master_addr_by_name("mymaster")
+    assert isinstance(named, (tuple, list)) and int(named[1]) == new
+    assert "replicaof" in (sentinels.workdir / f"redis{old_index + 1}" / "redis.conf").read_text().lower()
+
+
+def test_status_shows_the_master_its_replicas_and_the_sentinels(sentinels: SentinelCluster, tmp_path: Path) -> None:
+    assert voffice("load", str(SEED), redis_url=sentinels.url).returncode == 0
+    result = voffice("status", "--run-dir", str(tmp_path / "run"), "--redis", sentinels.url)
+    [row] = [line for line in result.stdout.splitlines() if line.startswith("redis")]
+    assert row.split()[1] == "up" and "1 accounts, 1 numbers" in row
+    assert f"master 127.0.0.1:{sentinels.master()}, 2 replica(s) up; 3/3 sentinels answer" in row
+
+
+def test_a_load_no_replica_confirms_is_loaded_with_a_warning(sentinels: SentinelCluster, tmp_path: Path) -> None:
+    for port in sentinels.redis_ports[1:]:
+        sentinels.process(port).kill()
+    result = voffice("load", str(SEED), redis_url=sentinels.url)
+    assert result.returncode == 0 and "berry-demo: v1" in result.stdout
+    assert "warning: no replica has confirmed the change yet" in result.stderr

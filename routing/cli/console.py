@@ -220,6 +220,16 @@ def _print_plan(changes: list[Any], versions: dict[str, int] | None, quiet: bool
     return changed, introduced
 
 
+def _confirm_replicated(r: Any, redis_url: str | None) -> None:
+    """With Sentinel, a change only a master holds is lost if that master dies next: say so."""
+    from routing.store import redis_client
+
+    url = configs.redis_url(redis_url)
+    if redis_client.replicas_confirming(r, url) == 0:
+        click.echo("voffice: warning: no replica has confirmed the change yet (Redis replicates asynchronously; "
+                   "a master failover now would lose it): check `voffice status`", err=True)
+
+
 def _expectations(values: tuple[str, ...]) -> dict[str, int]:
     out = {}
     for value in values:
@@ -310,6 +320,7 @@ def load(paths: tuple[str, ...], plan_path: str | None, dry_run: bool, expect: t
                     click.echo(f"warning: {w.file}: {w.pointer or '/'}: {w.message}", err=True)
                 fail(f"{len(warned)} warning(s) introduced; nothing was loaded (--fail-on-warning)")
         outcome = configs.apply_load(r, changes, keep or configs.keep_setting(r))
+        _confirm_replicated(r, redis_url)
         changed, warnings = _print_plan(changes, outcome.versions, quiet)
     verb = "would change" if dry_run else "loaded"
     click.echo(f"{len(changes)} account(s): {changed} {verb}, {len(changes) - changed} unchanged"
@@ -332,6 +343,7 @@ def rollback(account: str, to_version: int | None, keep: int | None, dry_run: bo
         click.echo(f"{account}: rollback to v{result.changes[0].file.rsplit('@v', 1)[-1]}, as a new version:")
         _print_plan(result.changes, None, hint=False)
         return
+    _confirm_replicated(r, redis_url)
     change = result.changes[0]
     click.echo(f"{account}: v{result.versions[account]} (was v{change.current}): {configs.history(r, account, 1)[0]['action']}")
     for line in change.summary:
@@ -388,6 +400,7 @@ def delete(account: str, yes: bool, expect_version: int | None, redis_url: str |
             raise click.UsageError(f"deleting {account!r} releases {', '.join(numbers)}: confirm with --yes")
         click.confirm(f"delete {account} v{current} and release {', '.join(numbers)}?", abort=True)
     version, released = configs.delete(r, account, expect_version or current)
+    _confirm_replicated(r, redis_url)
     click.echo(f"{account}: deleted (was v{version}); released {', '.join(released) or 'no numbers'}; history kept")
 
 

@@ -609,7 +609,8 @@ def status(config: StackConfig) -> list[tuple[str, bool, str]]:
         shown = configs.shown_url(config.redis_url)
         if redis_ping(config.redis_url):
             client = redis_client.client(config.redis_url, timeout=1)
-            rows.append(("redis", True, f"{shown} PONG, {client.scard('vo:accounts')} accounts, {client.hlen('vo:numbers')} numbers"))
+            ha = f"; {redis_client.sentinel_view(config.redis_url)}" if redis_client.is_sentinel(config.redis_url) else ""
+            rows.append(("redis", True, f"{shown} PONG, {client.scard('vo:accounts')} accounts, {client.hlen('vo:numbers')} numbers{ha}"))
         else:
             rows.append(("redis", False, f"{shown} does not answer"))
     if "postgres" in config.components and not config.database_url:

@@ -66,13 +66,12 @@ class SentinelCluster:
     def start(self, timeout: float = 15.0) -> None:
         for i in range(self.size):
             self.start_redis(i, timeout)
-        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        for i, port in enumerate(self.sentinel_ports):
-            self.servers[port] = subprocess.Popen([binary, str(self._sentinel_conf(i)), "--sentinel"],
-                                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for i in range(self.size):
+            self.start_sentinel(i, timeout)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.master() is not None and all(self._replicas_seen(p) >= self.size - 1 for p in self.sentinel_ports):
+            if (self.master() is not None and all(self._replicas_seen(p) >= self.size - 1 for p in self.sentinel_ports)
+                    and all(self._synced(port) for port in self.redis_ports[1:])):
                 return
             time.sleep(0.1)
         self.stop()
@@ -91,6 +90,30 @@ class SentinelCluster:
             except redis.RedisError:
                 time.sleep(0.05)
         raise RuntimeError(f"redis-server {i + 1} did not answer on port {port} within {timeout} s")
+
+    def start_sentinel(self, i: int, timeout: float = 15.0) -> None:
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        port = self.sentinel_ports[i]
+        self.servers[port] = subprocess.Popen([binary, str(self._sentinel_conf(i)), "--sentinel"],
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(host=self.host, port=port, socket_connect_timeout=0.2, socket_timeout=1)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                client.ping()
+                return
+            except redis.RedisError:
+                time.sleep(0.05)
+        raise RuntimeError(f"sentinel {i + 1} did not answer on port {port} within {timeout} s")
+
+    def _synced(self, port: int) -> bool:
+        """A replica whose first full sync is done (until then a failover could promote an
+        empty one: with appendonly, the master's start-up rewrite delays that sync)."""
+        try:
+            info = redis.Redis(host=self.host, port=port, socket_timeout=1, socket_connect_timeout=0.5).info("replication")
+        except redis.RedisError:
+            return False
+        return info.get("master_link_status") == "up" and not info.get("master_sync_in_progress")
 
     def _replicas_seen(self, sentinel_port: int) -> int:
         try:

@@ -113,3 +113,33 @@ def append_replicated(client: redis.Redis, url: str, stream: str, entries: list[
         pipe.execute_command("WAIT", 1, wait_ms)  # type: ignore[no-untyped-call]
     results = pipe.execute()
     return not is_sentinel(url) or int(results[-1]) >= 1
+
+
+def sentinel_view(url: str, timeout: float = 1.0) -> str:
+    """What the sentinels of a redis+sentinel URL say, for `voffice status`: the master,
+    its replicas, how many sentinels answer (a NOC wants all three, not just "PONG")."""
+    target = parse_sentinel(url)
+    answering, master, replicas = 0, None, 0
+    for host, port in target.sentinels:
+        try:
+            sentinel = redis.Redis(host=host, port=port, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                   password=target.sentinel_password)
+            found = sentinel.sentinel_get_master_addr_by_name(target.service)
+            answering += 1
+            if master is None and isinstance(found, (tuple, list)):
+                host_text = found[0].decode() if isinstance(found[0], bytes) else str(found[0])
+                master = f"{host_text}:{found[1]}"
+                replicas = sum(1 for r in sentinel.sentinel_slaves(target.service)
+                               if "s_down" not in str(r.get("flags", "")) and "disconnected" not in str(r.get("flags", "")))
+        except redis.RedisError:
+            continue
+    where = f"master {master}, {replicas} replica(s) up" if master else "no master known"
+    return f"{where}; {answering}/{len(target.sentinels)} sentinels answer"
+
+
+def replicas_confirming(client: redis.Redis, url: str, timeout_ms: int = 1000) -> int | None:
+    """After a write on `client`: how many replicas have it (WAIT; the pool hands the
+    connection that wrote back first), or None when the URL has no replicas to ask about."""
+    if not is_sentinel(url):
+        return None
+    return int(client.execute_command("WAIT", 1, timeout_ms))  # type: ignore[no-untyped-call]

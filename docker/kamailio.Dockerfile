@@ -1,6 +1,8 @@
 # Kamailio 5.6 with app_python3 and the voffice KEMI routing (Debian 12 packages, as `make install`).
-# Build from the repository root:  docker build -f docker/kamailio.Dockerfile -t voffice/kamailio .
-FROM debian:bookworm-slim
+# Build with `make images` (it makes the base image and the wheelhouse first), or from the
+# repository root:  docker build -f docker/kamailio.Dockerfile -t voffice/kamailio .
+# Layers from the least to the most often changed: Debian packages, the locked wheels, the code.
+FROM voffice/debian:bookworm
 
 ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
@@ -10,20 +12,28 @@ RUN apt-get update \
 
 # Kamailio embeds Debian's /usr/bin/python3: the venv is made from that interpreter so the
 # embedded Python loads the venv's packages (kamailio/voffice_kemi.py puts them on sys.path).
-# Dependencies come from requirements.lock (exact versions and hashes, as `make install`), before the
-# sources are copied, so a code change does not reinstall them; then the project itself, editable.
+# The dependencies are requirements.lock's wheels (exact versions and hashes, as `make install`),
+# from the wheelhouse `make wheelhouse` downloads on the host: no index is asked in here.
 WORKDIR /opt/voffice
 COPY requirements.lock ./
+COPY .wheelhouse /wheelhouse
 RUN /usr/bin/python3 -m venv .venv \
- && awk '/^pip==/ {p = 1; print; next} p && /^ / {print; next} {p = 0}' requirements.lock > /tmp/pip.lock \
- && .venv/bin/pip install -q --no-cache-dir --require-hashes --no-deps -r /tmp/pip.lock \
- && .venv/bin/pip install -q --no-cache-dir --require-hashes --no-deps -r requirements.lock \
- && rm /tmp/pip.lock
-COPY . .
-RUN .venv/bin/pip install -q --no-cache-dir --no-deps --no-build-isolation -e . \
- && .venv/bin/pip check
+ && .venv/bin/pip install -q --no-cache-dir --no-index --find-links /wheelhouse --require-hashes --no-deps \
+      -r requirements.lock \
+ && rm -rf /wheelhouse
+# The project itself, editable (Kamailio loads kamailio/voffice_kemi.py from the tree).
+COPY pyproject.toml README.md ./
+COPY kamailio kamailio
+COPY schemas schemas
+COPY examples examples
+COPY routing routing
+COPY media-server media-server
+COPY bench bench
+COPY docker/kamailio-entrypoint.sh docker/
+RUN .venv/bin/pip install -q --no-cache-dir --no-index --no-deps --no-build-isolation -e . \
+ && .venv/bin/pip check \
+ && install -d -o kamailio -g kamailio /run/voffice
 
-RUN install -d -o kamailio -g kamailio /run/voffice
 ENV VOFFICE_ROOT=/opt/voffice PYTHONDONTWRITEBYTECODE=1
 USER kamailio
 ENTRYPOINT ["/opt/voffice/docker/kamailio-entrypoint.sh"]

@@ -1,0 +1,19 @@
+#!/bin/sh
+# Starts dockerd in the background when no Docker engine answers (a fresh machine where no
+# service was started: `make test`, CI containers), and waits until it does (at most 60 s).
+# Its log: /var/log/voffice-dockerd.log.
+set -eu
+docker info >/dev/null 2>&1 && exit 0
+command -v dockerd >/dev/null || { echo "ensure-dockerd: no dockerd (Debian package docker.io)" >&2; exit 1; }
+echo "ensure-dockerd: starting dockerd" >&2
+# setsid: not in this shell's process group, so it outlives the make or pytest that started it.
+setsid dockerd >>/var/log/voffice-dockerd.log 2>&1 </dev/null &
+i=0
+until docker info >/dev/null 2>&1; do
+    i=$((i + 1))
+    if [ "$i" -ge 120 ]; then
+        echo "ensure-dockerd: dockerd did not answer within 60 s; see /var/log/voffice-dockerd.log" >&2
+        exit 1
+    fi
+    sleep 0.5
+done

@@ -1,13 +1,17 @@
 #!/bin/sh
 # Starts dockerd in the background when no Docker engine answers (a fresh machine where no
 # service was started: `make test`, CI containers), and waits until it does (at most 60 s).
-# Its log: /var/log/voffice-dockerd.log.
+# Its log: /var/log/voffice-dockerd.log. VO_DOCKERD_ARGS: more dockerd options (with DOCKER_HOST
+# naming the same socket, a second engine of its own: how this script's start path was tried
+# while another dockerd ran).
 set -eu
 docker info >/dev/null 2>&1 && exit 0
 command -v dockerd >/dev/null || { echo "ensure-dockerd: no dockerd (Debian package docker.io)" >&2; exit 1; }
 echo "ensure-dockerd: starting dockerd" >&2
 # setsid: not in this shell's process group, so it outlives the make or pytest that started it.
-setsid dockerd >>/var/log/voffice-dockerd.log 2>&1 </dev/null &
+# shellcheck disable=SC2086  # VO_DOCKERD_ARGS: options, split on purpose
+setsid dockerd ${VO_DOCKERD_ARGS:-} >>/var/log/voffice-dockerd.log 2>&1 </dev/null &
+echo "ensure-dockerd: dockerd started, pid $!" >&2
 i=0
 until docker info >/dev/null 2>&1; do
     i=$((i + 1))

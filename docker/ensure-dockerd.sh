@@ -3,7 +3,8 @@
 # service was started: `make test`, CI containers), and waits until it does (at most 60 s).
 # Its log: /var/log/voffice-dockerd.log. VO_DOCKERD_ARGS: more dockerd options (with DOCKER_HOST
 # naming the same socket, a second engine of its own: how this script's start path was tried
-# while another dockerd ran).
+# while another dockerd ran; give such a second engine a bridge of its own, not `--bridge none`,
+# which deletes the first engine's docker0).
 set -eu
 docker info >/dev/null 2>&1 && exit 0
 command -v dockerd >/dev/null || { echo "ensure-dockerd: no dockerd (Debian package docker.io)" >&2; exit 1; }

@@ -1,6 +1,7 @@
 """docker/: the images build (`make images`), docker/compose.yaml starts them on its own bridge
 network with every healthcheck green, every long-running container runs as an unprivileged user,
-and a real call from the host into that network is answered and lands in the call history.
+and a real call from the host into that network is answered, lands in the call history and its
+voicemail is mailed by the notifier.
 
 Real containers: the test starts dockerd when no Docker engine answers (docker/ensure-dockerd.sh;
 Debian's docker.io is installed by `make install`). The compose project has a name of its own
@@ -176,3 +177,22 @@ def test_a_call_from_the_host_is_answered_and_recorded(stack: Stack, tmp_path: P
     assert psql.stdout.split() == ["voicemail"]
     # the message is on the media server's volume
     stack.compose("exec", "-T", "media-server", "test", "-s", row["left_path"], timeout=60)
+
+    # the notifier mails it (the seed's voicemail notice) into its Maildir, MP3 attached
+    deadline = time.monotonic() + 60
+    deliveries = ""
+    while time.monotonic() < deadline:
+        # check=False: a notifier that crashes and restarts refuses exec; the assertion below shows its log
+        deliveries = stack.compose("exec", "-T", "notifier", "voffice", "deliveries", "berry-demo", timeout=60, check=False).stdout
+        if any(" voicemail " in line and " sent " in line for line in deliveries.splitlines()):
+            break
+        time.sleep(1)
+    assert any(" voicemail " in line and " sent " in line for line in deliveries.splitlines()), f"{deliveries}\n{stack.logs()}"
+    mail = stack.compose("exec", "-T", "notifier", "find", "/var/lib/voffice/mail/new", "-type", "f", timeout=60).stdout.split()
+    assert len(mail) == 1, mail
+    stack.compose("exec", "-T", "notifier", "grep", "-q", "audio/mpeg", mail[0], timeout=60)
+
+    # ... and nothing crashed on the way: no container was restarted
+    for service in LONG_RUNNING:
+        restarts = run(["docker", "inspect", "-f", "{{.RestartCount}}", stack.container(service)], timeout=30).stdout.strip()
+        assert restarts == "0", f"{service} restarted {restarts} times\n{stack.logs()}"

@@ -84,9 +84,12 @@ base-image: $(APT_STAMP)
 
 wheelhouse: $(WHEELHOUSE_STAMP)
 
-$(WHEELHOUSE_STAMP): $(LOCK) $(VENV_STAMP)
-	rm -rf $(WHEELHOUSE)
-	$(PY) -m pip download -q --require-hashes --no-deps --only-binary :all: -r $(LOCK) -d $(WHEELHOUSE)
+# Only what the images need: docker/runtime-lock.py keeps the lock's entries for the runtime
+# dependencies, setuptools and pip (no dev extra), exact versions and hashes as they are.
+$(WHEELHOUSE_STAMP): $(LOCK) pyproject.toml docker/runtime-lock.py $(VENV_STAMP)
+	rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)
+	$(PY) docker/runtime-lock.py > $(WHEELHOUSE)/runtime.lock
+	$(PY) -m pip download -q --require-hashes --no-deps --only-binary :all: -r $(WHEELHOUSE)/runtime.lock -d $(WHEELHOUSE)
 	@touch $@
 
 images: base-image wheelhouse

@@ -69,7 +69,7 @@ lint: install
 
 # --- container images (docker/, docs/deployment.md) ---------------------------------------
 # base-image: Debian 12 made here with debootstrap and `docker import`ed (no image registry
-# needed); skipped when it exists. wheelhouse: requirements.lock's wheels, downloaded on the host
+# needed); skipped when it exists. wheelhouse: the wheels of the lock's runtime part, downloaded on the host
 # (containers have no CA bundle for PyPI), what the Python images install from. images: every
 # image of docker/compose.yaml; Docker's layer cache makes a rebuild after a code change cheap.
 DOCKER_IMAGES := redis postgres rtpengine media-server kamailio

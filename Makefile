@@ -4,14 +4,14 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := redis-server python3-venv python3-dev fonts-dejavu-core kamailio kamailio-python3-modules kamailio-tls-modules openssl rtpengine-daemon sip-tester sipsak sox espeak-ng libspandsp2 docker-compose sipvicious baresip postgresql lame
+APT_PACKAGES := redis-server python3-venv python3-dev fonts-dejavu-core kamailio kamailio-python3-modules kamailio-tls-modules openssl rtpengine-daemon sip-tester sipsak sox espeak-ng libspandsp2 docker-compose sipvicious baresip postgresql lame docker.io debootstrap iptables
 APT_STAMP := .stamp-apt
 VENV_STAMP := $(VENV)/.stamp-install
 LOCK := requirements.lock
 # The lock is made by uv's `uv pip compile` (uv pinned here), today's newest versions within pyproject's ranges.
 UV_VERSION := 0.13.9
 
-.PHONY: install lock run test lint unit soak clean
+.PHONY: install lock run test lint unit soak clean base-image wheelhouse images
 
 install: $(APT_STAMP) $(VENV_STAMP)
 
@@ -67,5 +67,36 @@ lint: install
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
 
+# --- container images (docker/, docs/deployment.md) ---------------------------------------
+# base-image: Debian 12 made here with debootstrap and `docker import`ed (no image registry
+# needed); skipped when it exists. wheelhouse: the wheels of the lock's runtime part, downloaded on the host
+# (containers have no CA bundle for PyPI), what the Python images install from. images: every
+# image of docker/compose.yaml; Docker's layer cache makes a rebuild after a code change cheap.
+DOCKER_IMAGES := redis postgres rtpengine media-server kamailio
+WHEELHOUSE := .wheelhouse
+WHEELHOUSE_STAMP := $(WHEELHOUSE)/.stamp
+# The classic builder: Debian's docker.io has no buildx plugin.
+DOCKER_BUILD := DOCKER_BUILDKIT=0 docker build -q
+
+base-image: $(APT_STAMP)
+	@docker/ensure-dockerd.sh
+	docker/base-image.sh voffice/debian:bookworm
+
+wheelhouse: $(WHEELHOUSE_STAMP)
+
+# Only what the images need: docker/runtime-lock.py keeps the lock's entries for the runtime
+# dependencies, setuptools and pip (no dev extra), exact versions and hashes as they are.
+$(WHEELHOUSE_STAMP): $(LOCK) pyproject.toml docker/runtime-lock.py $(VENV_STAMP)
+	rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)
+	$(PY) docker/runtime-lock.py > $(WHEELHOUSE)/runtime.lock
+	$(PY) -m pip download -q --require-hashes --no-deps --only-binary :all: -r $(WHEELHOUSE)/runtime.lock -d $(WHEELHOUSE)
+	@touch $@
+
+images: base-image wheelhouse
+	@set -e; for image in $(DOCKER_IMAGES); do \
+	  echo "docker build -f docker/$$image.Dockerfile -t voffice/$$image ."; \
+	  $(DOCKER_BUILD) -f docker/$$image.Dockerfile -t voffice/$$image . >/dev/null; \
+	done
+
 clean:
-	rm -rf $(VENV) $(APT_STAMP) .run
+	rm -rf $(VENV) $(APT_STAMP) .run $(WHEELHOUSE)

@@ -1,7 +1,7 @@
 # The call history's PostgreSQL (Debian's), for docker/compose.yaml: what `voffice up` starts as
-# its own cluster. Build from the repository root:
+# its own cluster. Build with `make images`, or from the repository root:
 #   docker build -f docker/postgres.Dockerfile -t voffice/postgres .
-FROM debian:bookworm-slim
+FROM voffice/debian:bookworm
 
 ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \

@@ -31,16 +31,19 @@ IMAGE_PACKAGES = {
     "media-server.Dockerfile": {"python3-venv", "sox", "espeak-ng", "libspandsp2", "fonts-dejavu-core", "lame"},
     "postgres.Dockerfile": {"postgresql"},
     "rtpengine.Dockerfile": {"rtpengine-daemon"},
+    "redis.Dockerfile": {"redis-server"},
 }
 # ... and the ones no image of ours installs.
 NOT_IN_IMAGES = {
-    "redis-server",  # the compose files use the official redis:7.0 image (7.0, as Debian 12)
     "python3-dev",  # headers for building wheels; the images install binary wheels
     "sip-tester",  # sipp: test and load tools
     "docker-compose",  # reads these files on the development machine
     "sipvicious",  # the scanner the abuse tests run against the stack
     "baresip",  # a real SIP client for tests/test_real_clients.py
     "openssl",  # `voffice up` makes a loopback TLS certificate; an image is given its certificate (VO_TLS_CONFIG)
+    "docker.io",  # builds and runs these images (tests/test_images.py)
+    "debootstrap",  # makes their base image, voffice/debian:bookworm (docker/base-image.sh)
+    "iptables",  # dockerd's bridge networking
 }
 
 
@@ -133,17 +136,34 @@ def test_one_machine_services() -> None:
     assert services["loader"].command == ["examples/seed-office.json"]
 
 
-def test_one_machine_is_the_voffice_up_layout() -> None:
-    """The addresses and ports of `voffice up` (routing/stack/local.py StackConfig defaults)."""
+def test_one_machine_addresses_agree() -> None:
+    """A bridge network of the file's own subnet, every service at a fixed address, and each
+    service pointed at the others' addresses with the ports of `voffice up`."""
     services = services_of(ONE_MACHINE)
-    kamailio, media = services["kamailio"], services["media-server"]
-    assert kamailio.environment["VO_LISTEN"] == "udp:127.0.0.1:5060"
-    assert kamailio.environment["VO_MEDIA_SERVERS"] == "sip:" + option_values(media.command, "--listen")[0]
-    assert kamailio.environment["VO_RTPENGINE_SOCK"] == "udp:" + option_values(
-        services["rtpengine"].command, "--listen-ng")[0]
-    assert option_values(media.command, "--redis") == [kamailio.environment["VOFFICE_REDIS_URL"]]
-    assert kamailio.environment["VOFFICE_REDIS_URL"] == "redis://127.0.0.1:6479/0"
-    assert {s.keys.get("network_mode") for s in services.values()} == {"host"}
+    config = compose_config(ONE_MACHINE)
+    assert "subnet: 172.31.240.0/24" in config
+    addresses = {name: s.ipv4_address for name, s in services.items()}
+    assert None not in addresses.values() and len(set(addresses.values())) == len(addresses)
+    assert all((a or "").startswith("172.31.240.") for a in addresses.values())
+    assert not any("network_mode" in s.keys for s in services.values())
+    kamailio, media, rtpengine = services["kamailio"], services["media-server"], services["rtpengine"]
+    assert kamailio.environment["VO_LISTEN"] == f"udp:{kamailio.ipv4_address}:5060"
+    assert kamailio.environment["VO_MEDIA_SERVERS"] == f"sip:{media.ipv4_address}:5070"
+    assert option_values(media.command, "--listen") == [f"{media.ipv4_address}:5070"]
+    assert option_values(media.command, "--kamailio") == [kamailio.ipv4_address]
+    assert option_values(media.command, "--rtp-source") == [rtpengine.ipv4_address]
+    assert option_values(rtpengine.command, "--interface") == [rtpengine.ipv4_address]
+    assert kamailio.environment["VO_RTPENGINE_SOCK"] == "udp:" + option_values(rtpengine.command, "--listen-ng")[0]
+    assert option_values(rtpengine.command, "--listen-ng") == [f"{rtpengine.ipv4_address}:2223"]
+    redis_url = f"redis://{services['redis'].ipv4_address}:6479/0"
+    database_url = f"postgresql://voffice@{services['postgres'].ipv4_address}:5479/voffice"
+    assert option_values(media.command, "--redis") == [redis_url]
+    for name in ("kamailio", "media-server", "loader", "db-upgrade", "history", "notifier"):
+        assert services[name].environment["VOFFICE_REDIS_URL"] == redis_url, name
+        assert services[name].environment["VOFFICE_DATABASE_URL"] == database_url, name
+    # the host, at the bridge's gateway address, is the SBC/operator gateway by default
+    assert kamailio.environment["VOFFICE_OPERATOR_GATEWAY"] == "172.31.240.1:5080"
+    assert kamailio.environment["VOFFICE_TRUSTED_TRUNKS"] == "172.31.240.1"
 
 
 # --- multi-node --------------------------------------------------------------------------
@@ -227,7 +247,8 @@ def test_every_make_install_package_has_a_place() -> None:
 @pytest.mark.parametrize("dockerfile", sorted(IMAGE_PACKAGES))
 def test_image_installs_its_component_packages(dockerfile: str) -> None:
     text = (DOCKER / dockerfile).read_text()
-    assert text.startswith("#") and "FROM debian:bookworm-slim" in text
+    # the base image made here (docker/base-image.sh): no image registry is needed
+    assert text.startswith("#") and "FROM voffice/debian:bookworm" in text
     assert IMAGE_PACKAGES[dockerfile] <= dockerfile_packages(DOCKER / dockerfile)
 
 

@@ -213,7 +213,8 @@ def place_call(
                                           dtmf_mode, require_100rel, delayed_offer, supports_100rel=delayed_offer))
         # its own free port: sipp's default (5060, else the next free) may be one Kamailio
         # listens on with TCP or TLS, and a request from our own address and port is a spiral
-        argv = [sipp, "-sf", str(scenario), "-i", sip[0], "-p", str(free_udp_port(sip[0])), "-m", "1", "-key", "caller", caller, "-key", "talk",
+        local = local_address_towards(sip[0])
+        argv = [sipp, "-sf", str(scenario), "-i", local, "-p", str(free_udp_port(local)), "-m", "1", "-key", "caller", caller, "-key", "talk",
                 str(int(talk * 1000)), "-s", number, "-trace_msg", "-nostdin", "-timeout", str(int(timeout)),
                 "-timeout_error", f"{sip[0]}:{sip[1]}"]
         result = subprocess.run(argv, cwd=workdir, capture_output=True, timeout=timeout + 10)
@@ -222,6 +223,18 @@ def place_call(
     if redis_url:
         outcome.record, outcome.extra_events = _events_since(redis_url, started, number)
     return outcome
+
+
+def local_address_towards(host: str) -> str:
+    """The address of ours that packets to `host` leave from (the kernel's route choice; a
+    connected UDP socket sends nothing): loopback for a local stack, the bridge's address
+    for a stack in containers."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        probe.connect((host, 9))
+        return str(probe.getsockname()[0])
 
 
 def _events_since(url: str, started: float, number: str) -> tuple[dict[str, str] | None, list[dict[str, str]]]:

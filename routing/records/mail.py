@@ -26,6 +26,7 @@ never containing a password.
 
 from __future__ import annotations
 
+import contextlib
 import email.header
 import email.policy
 import email.utils
@@ -209,7 +210,8 @@ def compressed_audio(wav: Path, *, lame: str = "lame", timeout: float = LAME_TIM
     except (OSError, subprocess.SubprocessError):
         return None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a read-only folder: the WAV is sent instead
+            tmp.unlink(missing_ok=True)
 
 
 # --- the message ------------------------------------------------------------------------

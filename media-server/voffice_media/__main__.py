@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -32,7 +33,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rtp-ports", type=_range, default=(40000, 49999))
     p.add_argument("--rtp-source", action="append", default=[], help="Another address RTP may come from (an rtpengine host; repeatable)")
     p.add_argument("--metrics", type=_addr, default=None, help="Serve Prometheus /metrics on HOST:PORT")
-    p.add_argument("--redis", default=None, help="Redis URL (configs and events); default VOFFICE_REDIS_URL")
+    p.add_argument("--redis", default=os.environ.get("VOFFICE_REDIS_URL") or None,
+                   help="Redis URL (configs and events); default VOFFICE_REDIS_URL")
     p.add_argument("--silence-seconds", type=int, default=10, help="Voicemail stops after this much silence")
     p.add_argument("--log-level", default="INFO")
     return p

@@ -36,6 +36,7 @@ OPS = ("ivanov", "petrov", "sidorov")
 CALL_MAX_SECONDS = 20  # vocalls' autoexpire here: an orphaned answered call's record comes this late
 HTABLE_TIMER_S = 5  # kamailio.cfg: htable timer_interval
 RATE = 2  # calls per second per node
+TM_FR_TIMER_S = 5  # kamailio.cfg: tm fr_timer, how long DMQ's requests are retransmitted
 
 
 def seed() -> dict[str, Any]:
@@ -225,6 +226,19 @@ def test_calls_spread_over_three_nodes_each_answered_call_one_record(tmp_path: P
     assert {(r["status"], r["answered_by"], r["hung_up_by"]) for r in found} == {("answered", "smirnova", "caller")}
 
 
+def test_status_shows_every_node_and_its_dmq_peers(lunch_cluster: CallStack) -> None:
+    from routing.stack.local import status
+
+    assert lunch_cluster.config is not None
+    rows = {name: (ok, detail) for name, ok, detail in status(lunch_cluster.config)}
+    dmq = lunch_cluster.config.dmq_ports()
+    for name in ("kamailio", "kamailio2", "kamailio3", "rtpengine", "rtpengine2", "rtpengine3"):
+        assert rows[name][0], (name, rows[name])
+    for name in ("kamailio/dmq", "kamailio2/dmq", "kamailio3/dmq"):
+        ok, detail = rows[name]
+        assert ok and all(f"127.0.0.1:{port} active" in detail for port in dmq), detail
+
+
 def test_a_bye_sent_to_another_node_still_makes_one_record(tmp_path: Path, lunch_cluster: CallStack) -> None:
     """A caller whose BYE reaches node 2 though node 1 record-routed the call: node 2 relays it
     to node 1 along the Route set, the call ends, and its record comes out once."""
@@ -306,6 +320,36 @@ def test_a_node_killed_mid_load_then_back(tmp_path: Path, lunch_cluster: CallSta
         gateway.stop()
 
 
+def test_a_node_back_before_its_cut_calls_expire_records_them_once(tmp_path: Path, lunch_cluster: CallStack) -> None:
+    """Node 3 killed with calls mid-talk and started again at once: it pulls the answered
+    calls back from its peers (dmq_init_sync keeps their expiry), owns them again, and each
+    gets exactly one record when it expires; the survivors, seeing their owner alive, emit
+    none."""
+    stack = lunch_cluster
+    wait_joined(stack, [1, 2, 3])
+    before = {r["sip_call_id"] for r in records(stack)}
+    gateway = operator(tmp_path, "gateway", "answer", stack.gateway_port, calls=100000)
+    gateway.start()
+    callers = load_caller(tmp_path, "caller3", sip_ports(stack)[2], 8, talk_ms=30000).start()
+    try:
+        wait_for(lambda: len(answered_call_ids(callers)) >= 6, 20)
+        kill_node(stack, "kamailio3")
+        killed_wall = time.time()
+        callers.stop()
+        stack.restart("kamailio3", timeout=30)
+        wait_joined(stack, [1, 2, 3])
+    finally:
+        gateway.stop()
+    cut = answered_call_ids(callers) - completed_call_ids(callers)
+    assert len(cut) >= 6
+    found = [r for r in wait_records(stack, cut, CALL_MAX_SECONDS + 2 * HTABLE_TIMER_S + 20) if r["sip_call_id"] not in before]
+    counts = Counter(r["sip_call_id"] for r in found)
+    assert cut <= set(counts) and set(counts.values()) == {1}, counts
+    assert {r["note"][:11] for r in found if r["sip_call_id"] in cut} == {"no BYE seen"}
+    figures(cut_calls=len(cut), their_records_after_kill_s=sorted(round(float(r["ended_at"]) - killed_wall, 1)
+                                                                  for r in found if r["sip_call_id"] in cut))
+
+
 # --- the round-robin position, replicated and synced to a restarted node -----------------
 
 
@@ -341,15 +385,21 @@ def test_round_robin_position_is_shared_and_synced_to_a_restarted_node(tmp_path:
 
         call(0, 1)
         call(1, 2)
+        # DMQ replicates through tm: an update sent to the dead node 3 is retransmitted to its
+        # address until tm's fr_timer (5 s) gives up, and a node 3 started within that time
+        # takes the stale retransmission after its sync (seen here: a restart 3 s after the
+        # first call left node 3 at ivanov). docs/cluster.md, "Not covered".
+        time.sleep(TM_FR_TIMER_S + 1)
         started = time.monotonic()
         stack.restart("kamailio3", timeout=30)
         wait_joined(stack, [1, 2, 3])
         synced = wait_for(lambda: "petrov" in kamcmd(stack, 3, "htable.get", "vorr", "berry-demo:clients"), 20)
         figures(vorr_synced_after_restart_s=round(time.monotonic() - started, 1))
         assert synced, kamcmd(stack, 3, "htable.dump", "vorr")
+        positions = {n: kamcmd(stack, n, "htable.get", "vorr", "berry-demo:clients").split() for n in (1, 2, 3)}
         call(2, 3)
         call(3, 1)
-    assert rung == ["ivanov", "petrov", "sidorov", "ivanov"]
+    assert rung == ["ivanov", "petrov", "sidorov", "ivanov"], positions
 
 
 # --- one dispatcher set of media servers for every node ---------------------------------

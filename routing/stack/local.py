@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -18,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -466,7 +467,10 @@ class Stack:
             remembered.write_text(config.redis_external + "\n")
         else:
             remembered.unlink(missing_ok=True)
-        (config.run_dir / "listening.json").write_text(json.dumps({"transports": config.transports, "tls_port": config.sip_tls_port}))
+        listening: dict[str, Any] = {"transports": config.transports, "tls_port": config.sip_tls_port}
+        if config.clustered:  # for `status`: every node's ports
+            listening["nodes"] = {"sip": config.sip_ports(), "dmq": config.dmq_ports(), "rtpengine": config.rtpengine_ports()}
+        (config.run_dir / "listening.json").write_text(json.dumps(listening))
         try:
             if "redis" not in config.components and config.load:  # an existing Redis (`up --redis URL`)
                 self.load(config.load)
@@ -651,6 +655,37 @@ def _listening(config: StackConfig) -> tuple[list[str], int]:
         return list(config.transports), config.sip_tls_port
 
 
+def with_started_nodes(config: StackConfig) -> StackConfig:
+    """The config with the node layout the running stack's `up` started (listening.json), so
+    `status` sees every node without being told."""
+    try:
+        nodes = json.loads((config.run_dir / "listening.json").read_text()).get("nodes")
+        sip, dmq, ng = (tuple(int(p) for p in nodes[key]) for key in ("sip", "dmq", "rtpengine"))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return config
+    if not (len(sip) == len(dmq) == len(ng) > 1):
+        return config
+    return replace(config, kamailio_nodes=len(sip), node_sip_ports=sip, node_dmq_ports=dmq, node_rtpengine_ports=ng)
+
+
+def dmq_peers(config: StackConfig, node: int) -> tuple[bool, str]:
+    """What node `node` (1-based) knows of the others: `kamcmd dmq.list_nodes` on its ctl
+    socket. Healthy when it sees every node of the layout active."""
+    kamcmd = shutil.which("kamcmd") or "/usr/sbin/kamcmd"
+    try:
+        result = subprocess.run([kamcmd, "-s", f"unix:{config.ctl_socket(node)}", "dmq.list_nodes"],
+                                capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, f"dmq.list_nodes: {exc}"
+    if result.returncode != 0:
+        return False, f"dmq.list_nodes: {(result.stderr or result.stdout).strip()[:200] or 'no answer'}"
+    seen = {int(port): status for port, status in
+            re.findall(r"port: (\d+)\s+proto: \S+\s+resolved_ip: \S+\s+status: (\w+)", result.stdout)}
+    want = config.dmq_ports()
+    peers = ", ".join(f"{config.host}:{port} {status}" for port, status in sorted(seen.items()))
+    return all(seen.get(port) == "active" for port in want), f"DMQ peers: {peers or 'none'}"
+
+
 def remembered_redis(run_dir: Path) -> str | None:
     """The existing Redis a detached `up --redis URL` was given, if it was."""
     try:
@@ -660,7 +695,8 @@ def remembered_redis(run_dir: Path) -> str | None:
 
 
 def status(config: StackConfig) -> list[tuple[str, bool, str]]:
-    """(component, healthy, detail) for each component."""
+    """(component, healthy, detail) for each component (each Kamailio node and its rtpengine)."""
+    config = with_started_nodes(config)
     rows = []
     h = config.host
     if "redis" in config.components or config.redis_external:
@@ -685,13 +721,20 @@ def status(config: StackConfig) -> list[tuple[str, bool, str]]:
     if "notifier" in config.components:
         rows.append(("notifier", *notifier_status(config)))
     if "rtpengine" in config.components:
-        ok = rtpengine_ping(h, config.rtpengine_port)
-        rows.append(("rtpengine", ok, f"ng {h}:{config.rtpengine_port} {'pong' if ok else 'no answer'}"))
+        for i, ng_port in enumerate(config.rtpengine_ports()):
+            ok = rtpengine_ping(h, ng_port)
+            rows.append((node_name("rtpengine", i + 1), ok, f"ng {h}:{ng_port} {'pong' if ok else 'no answer'}"))
     if "media" in config.components:
         for i, port in enumerate(config.media_ports()):
             ok, detail = sipsak_ping(h, port)
             rows.append((f"media{i + 1}", ok, f"{h}:{port} {detail}"))
-    if "kamailio" in config.components:
+    if "kamailio" in config.components and config.clustered:
+        for i, sip_port in enumerate(config.sip_ports()):
+            name = node_name("kamailio", i + 1)
+            ok, detail = sipsak_ping(h, sip_port)
+            rows.append((name, ok, f"{h}:{sip_port} {detail}"))
+            rows.append((f"{name}/dmq", *dmq_peers(config, i + 1)))
+    elif "kamailio" in config.components:
         ok, detail = sipsak_ping(h, config.sip_port)
         rows.append(("kamailio", ok, f"{h}:{config.sip_port} {detail}"))
         transports, tls_port = _listening(config)

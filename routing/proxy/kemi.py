@@ -19,6 +19,9 @@ failure route:   caller cancelled -> missed | media server down -> next one |
                  next wave of the plan | event -> scenario.feed -> run(next node) or end
 BYE:             the call record of an answered call, with its talk time
 stray reply:     a reply that matches no transaction is dropped, never relayed
+several nodes:   KDMQ on the DMQ socket -> dmq; an in-dialog request for another node is
+                 relayed to it untouched; an expired answered call is recorded by its owner
+                 node, or by one survivor when the owner is dead (docs/cluster.md)
 
 Every entry into Python and every KSR call costs CPU on the SIP path (docs/performance.md),
 so the per-call work is kept to what the routing needs: one `$rm`/`$si` read per request,
@@ -644,7 +647,7 @@ class VofficeRouting:
             # RFC 3261 13.3.1.4, long before its entry could expire).
             if isinstance(kept, str):
                 owner, _tag, answered = call_record.unkeep_owned(kept)
-                if cluster.emits_expired(owner, NODE, self.heartbeats(), time.time()):
+                if owner in ("", NODE) or cluster.emits_expired(owner, NODE, self.heartbeats(), time.time()):
                     self.emit(call_record.expired(time.time(), answered))
         return 1
 

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 from collections import Counter
@@ -237,6 +238,41 @@ def test_status_shows_every_node_and_its_dmq_peers(lunch_cluster: CallStack) -> 
     for name in ("kamailio/dmq", "kamailio2/dmq", "kamailio3/dmq"):
         ok, detail = rows[name]
         assert ok and all(f"127.0.0.1:{port} active" in detail for port in dmq), detail
+
+
+def kdmq_htable_set(port: int, key: str, value: str) -> str | None:
+    """A KDMQ request as htable's replication sends it (set one cell of `vorr`), to `port`;
+    the first line of the reply, or None."""
+    body = json.dumps({"action": 1, "htname": "vorr", "cname": key, "type": 2, "strval": value, "mode": 0})
+    tag = os.urandom(4).hex()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(2)
+        local = sock.getsockname()[1]
+        sock.sendto((f"KDMQ sip:htable@127.0.0.1:{port} SIP/2.0\r\n"
+                     f"Via: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bK{tag}\r\n"
+                     f"From: <sip:127.0.0.1:{local}>;tag={tag}\r\nTo: <sip:htable@127.0.0.1:{port}>\r\n"
+                     f"Call-ID: kdmq-{tag}\r\nCSeq: 1 KDMQ\r\nMax-Forwards: 1\r\n"
+                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}").encode(),
+                    ("127.0.0.1", port))
+        try:
+            return sock.recv(65535).decode(errors="replace").split("\r\n", 1)[0]
+        except OSError:
+            return None
+
+
+def test_kdmq_is_taken_on_the_dmq_socket_only(lunch_cluster: CallStack) -> None:
+    """A KDMQ request to a node's SIP port gets no answer and changes nothing; on the DMQ
+    port the dmq module answers it (and, from a node it does not know, drops it here)."""
+    stack = lunch_cluster
+    assert stack.config is not None
+    key = f"test-{os.urandom(3).hex()}"
+    assert kdmq_htable_set(sip_ports(stack)[0], key, "from-the-sip-port") is None
+    assert "from-the-sip-port" not in kamcmd(stack, 1, "htable.get", "vorr", key)
+    reply = kdmq_htable_set(stack.config.dmq_ports()[0], key, "from-the-dmq-port")
+    figures(kdmq_from_an_unknown_address_on_the_dmq_port=reply,
+            cell_set=("from-the-dmq-port" in kamcmd(stack, 1, "htable.get", "vorr", key)))
+    assert reply is not None and reply.startswith("SIP/2.0 ")
 
 
 def test_a_bye_sent_to_another_node_still_makes_one_record(tmp_path: Path, lunch_cluster: CallStack) -> None:

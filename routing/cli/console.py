@@ -747,6 +747,39 @@ def bench_sip(cps: int, seconds: float, cps_step: int, max_cps: int, children: i
         fail("; ".join(errors))
 
 
+@bench.command(name="nodes")
+@click.option("--nodes", "node_counts", default="1,3", show_default=True, metavar="N,N,...",
+              help="Kamailio node counts compared in this run (DMQ between the nodes of each).")
+@click.option("--cps", "rates", default="50,100,150,200", show_default=True, metavar="R,R,...",
+              help="Rates tried in turn (calls/s, split over the nodes) until one is not held.")
+@click.option("--seconds", default=10.0, show_default=True, type=click.FloatRange(1, 600), help="Seconds of calls at each rate.")
+@click.option("--children", default=2, show_default=True, type=click.IntRange(1, 64), help="Kamailio children per node.")
+@click.option("--workdir", type=click.Path(file_okay=False), default=None, help="Logs and sipp statistics (default: a new temporary folder).")
+@user_errors
+def bench_nodes(node_counts: str, rates: str, seconds: float, children: int, workdir: str | None) -> None:
+    """What several Kamailio nodes cost per call against one, in the same run: the highest
+    zero-failure rate and Kamailio's CPU per call (all nodes, and per node)."""
+    import tempfile
+
+    from routing.stack.local import StackError
+    from voffice_bench.nodes import run_nodes_bench
+    from voffice_bench.sip import BenchError
+
+    def numbers(text: str, option: str) -> list[int]:
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        if not parts or not all(p.isdigit() and int(p) > 0 for p in parts):
+            usage(f"{option}: {text!r} is not a list of positive numbers, e.g. 1,3")
+        return [int(p) for p in parts]
+
+    counts, steps = numbers(node_counts, "--nodes"), numbers(rates, "--cps")
+    folder = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="voffice-bench-nodes-"))
+    click.echo(f"logs and sipp statistics in {folder}")
+    try:
+        run_nodes_bench(counts, steps, seconds, folder, click.echo, children=children)
+    except (BenchError, StackError) as exc:
+        fail(str(exc))
+
+
 @bench.command(name="scale")
 @click.option("--accounts", default=10_000, show_default=True, type=click.IntRange(1, 100_000), help="Generated accounts (2 numbers each).")
 @click.option("--cps", default=200, show_default=True, type=click.IntRange(1, 2000), help="Calls per second.")

@@ -885,10 +885,14 @@ def _ports(kw: dict[str, Any]) -> dict[str, Any]:
 @click.option("--database", "database_url", default=None, metavar="URL",
               help="The call history in this PostgreSQL (schema: `voffice db upgrade`); default: a cluster of its own in the run dir.")
 @click.option("--keep-months", type=click.IntRange(1, 1200), default=None, help="Call history retention in whole months (default: all).")
+@click.option("--nodes", type=click.IntRange(1, 5), default=1, show_default=True,
+              help="Identical Kamailio nodes, each with its own rtpengine, joined by DMQ (docs/cluster.md): "
+                   "SIP ports from --sip-port in steps of 2, rtpengine from --rtpengine-port, DMQ from --dmq-port.")
+@click.option("--dmq-port", type=click.IntRange(1, 65535), default=5090, show_default=True, help="Node 1's DMQ port (with --nodes 2 or more).")
 @stack_options
 def up(foreground: bool, load_paths: tuple[str, ...], operator_gateway: str, media_servers: int, now: str | None,
        transport_list: str, tls_port: int | None, tls_cert: str | None, tls_key: str | None, database_url: str | None,
-       keep_months: int | None, run_dir: str | None, **kw: Any) -> None:
+       keep_months: int | None, nodes: int, dmq_port: int, run_dir: str | None, **kw: Any) -> None:
     """Start Redis, PostgreSQL, rtpengine, the media server(s), Kamailio and the history writer
     on loopback, the seed loaded."""
     from routing.core.clock import ClockError
@@ -906,7 +910,8 @@ def up(foreground: bool, load_paths: tuple[str, ...], operator_gateway: str, med
         raise click.BadParameter("give both --tls-cert and --tls-key, or neither", param_hint="--tls-cert/--tls-key")
     config = _stack_config(run_dir, _ports(kw), operator_gateway=operator_gateway, media_servers=media_servers,
                            now=now, load=load_paths or (str(SEED),), transports=transports, tls_port=tls_port or 0,
-                           tls_cert=tls_cert, tls_key=tls_key, history_keep_months=keep_months)
+                           tls_cert=tls_cert, tls_key=tls_key, history_keep_months=keep_months,
+                           kamailio_nodes=nodes, dmq_port=dmq_port)
     if database_url:
         from routing.records.database import DatabaseError, check_url
 
@@ -922,6 +927,8 @@ def up(foreground: bool, load_paths: tuple[str, ...], operator_gateway: str, med
     except (StackError, ClockError) as exc:
         fail(str(exc))
     sip = " ".join(f"{t}:{config.host}:{config.sip_tls_port if t == 'tls' else config.sip_port}" for t in config.transports)
+    if config.clustered:
+        sip = " ".join(f"{config.host}:{port}" for port in config.sip_ports()) + f" ({nodes} nodes, DMQ {config.dmq_ports()})"
     click.echo(f"SIP       {sip}   Redis {config.redis_url}   operator gateway {operator_gateway}")
     if now:
         click.echo(f"clock     starts at {now}")
@@ -950,8 +957,9 @@ def status(run_dir: str | None, **kw: Any) -> None:
     from routing.stack.local import status as stack_status
 
     rows = stack_status(_stack_config(run_dir, _ports(kw)))
+    width = max([13, *(len(name) + 1 for name, _ok, _detail in rows)])  # 13: as always, unless a node's name is longer
     for name, ok, detail in rows:
-        click.echo(f"{name:<13}{'up' if ok else 'DOWN':<6}{detail}")
+        click.echo(f"{name:<{width}}{'up' if ok else 'DOWN':<6}{detail}")
     sys.exit(0 if all(ok for _, ok, _ in rows) else 1)
 
 

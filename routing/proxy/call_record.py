@@ -15,6 +15,9 @@ a `|` inside it cannot shift the fields.
     <answered> = <answered at>|<branch index>|<state>       kept from the 200 until the BYE,
     <to-tag>|<answered>                                     as the vocalls htable keeps it
                                                             (the answering dialog's to-tag)
+    <owner>/<to-tag>|<answered>                             the same with several Kamailio
+                                                            nodes: the node that answered it
+                                                            (docs/cluster.md)
 """
 
 from __future__ import annotations
@@ -33,18 +36,28 @@ def answered(answered_at: float, branch_index: Any, state: str) -> str:
 
 
 def dialog_tag(tag: Any) -> str:
-    """A dialog's to-tag as kept (a SIP token never holds '|'; a broken one cannot shift fields)."""
-    return str(tag or "").replace("|", "")
+    """A dialog's to-tag as kept (a SIP token never holds '|' or '/'; a broken one cannot
+    shift fields)."""
+    return str(tag or "").replace("|", "").replace("/", "")
 
 
-def kept(to_tag: Any, answered_text: str) -> str:
-    """What the vocalls htable keeps from an answered call's 200 until its BYE."""
-    return f"{dialog_tag(to_tag)}|{answered_text}"
+def kept(to_tag: Any, answered_text: str, owner: str = "") -> str:
+    """What the vocalls htable keeps from an answered call's 200 until its BYE; `owner`: the
+    node that answered it, when there are several (none: as one node always kept it)."""
+    tag = f"{owner}/{dialog_tag(to_tag)}" if owner else dialog_tag(to_tag)
+    return f"{tag}|{answered_text}"
+
+
+def unkeep_owned(value: str) -> tuple[str, str, str]:
+    """(owner, to-tag, answered text) of a kept entry; owner "" when none was kept."""
+    head, _, answered_text = value.partition("|")
+    owner, _, to_tag = head.rpartition("/")
+    return owner, to_tag, answered_text
 
 
 def unkeep(value: str) -> tuple[str, str]:
     """(to-tag, answered text) of a kept entry."""
-    to_tag, _, answered_text = value.partition("|")
+    _owner, to_tag, answered_text = unkeep_owned(value)
     return to_tag, answered_text
 
 

@@ -43,7 +43,7 @@ from routing.core.day_type import preload_calendars
 from routing.core.engine import CompiledAccount, decide
 from routing.core.media_contract import encode_op
 from routing.core.scenario import Cursor, EventError, feed, operation_of
-from routing.proxy import branch_call_id, branch_timer, call_record, operator_leg
+from routing.proxy import branch_call_id, branch_timer, call_record, cluster, operator_leg
 from routing.proxy.call_step import MediaStep, RingWaves, action_for, event_from_reply, operator_uri
 from routing.store.configs import redis_url
 from routing.store.reader import ConfigReader, StoreUnavailable, cache_limit_from_env
@@ -75,6 +75,10 @@ MEDIA_FR_MS = 2000  # a media server that does not answer 100 in time: the next 
 # scenario runs in one transaction: each step sets it to what that step may take, from now.
 LIFETIME_MARGIN_MS = 2000
 NONINV_LIFETIME_MS = 32000  # tm's default
+# Several identical nodes (docs/cluster.md): this node's id and its DMQ port (kamailio.cfg
+# VO_DMQ_LISTEN); unset: one node, no DMQ, nothing below changes what it does.
+NODE = os.environ.get("VOFFICE_NODE", "")
+DMQ_PORT = int(os.environ.get("VOFFICE_DMQ_PORT", "0") or 0)
 
 
 def set_call_id(call_id: str) -> None:
@@ -136,6 +140,11 @@ class VofficeRouting:
     def ksr_request_route(self, msg: Any) -> int:
         source = KSR.pv.get("$si")
         method = KSR.pv.get("$rm")
+        if DMQ_PORT and (method == "KDMQ" or KSR.pv.get("$Rp") == DMQ_PORT):
+            # the nodes' bus: KDMQ on the DMQ socket only, and nothing else there
+            if method == "KDMQ" and KSR.pv.get("$Rp") == DMQ_PORT:
+                KSR.dmq.handle_message()
+            return 1
         ourselves = KSR.is_myself_suri() is True  # source address and port: one of our sockets
         if ourselves and method == "INVITE" and not KSR.siputils.has_totag() > 0:
             self.ring_one_branch()
@@ -185,6 +194,8 @@ class VofficeRouting:
         return True
 
     def within_dialog(self, method: str) -> None:
+        if NODE and self.for_another_node():
+            return
         branch = KSR.pv.get("$(hdr(Route){nameaddr.uri}{uri.param,vob})")  # an operator's dialog
         if KSR.rr.loose_route() > 0:
             call_id = KSR.pv.get("$ci") or ""
@@ -214,6 +225,22 @@ class VofficeRouting:
                 KSR.tm.t_relay()
             return
         KSR.sl.sl_send_reply(404, "Not Here")
+
+    @staticmethod
+    def for_another_node() -> bool:
+        """With several nodes: an in-dialog request whose first Route names another node (the
+        one that record-routed the call; a UA sent it here instead) goes there as it is. That
+        node keeps the dialog's state (Call-ID mapping, media, the record at the BYE): doing
+        any of it here too would release the call's media twice and emit a second record."""
+        route = KSR.pv.get("$(hdr(Route)[0]{nameaddr.uri})")
+        if not route or KSR.is_myself(route) is True:
+            return False
+        if KSR.rr.loose_route() > 0:
+            KSR.textops.remove_hf_re("^X-VO-")
+            KSR.tm.t_relay()
+        else:
+            KSR.sl.sl_send_reply(404, "Not Here")
+        return True
 
     @staticmethod
     def media_answer(call_id: str, caller_call_id: str) -> None:
@@ -512,7 +539,7 @@ class VofficeRouting:
             state = KSR.pv.get("$avp(vo)")
             branch = KSR.pv.get("$T_branch_idx")
             answered = call_record.answered(time.time(), branch, state)
-            KSR.htable.sht_sets("vocalls", key, call_record.kept(to_tag, answered))
+            KSR.htable.sht_sets("vocalls", key, call_record.kept(to_tag, answered, NODE))
             if '"rr":' in state:  # a round_robin group: who answered it, for its next call
                 st = json.loads(state)
                 operator = call_record.answering_operator(st, str(branch))
@@ -618,7 +645,29 @@ class VofficeRouting:
             # not read here: an answer never ACKed ends by the callee's BYE after 64*T1,
             # RFC 3261 13.3.1.4, long before its entry could expire).
             if isinstance(kept, str):
-                self.emit(call_record.expired(time.time(), call_record.unkeep(kept)[1]))
+                owner, _tag, answered = call_record.unkeep_owned(kept)
+                if cluster.emits_expired(owner, NODE, self.heartbeats(), time.time()):
+                    self.emit(call_record.expired(time.time(), answered))
+        return 1
+
+    @staticmethod
+    def heartbeats() -> dict[str, object]:
+        """The nodes' last heartbeats as this node's copy of `vonodes` has them (cluster only)."""
+        if not NODE:
+            return {}
+        beats: dict[str, object] = {}
+        if KSR.htable.sht_iterator_start("vonodes", "vonodes") < 0:
+            return beats
+        try:
+            while KSR.htable.sht_iterator_next("vonodes") > 0:
+                beats[str(KSR.pv.get("$shtitkey(vonodes)"))] = KSR.pv.get("$shtitval(vonodes)")
+        finally:
+            KSR.htable.sht_iterator_end("vonodes")
+        return beats
+
+    def ksr_heartbeat(self, msg: Any, event_name: str = "") -> int:
+        """rtimer voheart, every second (cluster only): this node is alive, replicated to all."""
+        KSR.htable.sht_seti("vonodes", NODE, int(time.time()))
         return 1
 
     def emit(self, queued: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -18,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,17 @@ class StackConfig:
     extra_env: dict[str, str] = field(default_factory=dict)
     # An existing Redis (`up --redis URL`): then no local redis-server is started.
     redis_external: str | None = None
+    # Identical Kamailio nodes (docs/cluster.md), each with its own rtpengine, all sharing
+    # Redis, PostgreSQL and the media servers' dispatcher list. Node 1 is "kamailio" on
+    # sip_port with "rtpengine" on rtpengine_port, exactly as with one node; node i (from 2)
+    # is "kamailio<i>" with "rtpengine<i>". Ports: node_sip_ports / node_rtpengine_ports /
+    # node_dmq_ports when given, else sip_port + 2*(i-1), rtpengine_port + (i-1) and
+    # dmq_port + (i-1). One node: no DMQ at all.
+    kamailio_nodes: int = 1
+    dmq_port: int = 5090
+    node_sip_ports: tuple[int, ...] = ()
+    node_rtpengine_ports: tuple[int, ...] = ()
+    node_dmq_ports: tuple[int, ...] = ()
 
     @property
     def redis_url(self) -> str:
@@ -112,6 +124,31 @@ class StackConfig:
 
     def media_ports(self) -> list[int]:
         return [self.media_port + 2 * i for i in range(self.media_servers)]
+
+    @property
+    def clustered(self) -> bool:
+        return self.kamailio_nodes > 1
+
+    def sip_ports(self) -> list[int]:
+        """Each Kamailio node's SIP port (node 1 first: sip_port)."""
+        return list(self.node_sip_ports) or [self.sip_port + 2 * i for i in range(self.kamailio_nodes)]
+
+    def rtpengine_ports(self) -> list[int]:
+        """Each node's rtpengine's ng port."""
+        return list(self.node_rtpengine_ports) or [self.rtpengine_port + i for i in range(self.kamailio_nodes)]
+
+    def dmq_ports(self) -> list[int]:
+        """Each node's DMQ port (on host; only with several nodes)."""
+        return list(self.node_dmq_ports) or [self.dmq_port + i for i in range(self.kamailio_nodes)]
+
+    def ctl_socket(self, node: int) -> Path:
+        """Node `node`'s (1-based) binrpc socket for kamcmd (only with several nodes)."""
+        return self.run_dir / f"{node_name('kamailio', node)}.ctl"
+
+
+def node_name(component: str, node: int) -> str:
+    """"kamailio" / "rtpengine" for node 1, "kamailio2" / "rtpengine2" for node 2, ..."""
+    return component if node == 1 else f"{component}{node}"
 
 
 @dataclass
@@ -286,15 +323,19 @@ def components(config: StackConfig) -> list[Component]:
             {**env, **secret_env(config)},
         ))
     if "rtpengine" in config.components:
+        # one per Kamailio node, the RTP port range split between them
         low, high = config.rtp_ports
-        out.append(Component(
-            "rtpengine",
-            [shutil.which("rtpengine") or "/usr/bin/rtpengine", "--config-file=none", "--table=-1",
-             f"--interface={h}", f"--listen-ng={h}:{config.rtpengine_port}", f"--port-min={low}",
-             f"--port-max={high}", "--foreground", "--log-stderr", "--log-level=5", "--delete-delay=0",
-             "--num-threads=2", "--timeout=60"],
-            lambda: rtpengine_ping(h, config.rtpengine_port),
-        ))
+        span = (high - low + 1) // config.kamailio_nodes
+        for i, ng_port in enumerate(config.rtpengine_ports()):
+            first, last = (low, high) if not config.clustered else (low + i * span, low + (i + 1) * span - 1)
+            out.append(Component(
+                node_name("rtpengine", i + 1),
+                [shutil.which("rtpengine") or "/usr/bin/rtpengine", "--config-file=none", "--table=-1",
+                 f"--interface={h}", f"--listen-ng={h}:{ng_port}", f"--port-min={first}",
+                 f"--port-max={last}", "--foreground", "--log-stderr", "--log-level=5", "--delete-delay=0",
+                 "--num-threads=2", "--timeout=60"],
+                lambda ng_port=ng_port: rtpengine_ping(h, ng_port),  # type: ignore[misc]
+            ))
     if "media" in config.components:
         low, high = config.media_rtp_ports
         span = (high - low) // max(1, config.media_servers)
@@ -312,26 +353,44 @@ def components(config: StackConfig) -> list[Component]:
                 env,
             ))
     if "kamailio" in config.components:
-        ds_list = run / "dispatcher.list"
+        ds_list = run / "dispatcher.list"  # one list for every node: one media server set
         ds_list.write_text("".join(f"1 sip:{h}:{p}\n" for p in config.media_ports()))
-        out.append(Component(
-            "kamailio",
-            [shutil.which("kamailio") or "/usr/sbin/kamailio", "-f", str(KAMAILIO_CFG), "-DD", "-E",
-             "-w", str(run), "-m", "128", "-M", "16",
-             "-x", config.kamailio_allocator, "-X", config.kamailio_allocator,
-             "-A", f"VO_LISTEN=udp:{h}:{config.sip_port}",
-             *(["-A", f"VO_LISTEN_TCP=tcp:{h}:{config.sip_port}"] if "tcp" in config.transports else []),
-             *(["-A", f"VO_LISTEN_TLS=tls:{h}:{config.sip_tls_port}", "-A", f'VO_TLS_CONFIG="{tls_config(config)}"']
-               if "tls" in config.transports else []),
-             "-A", f'VO_KEMI_SCRIPT="{KEMI_SCRIPT}"',
-             "-A", f'VO_DISPATCHER_LIST="{ds_list}"',
-             "-A", f'VO_RTPENGINE_SOCK="udp:{h}:{config.rtpengine_port}"',
-             "-A", f"VO_CHILDREN={config.kamailio_children}",
-             "-A", f'VO_CALLS_TABLE="vocalls=>size=14;autoexpire={int(config.call_max_seconds)};"',
-             "-A", f"VO_MAX_INV_LIFETIME={int(config.kamailio_max_inv_lifetime_ms)}"],
-            lambda: sip_options(h, config.sip_port) == 200,
-            {**env, **embedded_python_env()},
-        ))
+        sip_ports, ng_ports, dmq_ports = config.sip_ports(), config.rtpengine_ports(), config.dmq_ports()
+        for i, sip_port in enumerate(sip_ports):
+            tls_port = config.sip_tls_port if i == 0 else sip_port + 1
+            out.append(Component(
+                node_name("kamailio", i + 1),
+                [shutil.which("kamailio") or "/usr/sbin/kamailio", "-f", str(KAMAILIO_CFG), "-DD", "-E",
+                 "-w", str(run), "-m", "128", "-M", "16",
+                 "-x", config.kamailio_allocator, "-X", config.kamailio_allocator,
+                 "-A", f"VO_LISTEN=udp:{h}:{sip_port}",
+                 *(["-A", f"VO_LISTEN_TCP=tcp:{h}:{sip_port}"] if "tcp" in config.transports else []),
+                 *(["-A", f"VO_LISTEN_TLS=tls:{h}:{tls_port}", "-A", f'VO_TLS_CONFIG="{tls_config(config)}"']
+                   if "tls" in config.transports else []),
+                 "-A", f'VO_KEMI_SCRIPT="{KEMI_SCRIPT}"',
+                 "-A", f'VO_DISPATCHER_LIST="{ds_list}"',
+                 "-A", f'VO_RTPENGINE_SOCK="udp:{h}:{ng_ports[i]}"',
+                 "-A", f"VO_CHILDREN={config.kamailio_children}",
+                 "-A", f'VO_CALLS_TABLE="vocalls=>size=14;autoexpire={int(config.call_max_seconds)};'
+                       f'{"dmqreplicate=1;" if config.clustered else ""}"',
+                 "-A", f"VO_MAX_INV_LIFETIME={int(config.kamailio_max_inv_lifetime_ms)}",
+                 *(dmq_defines(config, i) if config.clustered else [])],
+                lambda sip_port=sip_port: sip_options(h, sip_port) == 200,  # type: ignore[misc]
+                {**env, **embedded_python_env(),
+                 **({"VOFFICE_NODE": str(i + 1), "VOFFICE_DMQ_PORT": str(dmq_ports[i])} if config.clustered else {})},
+            ))
+    return out
+
+
+def dmq_defines(config: StackConfig, index: int) -> list[str]:
+    """Node `index`'s (0-based) DMQ socket and the peers it joins by: the next two nodes
+    round the ring (any live one is enough: it tells the joiner every node it knows)."""
+    h, ports = config.host, config.dmq_ports()
+    peers = [ports[(index + k) % len(ports)] for k in (1, 2) if (index + k) % len(ports) != index]
+    out = ["-A", f"VO_DMQ_LISTEN=udp:{h}:{ports[index]}", "-A", f'VO_DMQ_SERVER="sip:{h}:{ports[index]}"',
+           "-A", f'VO_CTL="unix:{config.ctl_socket(index + 1)}"']
+    for n, peer in enumerate(dict.fromkeys(peers)):
+        out += ["-A", f'VO_DMQ_NOTIFICATION_ADDRESS{"2" if n else ""}="sip:{h}:{peer}"']
     return out
 
 
@@ -408,7 +467,10 @@ class Stack:
             remembered.write_text(config.redis_external + "\n")
         else:
             remembered.unlink(missing_ok=True)
-        (config.run_dir / "listening.json").write_text(json.dumps({"transports": config.transports, "tls_port": config.sip_tls_port}))
+        listening: dict[str, Any] = {"transports": config.transports, "tls_port": config.sip_tls_port}
+        if config.clustered:  # for `status`: every node's ports
+            listening["nodes"] = {"sip": config.sip_ports(), "dmq": config.dmq_ports(), "rtpengine": config.rtpengine_ports()}
+        (config.run_dir / "listening.json").write_text(json.dumps(listening))
         try:
             if not any(p.name == "redis" for p in parts) and config.load:  # an existing Redis (`up --redis URL`)
                 self.load(config.load)
@@ -593,6 +655,37 @@ def _listening(config: StackConfig) -> tuple[list[str], int]:
         return list(config.transports), config.sip_tls_port
 
 
+def with_started_nodes(config: StackConfig) -> StackConfig:
+    """The config with the node layout the running stack's `up` started (listening.json), so
+    `status` sees every node without being told."""
+    try:
+        nodes = json.loads((config.run_dir / "listening.json").read_text()).get("nodes")
+        sip, dmq, ng = (tuple(int(p) for p in nodes[key]) for key in ("sip", "dmq", "rtpengine"))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return config
+    if not (len(sip) == len(dmq) == len(ng) > 1):
+        return config
+    return replace(config, kamailio_nodes=len(sip), node_sip_ports=sip, node_dmq_ports=dmq, node_rtpengine_ports=ng)
+
+
+def dmq_peers(config: StackConfig, node: int) -> tuple[bool, str]:
+    """What node `node` (1-based) knows of the others: `kamcmd dmq.list_nodes` on its ctl
+    socket. Healthy when it sees every node of the layout active."""
+    kamcmd = shutil.which("kamcmd") or "/usr/sbin/kamcmd"
+    try:
+        result = subprocess.run([kamcmd, "-s", f"unix:{config.ctl_socket(node)}", "dmq.list_nodes"],
+                                capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, f"dmq.list_nodes: {exc}"
+    if result.returncode != 0:
+        return False, f"dmq.list_nodes: {(result.stderr or result.stdout).strip()[:200] or 'no answer'}"
+    seen = {int(port): status for port, status in
+            re.findall(r"port: (\d+)\s+proto: \S+\s+resolved_ip: \S+\s+status: (\w+)", result.stdout)}
+    want = config.dmq_ports()
+    peers = ", ".join(f"{config.host}:{port} {status}" for port, status in sorted(seen.items()))
+    return all(seen.get(port) == "active" for port in want), f"DMQ peers: {peers or 'none'}"
+
+
 def remembered_redis(run_dir: Path) -> str | None:
     """The existing Redis a detached `up --redis URL` was given, if it was."""
     try:
@@ -602,7 +695,8 @@ def remembered_redis(run_dir: Path) -> str | None:
 
 
 def status(config: StackConfig) -> list[tuple[str, bool, str]]:
-    """(component, healthy, detail) for each component."""
+    """(component, healthy, detail) for each component (each Kamailio node and its rtpengine)."""
+    config = with_started_nodes(config)
     rows = []
     h = config.host
     if "redis" in config.components or config.redis_external:
@@ -628,13 +722,20 @@ def status(config: StackConfig) -> list[tuple[str, bool, str]]:
     if "notifier" in config.components:
         rows.append(("notifier", *notifier_status(config)))
     if "rtpengine" in config.components:
-        ok = rtpengine_ping(h, config.rtpengine_port)
-        rows.append(("rtpengine", ok, f"ng {h}:{config.rtpengine_port} {'pong' if ok else 'no answer'}"))
+        for i, ng_port in enumerate(config.rtpengine_ports()):
+            ok = rtpengine_ping(h, ng_port)
+            rows.append((node_name("rtpengine", i + 1), ok, f"ng {h}:{ng_port} {'pong' if ok else 'no answer'}"))
     if "media" in config.components:
         for i, port in enumerate(config.media_ports()):
             ok, detail = sipsak_ping(h, port)
             rows.append((f"media{i + 1}", ok, f"{h}:{port} {detail}"))
-    if "kamailio" in config.components:
+    if "kamailio" in config.components and config.clustered:
+        for i, sip_port in enumerate(config.sip_ports()):
+            name = node_name("kamailio", i + 1)
+            ok, detail = sipsak_ping(h, sip_port)
+            rows.append((name, ok, f"{h}:{sip_port} {detail}"))
+            rows.append((f"{name}/dmq", *dmq_peers(config, i + 1)))
+    elif "kamailio" in config.components:
         ok, detail = sipsak_ping(h, config.sip_port)
         rows.append(("kamailio", ok, f"{h}:{config.sip_port} {detail}"))
         transports, tls_port = _listening(config)

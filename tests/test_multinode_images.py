@@ -191,11 +191,14 @@ def gateway(workdir: Path, behaviour: str = "answer", calls: int = 100000) -> Si
     return gw.start()
 
 
-def load_caller(workdir: Path, node: int, calls: int, rate: int = RATE, talk_ms: int = 300, name: str = "") -> Sipp:
-    """`calls` lunch calls at `rate` calls/s to node `node` (the secretary answers through the gateway)."""
-    return on_host(Sipp(workdir, name or f"caller{node}", "caller.xml", free_udp_port(HOST),
+def load_caller(workdir: Path, node: int, calls: int, rate: int = RATE, talk_ms: int = 300, timeout_s: int = 60) -> Sipp:
+    """`calls` lunch calls at `rate` calls/s to node `node` (the secretary answers through the
+    gateway); sipp gives up after `timeout_s`."""
+    sipp = on_host(Sipp(workdir, f"caller{node}", "caller.xml", free_udp_port(HOST),
                         ["-key", "caller", CALLER, "-key", "talk", str(talk_ms), "-s", NUMBER, "-r", str(rate), "-l", "60",
-                         f"{NODES[node]}:5060"], calls)).start()
+                         f"{NODES[node]}:5060"], calls))
+    sipp.argv[sipp.argv.index("-timeout") + 1] = str(timeout_s)
+    return sipp.start()
 
 
 def invite_targets(sipp: Sipp) -> list[str]:
@@ -373,7 +376,7 @@ def test_rtpengine_killed_on_one_node(cluster: Cluster, tmp_path: Path) -> None:
     try:
         started = time.monotonic()
         node1 = load_caller(tmp_path, 1, 6, rate=2)
-        node3 = load_caller(tmp_path, 3, 3, rate=1)
+        node3 = load_caller(tmp_path, 3, 3, rate=1, timeout_s=25)
         codes = [node1.wait(60), node3.wait(60)]
         took = time.monotonic() - started
     finally:

@@ -12,11 +12,14 @@
 #   VO_DEBUG           Kamailio log level                         (2)
 #   VO_CALL_MAX_SECONDS  an answered call's record goes out after this long without a BYE (43200)
 #   VO_MAX_INV_LIFETIME  tm's ceiling (ms) for INVITE transactions the routing does not set (180000)
-#   VO_DMQ_LISTEN      udp:IP:PORT: one of several identical nodes, DMQ on this socket (docs/cluster.md;
-#                      unset: one node). Then also VO_DMQ_SERVER (sip:IP:PORT of that socket),
-#                      VO_DMQ_NOTIFICATION_ADDRESS (a peer's, to join by; VO_DMQ_NOTIFICATION_ADDRESS2
-#                      a second one) and VOFFICE_NODE (this node's id: 1, 2, ...)
-#   VO_CTL             unix:PATH of a binrpc socket for kamcmd   (unset: none)
+# Several identical nodes (docs/cluster.md; docker/compose.multinode.yaml), all unset for one node:
+#   VO_DMQ_LISTEN      udp:IP:PORT, this node's DMQ socket        (unset: one node, no DMQ)
+#   VO_DMQ_SERVER      sip:IP:PORT, its DMQ address               (sip: + VO_DMQ_LISTEN's IP:PORT)
+#   VO_DMQ_NOTIFICATION_ADDRESS, VO_DMQ_NOTIFICATION_ADDRESS2  sip:IP:PORT of peers to join by
+#   VO_CTL             binrpc socket for kamcmd                   (unix:$VO_RUN_DIR/kamailio.ctl with DMQ)
+#   VOFFICE_NODE       this node's id, a number, different on every node (required with DMQ)
+# With VO_DMQ_LISTEN the answered calls' table is replicated (dmqreplicate=1) and the routing code
+# is given VOFFICE_DMQ_PORT (the port of VO_DMQ_LISTEN), as `voffice up --nodes N` does.
 # The routing code itself reads VOFFICE_REDIS_URL, VOFFICE_OPERATOR_GATEWAY,
 # VOFFICE_TRUSTED_TRUNKS, VOFFICE_MEDIA_SET, VOFFICE_UDP_MAX_BYTES and VOFFICE_NOW from the environment.
 set -eu
@@ -38,6 +41,28 @@ for uri in ${VO_MEDIA_SERVERS:-sip:127.0.0.1:5070}; do
     printf '%s %s\n' "${VOFFICE_MEDIA_SET:-1}" "$uri" >>"$ds_list"
 done
 
+calls_table="vocalls=>size=14;autoexpire=${VO_CALL_MAX_SECONDS:-43200};"
+if [ -n "${VO_DMQ_LISTEN:-}" ]; then
+    if [ -z "${VOFFICE_NODE:-}" ]; then
+        echo "kamailio-entrypoint: VO_DMQ_LISTEN needs VOFFICE_NODE (this node's id, a number)" >&2
+        exit 2
+    fi
+    dmq_hostport=${VO_DMQ_LISTEN#*:}
+    VOFFICE_DMQ_PORT=${dmq_hostport##*:}
+    export VOFFICE_NODE VOFFICE_DMQ_PORT
+    calls_table="${calls_table}dmqreplicate=1;"
+    set -- -A "VO_DMQ_LISTEN=$VO_DMQ_LISTEN" -A "VO_DMQ_SERVER=\"${VO_DMQ_SERVER:-sip:$dmq_hostport}\"" \
+        -A "VO_CTL=\"${VO_CTL:-unix:$VO_RUN_DIR/kamailio.ctl}\"" "$@"
+    if [ -n "${VO_DMQ_NOTIFICATION_ADDRESS:-}" ]; then
+        set -- -A "VO_DMQ_NOTIFICATION_ADDRESS=\"$VO_DMQ_NOTIFICATION_ADDRESS\"" "$@"
+    fi
+    if [ -n "${VO_DMQ_NOTIFICATION_ADDRESS2:-}" ]; then
+        set -- -A "VO_DMQ_NOTIFICATION_ADDRESS2=\"$VO_DMQ_NOTIFICATION_ADDRESS2\"" "$@"
+    fi
+elif [ -n "${VO_CTL:-}" ]; then
+    set -- -A "VO_CTL=\"$VO_CTL\"" "$@"
+fi
+
 if [ -n "${VO_LISTEN_TCP:-}" ]; then
     set -- -A "VO_LISTEN_TCP=$VO_LISTEN_TCP" "$@"
     # operator branches larger than this go over TCP (RFC 3261 18.1.1; routing/proxy/operator_leg.py)
@@ -47,24 +72,6 @@ fi
 if [ -n "${VO_LISTEN_TLS:-}" ]; then
     set -- -A "VO_LISTEN_TLS=$VO_LISTEN_TLS" -A "VO_TLS_CONFIG=\"${VO_TLS_CONFIG:-/etc/voffice/tls.cfg}\"" "$@"
 fi
-calls_replicated=""
-if [ -n "${VO_DMQ_LISTEN:-}" ]; then
-    : "${VO_DMQ_SERVER:?VO_DMQ_SERVER (sip:IP:PORT of VO_DMQ_LISTEN) is needed with VO_DMQ_LISTEN}"
-    : "${VO_DMQ_NOTIFICATION_ADDRESS:?VO_DMQ_NOTIFICATION_ADDRESS (a peer, sip:IP:PORT) is needed with VO_DMQ_LISTEN}"
-    : "${VOFFICE_NODE:?VOFFICE_NODE (this node's id) is needed with VO_DMQ_LISTEN}"
-    set -- -A "VO_DMQ_LISTEN=$VO_DMQ_LISTEN" -A "VO_DMQ_SERVER=\"$VO_DMQ_SERVER\"" \
-        -A "VO_DMQ_NOTIFICATION_ADDRESS=\"$VO_DMQ_NOTIFICATION_ADDRESS\"" "$@"
-    if [ -n "${VO_DMQ_NOTIFICATION_ADDRESS2:-}" ]; then
-        set -- -A "VO_DMQ_NOTIFICATION_ADDRESS2=\"$VO_DMQ_NOTIFICATION_ADDRESS2\"" "$@"
-    fi
-    # the routing code hands KDMQ to dmq on this port only (routing/proxy/kemi.py)
-    VOFFICE_DMQ_PORT="${VO_DMQ_LISTEN##*:}"
-    export VOFFICE_NODE VOFFICE_DMQ_PORT
-    calls_replicated="dmqreplicate=1;"
-fi
-if [ -n "${VO_CTL:-}" ]; then
-    set -- -A "VO_CTL=\"$VO_CTL\"" "$@"
-fi
 
 exec kamailio -f "$VOFFICE_ROOT/kamailio/kamailio.cfg" -DD -E -w "$VO_RUN_DIR" \
     -m "${VO_SHM_MB:-128}" -M "${VO_PKG_MB:-16}" -x tlsf -X tlsf \
@@ -73,7 +80,7 @@ exec kamailio -f "$VOFFICE_ROOT/kamailio/kamailio.cfg" -DD -E -w "$VO_RUN_DIR" \
     -A "VO_DISPATCHER_LIST=\"$ds_list\"" \
     -A "VO_RTPENGINE_SOCK=\"${VO_RTPENGINE_SOCK:-udp:127.0.0.1:2223}\"" \
     -A "VO_CHILDREN=${VO_CHILDREN:-4}" \
-    -A "VO_CALLS_TABLE=\"vocalls=>size=14;autoexpire=${VO_CALL_MAX_SECONDS:-43200};$calls_replicated\"" \
+    -A "VO_CALLS_TABLE=\"$calls_table\"" \
     -A "VO_MAX_INV_LIFETIME=${VO_MAX_INV_LIFETIME:-180000}" \
     -A "VO_DEBUG=${VO_DEBUG:-2}" \
     "$@"

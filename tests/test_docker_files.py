@@ -172,15 +172,20 @@ def test_one_machine_addresses_agree() -> None:
 def test_multinode_services() -> None:
     services = services_of(MULTINODE)
     assert set(services) == {
-        "redis-1", "redis-2", "sentinel-1", "sentinel-2", "sentinel-3", "redis-proxy",
-        "rtpengine-redis", "rtpengine-1", "rtpengine-2", "media-1", "media-2",
-        "kamailio-1", "kamailio-2", "kamailio-3", "loader",
+        "redis-1", "redis-2", "redis-3", "sentinel-1", "sentinel-2", "sentinel-3", "postgres", "db-upgrade",
+        "rtpengine-1", "rtpengine-2", "rtpengine-3", "media-1", "media-2",
+        "kamailio-1", "kamailio-2", "kamailio-3", "history", "notifier", "loader",
     }
     for name, service in long_running(services).items():
         assert "healthcheck" in service.keys, name
         assert service.keys.get("restart") == "unless-stopped", name
     addresses = [s.ipv4_address for s in services.values()]
     assert None not in addresses and len(set(addresses)) == len(addresses)
+    # only our own images (no registry pulls), and nothing in front of Redis
+    assert {s.keys.get("image") for s in services.values()} <= {
+        "voffice/redis", "voffice/postgres", "voffice/rtpengine", "voffice/media-server", "voffice/kamailio"}
+    # its own subnet, not compose.yaml's
+    assert all(a.startswith("172.31.241.") for a in addresses if a)
 
 
 def test_multinode_nodes_know_each_other() -> None:
@@ -190,31 +195,40 @@ def test_multinode_nodes_know_each_other() -> None:
         return [s for name, s in sorted(services.items()) if re.fullmatch(prefix + r"-\d", name)]
 
     kamailios, medias, rtpengines = named("kamailio"), named("media"), named("rtpengine")
-    assert len(kamailios) == 3 and len(medias) == 2 and len(rtpengines) == 2
-    redis_url = f"redis://{services['redis-proxy'].ipv4_address}:6379/0"
+    redises, sentinels = named("redis"), named("sentinel")
+    assert len(kamailios) == 3 and len(medias) == 2 and len(rtpengines) == 3 and len(redises) == 3 and len(sentinels) == 3
+    redis_url = ("redis+sentinel://" + ",".join(f"{s.ipv4_address}:26379" for s in sentinels) + "/voffice/0")
     media_uris = sorted("sip:" + option_values(m.command, "--listen")[0] for m in medias)
-    ng_socks = sorted("udp:" + option_values(r.command, "--listen-ng")[0] for r in rtpengines)
+    dmq = [f"{k.ipv4_address}:5090" for k in kamailios]
 
-    for node in kamailios:
+    for i, node in enumerate(kamailios):
         env = node.environment
         assert env["VO_LISTEN"] == f"udp:{node.ipv4_address}:5060"
         assert sorted(env["VO_MEDIA_SERVERS"].split()) == media_uris
-        assert sorted(env["VO_RTPENGINE_SOCK"].split()) == ng_socks
-        assert env["VOFFICE_REDIS_URL"] == redis_url
+        # one rtpengine per node, its own (docs/cluster.md)
+        assert env["VO_RTPENGINE_SOCK"] == "udp:" + option_values(rtpengines[i].command, "--listen-ng")[0]
+        assert env["VOFFICE_NODE"] == str(i + 1)
+        assert env["VO_DMQ_LISTEN"] == f"udp:{dmq[i]}"
+        peers = {env["VO_DMQ_NOTIFICATION_ADDRESS"], env["VO_DMQ_NOTIFICATION_ADDRESS2"]}
+        assert peers == {f"sip:{d}" for d in dmq if d != dmq[i]}
         assert env["VOFFICE_OPERATOR_GATEWAY"] and env["VOFFICE_TRUSTED_TRUNKS"]
+    for name, service in services.items():
+        if service.keys.get("image") in ("voffice/media-server", "voffice/kamailio"):
+            assert service.environment["VOFFICE_REDIS_URL"] == redis_url, name
     for media in medias:
         assert option_values(media.command, "--listen")[0].startswith(f"{media.ipv4_address}:")
-        assert sorted(option_values(media.command, "--kamailio")) == sorted(k.ipv4_address for k in kamailios)
-        assert sorted(option_values(media.command, "--rtp-source")) == sorted(r.ipv4_address for r in rtpengines)
-        assert option_values(media.command, "--redis") == [redis_url]
+        assert sorted(option_values(media.command, "--kamailio")) == sorted(k.ipv4_address or "" for k in kamailios)
+        assert sorted(option_values(media.command, "--rtp-source")) == sorted(r.ipv4_address or "" for r in rtpengines)
     for rtpengine in rtpengines:
         assert option_values(rtpengine.command, "--interface") == [rtpengine.ipv4_address]
-        assert option_values(rtpengine.command, "--redis")[0].startswith(services["rtpengine-redis"].ipv4_address or "-")
+    # the replicas follow redis-1; the sentinels watch it
+    for replica in redises[1:]:
+        assert option_values(replica.command, "--replicaof") == [redises[0].ipv4_address]
+    for sentinel in sentinels:
+        assert sentinel.command[:7] == ["sentinel", "--sentinel", "monitor", "voffice", redises[0].ipv4_address, "6479", "2"]
     # Each media server repairs unfinished recordings in its data dir at start-up: never share one.
     data_dirs = [option_values(m.command, "--data-dir")[0] for m in medias]
     assert len(set(data_dirs)) == len(data_dirs)
-    assert len({option_values(r.command, "--redis")[0] for r in rtpengines}) == len(rtpengines)
-    assert services["loader"].environment["VOFFICE_REDIS_URL"] == redis_url
 
 
 # --- images ------------------------------------------------------------------------------

@@ -78,3 +78,12 @@ def test_any_state_round_trips(note: str, t_answer: float, t_end: float, branch:
     assert answered["caller"] == note and answered["answered_by"] == f"op{branch}" and answered["hung_up_by"] == by
     missed = call_record.record(call_record.outcome("missed", t_end, note, text))
     assert missed["caller"] == note and missed["note"] == note.replace("|", "/")
+
+
+def test_an_ended_calls_kept_record_reads_back_and_is_told_from_a_live_entry() -> None:
+    queued = call_record.ended(1700000100.0, "caller", call_record.answered(1700000000.0, 0, '{"x":"a|b"}'), True)
+    kept = call_record.ended_kept("3", queued)
+    assert call_record.unkeep_ended(kept) == ("3", queued)
+    live = call_record.kept("tag1", call_record.answered(1700000000.0, 0, "{}"), "3")
+    assert call_record.unkeep_ended(live) is None
+    assert call_record.unkeep_ended(call_record.kept("=x", "1|0|{}")) is None  # a to-tag never makes one

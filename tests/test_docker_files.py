@@ -205,8 +205,9 @@ def test_multinode_nodes_know_each_other() -> None:
         env = node.environment
         assert env["VO_LISTEN"] == f"udp:{node.ipv4_address}:5060"
         assert sorted(env["VO_MEDIA_SERVERS"].split()) == media_uris
-        # one rtpengine per node, its own (docs/cluster.md)
-        assert env["VO_RTPENGINE_SOCK"] == "udp:" + option_values(rtpengines[i].command, "--listen-ng")[0]
+        # its own rtpengine weighted first, every other node's as a fallback (docs/cluster.md)
+        ng = ["udp:" + option_values(r.command, "--listen-ng")[0] for r in rtpengines]
+        assert env["VO_RTPENGINE_SOCK"].split() == [f"{sock}={100 if j == i else 1}" for j, sock in enumerate(ng)]
         assert env["VOFFICE_NODE"] == str(i + 1)
         assert env["VO_DMQ_LISTEN"] == f"udp:{dmq[i]}"
         peers = {env["VO_DMQ_NOTIFICATION_ADDRESS"], env["VO_DMQ_NOTIFICATION_ADDRESS2"]}

@@ -365,12 +365,11 @@ def sdp_hosts(sipp: Sipp) -> set[str]:
 
 
 def test_rtpengine_killed_on_one_node(cluster: Cluster, tmp_path: Path) -> None:
-    """kill -9 rtpengine-3 (node 3's only rtpengine, docs/cluster.md): node 1's calls go on
-    untouched (node 3's failure domain is node 3); what node 3's calls get is measured and
-    printed (docs/deployment.md: its workers wait out rtpengine's timeouts, the media is not
-    anchored). rtpengine-3 started again and re-enabled on node 3 (`kamcmd rtpengine.enable
-    all 1`; by itself the module retries a disabled rtpengine after 60 s): node 3's calls are
-    anchored on it again."""
+    """kill -9 rtpengine-3 (node 3's own rtpengine; the other nodes' are its fallback,
+    docs/cluster.md): node 1's calls go on untouched; node 3's new calls are anchored by a
+    living rtpengine (the module disables the dead one after one timeout). rtpengine-3
+    started again and re-enabled on node 3 (`kamcmd rtpengine.enable all 1`; by itself the
+    module retries a disabled rtpengine after 60 s): node 3's calls are anchored on it again."""
     cluster.docker("kill", "-s", "KILL", cluster.container("rtpengine-3"))
     gw = gateway(tmp_path)
     try:
@@ -386,8 +385,9 @@ def test_rtpengine_killed_on_one_node(cluster: Cluster, tmp_path: Path) -> None:
             rtpengine_dead_node3_completed=len(completed_call_ids(node3)), rtpengine_dead_calls_took_s=round(took, 1),
             rtpengine_dead_node3_answer_sdp_hosts=sorted(sdp_hosts(node3)), exit_codes=codes)
     assert codes[0] == 0 and len(completed_call_ids(node1)) == 6
-    assert sdp_hosts(node1) == {f"{PREFIX}.21"}  # node 1's media anchored on its own rtpengine
-    assert f"{PREFIX}.23" not in sdp_hosts(node3)  # nothing anchored on the dead one
+    assert f"{PREFIX}.21" in sdp_hosts(node1)  # node 1's media on its own rtpengine (weighted 100:1:1)
+    assert codes[1] == 0 and len(completed_call_ids(node3)) == 3  # node 3's new calls: a living rtpengine
+    assert sdp_hosts(node3) and f"{PREFIX}.23" not in sdp_hosts(node3)  # nothing anchored on the dead one
 
     cluster.docker("start", cluster.container("rtpengine-3"))
     assert wait_for(lambda: cluster.state("rtpengine-3")[:2] == ("running", "healthy"), 30)
@@ -398,7 +398,7 @@ def test_rtpengine_killed_on_one_node(cluster: Cluster, tmp_path: Path) -> None:
         assert again.wait(60) == 0
     finally:
         gw.stop()
-    assert len(completed_call_ids(again)) == 3 and sdp_hosts(again) == {f"{PREFIX}.23"}
+    assert len(completed_call_ids(again)) == 3 and f"{PREFIX}.23" in sdp_hosts(again)
 
 
 # --- a Kamailio node killed, then back -----------------------------------------------------

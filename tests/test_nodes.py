@@ -386,6 +386,49 @@ def test_a_node_back_before_its_cut_calls_expire_records_them_once(tmp_path: Pat
                                                                   for r in found if r["sip_call_id"] in cut))
 
 
+def shipper_pids(stack: CallStack, node: int) -> list[int]:
+    """The processes of node `node` that ship its call records (rtimer voevents; all of the
+    node's rtimer processes if their names do not say which)."""
+    text = kamcmd(stack, node, "core.psx")
+    procs = [(int(pid), desc) for pid, desc in re.findall(r"PID: (\d+)\s+DSC: ([^\n]*)", text)]
+    named = [pid for pid, desc in procs if "voevents" in desc]
+    return named or [pid for pid, desc in procs if "RTIMER" in desc.upper()]
+
+
+def test_a_node_killed_before_it_shipped_its_ended_calls_records_loses_none(tmp_path: Path, lunch_cluster: CallStack) -> None:
+    """The window the multi-node failover test found: node 3 ends calls (their records wait
+    in its queue up to 100 ms) and is killed before shipping them. Made wide on purpose:
+    node 3's shipper is frozen (SIGSTOP), 3 calls end on node 3, then node 3 is killed. Each
+    call still gets exactly one record: every node kept the ended call's record, and a
+    survivor sends it when its copy expires with the owner dead."""
+    stack = lunch_cluster
+    wait_joined(stack, [1, 2, 3])
+    before = {r["sip_call_id"] for r in records(stack)}
+    pids = shipper_pids(stack, 3)
+    assert pids, kamcmd(stack, 3, "core.psx")
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    gateway = operator(tmp_path, "gateway", "answer", stack.gateway_port, calls=3).start()
+    try:
+        callers = load_caller(tmp_path, "caller3", sip_ports(stack)[2], 3).start()
+        assert callers.wait(60) == 0
+    finally:
+        gateway.stop()
+    ended = completed_call_ids(callers)
+    assert len(ended) == 3
+    time.sleep(0.5)  # the removals of their answered entries replicated; nothing shipped
+    assert not ended & {r["sip_call_id"] for r in records(stack)}, "node 3's shipper was not frozen"
+    kill_node(stack, "kamailio3")
+    killed = time.monotonic()
+    found = [r for r in wait_records(stack, ended, 60) if r["sip_call_id"] not in before]
+    counts = Counter(r["sip_call_id"] for r in found)
+    assert ended <= set(counts) and {counts[c] for c in ended} == {1}, counts
+    assert {r["status"] for r in found if r["sip_call_id"] in ended} == {"answered"}
+    figures(ended_calls_unshipped_at_kill=len(ended), recorded_by_a_survivor_after_s=round(time.monotonic() - killed, 1))
+    stack.restart("kamailio3", timeout=30)
+    wait_joined(stack, [1, 2, 3])
+
+
 # --- the round-robin position, replicated and synced to a restarted node -----------------
 
 

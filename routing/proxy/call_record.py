@@ -18,6 +18,11 @@ a `|` inside it cannot shift the fields.
     <owner>/<to-tag>|<answered>                             the same with several Kamailio
                                                             nodes: the node that answered it
                                                             (docs/cluster.md)
+    =<owner>|<queued ended record>                          several nodes: an answered call
+                                                            its owner has just ended, kept a
+                                                            few seconds (ENDED_KEEP_S) so a
+                                                            survivor can send the record if
+                                                            the owner dies before shipping it
 """
 
 from __future__ import annotations
@@ -36,9 +41,9 @@ def answered(answered_at: float, branch_index: Any, state: str) -> str:
 
 
 def dialog_tag(tag: Any) -> str:
-    """A dialog's to-tag as kept (a SIP token never holds '|' or '/'; a broken one cannot
-    shift fields)."""
-    return str(tag or "").replace("|", "").replace("/", "")
+    """A dialog's to-tag as kept (a SIP token never holds '|', '/' or '='; a broken one cannot
+    shift fields or pass for an ended call's entry)."""
+    return str(tag or "").replace("|", "").replace("/", "").replace("=", "")
 
 
 def kept(to_tag: Any, answered_text: str, owner: str = "") -> str:
@@ -53,6 +58,23 @@ def unkeep_owned(value: str) -> tuple[str, str, str]:
     head, _, answered_text = value.partition("|")
     owner, _, to_tag = head.rpartition("/")
     return owner, to_tag, answered_text
+
+
+ENDED = "="  # marks a vocalls entry whose call has ended (a to-tag never starts with "=")
+ENDED_KEEP_S = 12  # > cluster.DEAD_AFTER_S + a heartbeat: the owner is seen dead by then
+
+
+def ended_kept(owner: str, queued: str) -> str:
+    """The vocalls entry of a call `owner` has just ended: the record as it queued it."""
+    return f"{ENDED}{owner}|{queued}"
+
+
+def unkeep_ended(value: str) -> tuple[str, str] | None:
+    """(owner, queued record) of an ended call's entry, or None for any other entry."""
+    if not value.startswith(ENDED):
+        return None
+    owner, _, queued = value[len(ENDED):].partition("|")
+    return owner, queued
 
 
 def unkeep(value: str) -> tuple[str, str]:

@@ -123,6 +123,7 @@ class VofficeRouting:
         self._store_warned = 0.0
         self._unsent: list[dict[str, str]] = []  # only in the event-shipping timer process
         self._unconfirmed = 0  # ticks the batch in _unsent went out without a replica's WAIT
+        self._ended: list[str] = []  # Call-IDs of ended calls in _unsent whose copies every node keeps
 
     def child_init(self, rank: int) -> int:
         # Connections are opened lazily by the reader, in this (forked) worker.
@@ -629,13 +630,22 @@ class VofficeRouting:
         media: rtpengine's delete with the call's from-tag drops every leg of it. `key` is the
         caller's Call-ID (an operator's BYE carries its branch's, `call_id`)."""
         kept = KSR.htable.sht_get("vocalls", key)
-        if isinstance(kept, str):  # else not ours, or a resent BYE: the record is out already
+        # else not ours, or a resent BYE (the record is out already, or kept as ended)
+        if isinstance(kept, str) and call_record.unkeep_ended(kept) is None:
             to_tag, answered = call_record.unkeep(kept)
             if to_tag and to_tag != call_record.dialog_tag(KSR.pv.get("$tt" if downstream else "$ft")):
                 return  # another dialog of this call: the answered one goes on
-            KSR.htable.sht_rm("vocalls", key)
             acked = KSR.htable.sht_get("vocalls", key + ACKED) is not None
-            self.emit(call_record.ended(time.time(), "caller" if downstream else "callee", answered, acked))
+            queued = call_record.ended(time.time(), "caller" if downstream else "callee", answered, acked)
+            self.emit(queued)
+            if NODE:
+                # The record waits up to 100 ms in this node's queue: were the node killed
+                # then, it would be lost. Every node keeps it a few seconds; if this node is
+                # dead when that copy expires, a survivor sends it (a second copy is one row:
+                # the history writer ignores a record it has).
+                KSR.htable.sht_setxs("vocalls", key, call_record.ended_kept(NODE, queued), call_record.ENDED_KEEP_S)
+            else:
+                KSR.htable.sht_rm("vocalls", key)
         KSR.htable.sht_rm("vocalls", key + ACKED)
         KSR.rtpengine.rtpengine_delete(rtp_call_id(call_id, key).strip())
 
@@ -647,7 +657,16 @@ class VofficeRouting:
             # Not an ACKED mark (an integer; it expires with its call, maybe first, so it is
             # not read here: an answer never ACKed ends by the callee's BYE after 64*T1,
             # RFC 3261 13.3.1.4, long before its entry could expire).
-            if isinstance(kept, str):
+            ended = call_record.unkeep_ended(kept) if isinstance(kept, str) else None
+            if ended is not None:
+                # An ended call's record, kept in case its owner died before shipping it (once
+                # shipped, the owner removes it: forget_ended). Still here at its expiry, it
+                # was not confirmed shipped: the owner sends it (it was restarted since), or,
+                # if the owner is dead, one survivor does.
+                owner, queued = ended
+                if cluster.emits_expired(owner, NODE, self.heartbeats(), time.time()):
+                    self.emit(queued)
+            elif isinstance(kept, str):
                 owner, _tag, answered = call_record.unkeep_owned(kept)
                 if owner in ("", NODE) or cluster.emits_expired(owner, NODE, self.heartbeats(), time.time()):
                     self.emit(call_record.expired(time.time(), answered))
@@ -682,10 +701,14 @@ class VofficeRouting:
     def ksr_flush_events(self, msg: Any, event_name: str = "") -> int:
         """rtimer, every 100 ms in its own process: the queued events to the Redis stream."""
         while len(self._unsent) < MAX_UNSENT and KSR.mqueue.mq_fetch(EVENTS_QUEUE) > 0:
+            queued = KSR.mqueue.mqv_get(EVENTS_QUEUE)
             try:
-                self._unsent.append(call_record.record(KSR.mqueue.mqv_get(EVENTS_QUEUE)))
+                self._unsent.append(call_record.record(queued))
             except call_record.RecordError as exc:
                 KSR.err(f"voffice: {exc}\n")
+                continue
+            if NODE and queued.startswith("ended|"):  # its copy kept on every node (end_of_dialog)
+                self._ended.append(self._unsent[-1].get("sip_call_id", ""))
         if not self._unsent:
             return 1
         try:
@@ -699,9 +722,20 @@ class VofficeRouting:
             if on_replica or self._unconfirmed > MAX_UNCONFIRMED:  # no replica at all: the master's copy must do
                 self._unsent.clear()
                 self._unconfirmed = 0
+                self.forget_ended()
         except Exception as exc:  # Redis down: keep them (bounded) and try again next tick
             KSR.warn(f"voffice: {len(self._unsent)} events not shipped yet: {exc}\n")
         return 1
+
+    def forget_ended(self) -> None:
+        """The records of calls this node ended are shipped: their copies kept on every node
+        (in case this node died first) go, so no survivor sends them again."""
+        for key in self._ended:
+            kept = KSR.htable.sht_get("vocalls", key) if key else None
+            ended = call_record.unkeep_ended(kept) if isinstance(kept, str) else None
+            if ended is not None and ended[0] == NODE:
+                KSR.htable.sht_rm("vocalls", key)
+        self._ended.clear()
 
     # --- required by app_python3 (see DESIGN.md: without them KSR calls fail later) -----
 

@@ -226,3 +226,25 @@ def test_reader_cache_is_bounded(redis_server: RedisServer, seed_doc: dict[str, 
         assert account is not None and account.id == f"acct-{i}"
     assert reader.cached_accounts() == 5
 
+
+
+def test_a_preloaded_reader_answers_every_number_with_redis_gone(tmp_path: Path) -> None:
+    """warm(preload=N): a worker that took no call yet still routes while Redis is away."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    try:
+        doc = json.loads(SEED.read_text(encoding="utf-8"))
+        r = configs.connect(server.url)
+        changes, problems = configs.plan_load(r, [("seed.json", doc)])
+        assert not problems
+        configs.apply_load(r, changes)
+        cold, warm, too_many = (ConfigReader(server.url, check_interval=0.0) for _ in range(3))
+        cold.warm()
+        warm.warm(preload=10)
+        too_many.warm(preload=0)
+    finally:
+        server.stop()
+    assert warm.lookup("+74951234567") is not None
+    for reader in (cold, too_many):
+        with pytest.raises(StoreUnavailable):
+            reader.lookup("+74951234567")

@@ -49,7 +49,7 @@ from routing.core.scenario import Cursor, EventError, feed, operation_of
 from routing.proxy import branch_call_id, branch_timer, call_record, cluster, operator_leg
 from routing.proxy.call_step import MediaStep, RingWaves, action_for, event_from_reply, operator_uri
 from routing.store.configs import redis_url
-from routing.store.reader import ConfigReader, StoreUnavailable, cache_limit_from_env
+from routing.store.reader import ConfigReader, StoreUnavailable, cache_limit_from_env, preload_from_env
 
 SCANNERS = re.compile(r"friendly-scanner|sipvicious|sipcli|sip-scan|vaxsipuseragent|sundayddr|iwar|sipsak-scan|pplsip|smap", re.I)
 GATEWAY = os.environ.get("VOFFICE_OPERATOR_GATEWAY", "127.0.0.1:5080")
@@ -128,8 +128,9 @@ class VofficeRouting:
     def child_init(self, rank: int) -> int:
         # Connections are opened lazily by the reader, in this (forked) worker.
         self.reader = ConfigReader(redis_url(None), max_accounts=cache_limit_from_env(os.environ), check_interval=0.1)
-        if rank > 0:  # a SIP worker: subscribe to config loads now, not on its first call
-            self.reader.warm()
+        if rank > 0:  # a SIP worker: subscribe to config loads now, not on its first call,
+            # and read every account if there are few: no cold miss while Redis fails over
+            self.reader.warm(preload=preload_from_env(os.environ))
         # Every call allocates a few hundred short-lived objects; with the default
         # thresholds the cyclic GC runs every couple of calls and now and then walks every
         # object of the process (modules, cached configs). Freeze what exists after start-up

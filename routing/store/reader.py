@@ -34,6 +34,13 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def preload_from_env(env: Mapping[str, str]) -> int:
+    """VOFFICE_PRELOAD_ACCOUNTS: a worker reads every account at its start when no more than
+    this many are loaded (default 1,000, ~25 MiB per worker; 0: never)."""
+    text = env.get("VOFFICE_PRELOAD_ACCOUNTS", "")
+    return int(text) if text.isdigit() else 1000
+
+
 def cache_limit_from_env(env: Mapping[str, str]) -> int:
     """VOFFICE_CACHE_ACCOUNTS: how many compiled accounts one process keeps (default 10,000;
     ~25 KiB each, docs/performance.md)."""
@@ -104,10 +111,25 @@ class ConfigReader:
                 return (account, number) if account else None
         return None
 
-    def warm(self) -> None:
+    def warm(self, preload: int = 0) -> None:
         """Subscribe to config loads now (a worker's start), not on its first call; with
-        Redis down this is retried on the next lookup as usual."""
+        Redis down this is retried on the next lookup as usual.
+
+        With `preload`, and no more accounts loaded than that, every number and account is
+        read now too: a worker that has taken no call yet then answers from its cache while
+        Redis is away (a Sentinel failover), instead of 503 for want of a first read."""
         self._refresh()
+        if preload <= 0:
+            return
+        try:
+            if int(self._call(lambda r: r.scard("vo:accounts"))) > min(preload, self.max_accounts):
+                return
+            numbers = self._call(lambda r: r.hgetall("vo:numbers"))
+            self._numbers.update({_text(k): _text(v) for k, v in numbers.items()})
+            for account in sorted(set(self._numbers.values())):
+                self._account(account)
+        except StoreUnavailable:
+            return  # best effort: the first calls read what they need, as without it
 
     def account(self, account_id: str) -> CompiledAccount | None:
         """The current compiled version of an account, or None if it is not loaded."""

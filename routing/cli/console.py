@@ -189,9 +189,11 @@ def _introduced_warnings(change: Any) -> list[Problem]:
     return [p for p in new if (p.pointer, p.message) not in old]
 
 
-def _print_plan(changes: list[Any], versions: dict[str, int] | None, quiet: bool = False, hint: bool = True) -> tuple[int, int]:
+def _print_plan(changes: list[Any], versions: dict[str, int] | None, quiet: bool = False, hint: bool = True,
+                introduced_by: dict[str, list[Problem]] | None = None) -> tuple[int, int]:
     """Per account: the version it is planned against, every changed field (JSON pointer,
-    old -> new), the warnings the change brings; (accounts changing, warnings)."""
+    old -> new), the warnings the change brings (`introduced_by` account, when the caller
+    has them already); (accounts changing, warnings)."""
     from routing.core.diff import field_changes
 
     changed = introduced = 0
@@ -201,7 +203,7 @@ def _print_plan(changes: list[Any], versions: dict[str, int] | None, quiet: bool
                 click.echo(f"{change.account}: v{change.current} unchanged")
             continue
         changed += 1
-        warnings = _introduced_warnings(change)
+        warnings = introduced_by[change.account] if introduced_by is not None else _introduced_warnings(change)
         introduced += len(warnings)
         if quiet:
             continue
@@ -310,18 +312,19 @@ def load(paths: tuple[str, ...], plan_path: str | None, dry_run: bool, expect: t
         if by_account[account].current != version:
             fail(f"{account} is at v{by_account[account].current}, planned against v{version}: it changed since; "
                  "plan again. Nothing was loaded")
+    introduced = {c.account: _introduced_warnings(c) for c in changes if not c.unchanged}  # validated once
     if dry_run:
-        changed, warnings = _print_plan(changes, None, quiet)
+        changed, warnings = _print_plan(changes, None, quiet, introduced_by=introduced)
     else:
         if fail_on_warning:
-            warned = [w for c in changes if not c.unchanged for w in _introduced_warnings(c)]
+            warned = [w for found in introduced.values() for w in found]
             if warned:
                 for w in warned:
                     click.echo(f"warning: {w.file}: {w.pointer or '/'}: {w.message}", err=True)
                 fail(f"{len(warned)} warning(s) introduced; nothing was loaded (--fail-on-warning)")
         outcome = configs.apply_load(r, changes, keep or configs.keep_setting(r))
         _confirm_replicated(r, redis_url)
-        changed, warnings = _print_plan(changes, outcome.versions, quiet)
+        changed, warnings = _print_plan(changes, outcome.versions, quiet, introduced_by=introduced)
     verb = "would change" if dry_run else "loaded"
     click.echo(f"{len(changes)} account(s): {changed} {verb}, {len(changes) - changed} unchanged"
                + (f"; {warnings} warning(s) introduced" if warnings else ""))

@@ -665,13 +665,18 @@ class VofficeRouting:
                 # was not confirmed shipped: the owner sends it (it was restarted since), or,
                 # if the owner is dead, one survivor does.
                 owner, queued = ended
-                if cluster.emits_expired(owner, NODE, self.heartbeats(), time.time()):
+                if self.emits_expired(owner):
                     self.emit(queued)
             elif isinstance(kept, str):
                 owner, _tag, answered = call_record.unkeep_owned(kept)
-                if owner in ("", NODE) or cluster.emits_expired(owner, NODE, self.heartbeats(), time.time()):
+                if self.emits_expired(owner):
                     self.emit(call_record.expired(time.time(), answered))
         return 1
+
+    def emits_expired(self, owner: str) -> bool:
+        """Whether this node sends the record of an expired entry `owner` kept
+        (cluster.emits_expired; the heartbeats are read only for another node's entry)."""
+        return owner in ("", NODE) or cluster.emits_expired(owner, NODE, self.heartbeats(), time.time())
 
     @staticmethod
     def heartbeats() -> dict[str, object]:

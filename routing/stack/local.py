@@ -473,13 +473,10 @@ class Stack:
             pid = _read_pid(_pid_file(config, part.name))
             if pid:
                 raise StackError(f"{part.name} is already running (pid {pid}); run `voffice down` first")
-        remembered = config.run_dir / "redis.url"  # for `status` and `voffice calls` (0600: may hold a password)
-        if config.redis_external:
-            remembered.touch(mode=0o600)
-            remembered.chmod(0o600)
-            remembered.write_text(config.redis_external + "\n")
+        if config.redis_external:  # for `status`
+            write_private(config.run_dir / "redis.url", config.redis_external)
         else:
-            remembered.unlink(missing_ok=True)
+            (config.run_dir / "redis.url").unlink(missing_ok=True)
         listening: dict[str, Any] = {"transports": config.transports, "tls_port": config.sip_tls_port}
         if config.clustered:  # for `status`: every node's ports
             listening["nodes"] = {"sip": config.sip_ports(), "dmq": config.dmq_ports(), "rtpengine": config.rtpengine_ports()}
@@ -493,11 +490,8 @@ class Stack:
                     self.load(config.load)
                 if part.name == "postgres":
                     self.upgrade_history()
-            if "history" in config.components:  # where `voffice calls` finds it (0600: a URL may hold a password)
-                url_file = config.run_dir / "database.url"
-                url_file.touch(mode=0o600)
-                url_file.chmod(0o600)
-                url_file.write_text(config.history_url + "\n")
+            if "history" in config.components:  # where `voffice calls` finds it
+                write_private(config.run_dir / "database.url", config.history_url)
         except BaseException:
             self.stop()
             raise
@@ -697,6 +691,14 @@ def dmq_peers(config: StackConfig, node: int) -> tuple[bool, str]:
     want = config.dmq_ports()
     peers = ", ".join(f"{config.host}:{port} {status}" for port, status in sorted(seen.items()))
     return all(seen.get(port) == "active" for port in want), f"DMQ peers: {peers or 'none'}"
+
+
+def write_private(path: Path, url: str) -> None:
+    """A URL kept in the run dir for later commands: 0600 before anything is written (it may
+    hold a password)."""
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(url + "\n")
 
 
 def remembered_redis(run_dir: Path) -> str | None:

@@ -78,24 +78,15 @@ class SentinelCluster:
         raise RuntimeError(f"the sentinels did not agree on a master with {self.size - 1} replicas within {timeout} s")
 
     def start_redis(self, i: int, timeout: float = 15.0) -> None:
-        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        port = self.redis_ports[i]
-        self.servers[port] = subprocess.Popen([binary, str(self._redis_conf(i))], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(host=self.host, port=port, socket_connect_timeout=0.2, socket_timeout=1)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                client.ping()
-                return
-            except redis.RedisError:
-                time.sleep(0.05)
-        raise RuntimeError(f"redis-server {i + 1} did not answer on port {port} within {timeout} s")
+        self._run(self.redis_ports[i], [str(self._redis_conf(i))], f"redis-server {i + 1}", timeout)
 
     def start_sentinel(self, i: int, timeout: float = 15.0) -> None:
+        self._run(self.sentinel_ports[i], [str(self._sentinel_conf(i)), "--sentinel"], f"sentinel {i + 1}", timeout)
+
+    def _run(self, port: int, args: list[str], what: str, timeout: float) -> None:
+        """redis-server with `args`, on `port`, until it answers PING."""
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        port = self.sentinel_ports[i]
-        self.servers[port] = subprocess.Popen([binary, str(self._sentinel_conf(i)), "--sentinel"],
-                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.servers[port] = subprocess.Popen([binary, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(host=self.host, port=port, socket_connect_timeout=0.2, socket_timeout=1)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -104,7 +95,7 @@ class SentinelCluster:
                 return
             except redis.RedisError:
                 time.sleep(0.05)
-        raise RuntimeError(f"sentinel {i + 1} did not answer on port {port} within {timeout} s")
+        raise RuntimeError(f"{what} did not answer on port {port} within {timeout} s")
 
     def _synced(self, port: int) -> bool:
         """A replica whose first full sync is done (until then a failover could promote an

@@ -65,6 +65,11 @@ def shown_url(url: str) -> str:
     return f"{scheme}://{user + ':' if user else ':'}***@{host}" if ":" in userinfo else f"{scheme}://***@{host}"
 
 
+def utc(seconds: float) -> str:
+    """Unix seconds as the ISO 8601 UTC time the audit trail and `show`/`list` print."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
 def connect(url: str | None = None, timeout: float = 2.0) -> redis.Redis:
     chosen = redis_url(url)
     try:
@@ -238,7 +243,7 @@ def apply_load(
         entry = {
             "version": version,
             "previous": change.current or None,
-            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+            "at": utc(now),
             "user": user,
             "action": action,
             "file": change.file,
@@ -338,17 +343,15 @@ def describe(r: redis.Redis, account: str, version: int | None = None) -> dict[s
         "version": shown,
         "current": current,
         "sha256": meta.get("sha256"),
-        "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(meta.get("updated_at") or 0))),
+        "updated_at": utc(float(meta.get("updated_at") or 0)),
         "versions_kept": kept,
         "numbers": json.loads(meta.get("numbers") or "[]"),
         "document": read_source(r, account, shown),
     }
 
 
-
-
 # ARGV[1] account, ARGV[2] the version the user saw (0: any), ARGV[3] now, ARGV[4] audit entry
-# (JSON without numbers; they are added here), ARGV[5] invalidation payload prefix
+# (JSON without numbers; they are added here)
 _DELETE = """
 local key = 'vo:account:' .. ARGV[1]
 local current = tonumber(redis.call('HGET', key, 'current') or '0')
@@ -380,10 +383,10 @@ def delete(r: redis.Redis, account: str, expected: int = 0, user: str | None = N
     script: a call to one of its numbers is refused from then on), its versions and history
     kept (a later load continues its numbering; `history` shows the deletion). `expected`:
     refuse if the account is no longer at that version. Returns (the version deleted, numbers)."""
-    entry = {"version": 0, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    entry = {"version": 0, "at": utc(time.time()),
              "user": user or os.environ.get("USER") or getpass.getuser(), "action": "delete",
              "summary": ["deleted: its numbers released"]}
-    outcome = [_decode(x) for x in r.eval(_DELETE, 0, account, expected, int(time.time()), json.dumps(entry), "")]
+    outcome = [_decode(x) for x in r.eval(_DELETE, 0, account, expected, int(time.time()), json.dumps(entry))]
     if outcome[0] == "missing":
         raise StoreError(f"account {account!r} is not loaded")
     if outcome[0] == "conflict":
@@ -409,7 +412,7 @@ def accounts(r: redis.Redis) -> list[dict[str, Any]]:
             "version": int(meta.get("current") or 0),
             "numbers": json.loads(meta.get("numbers") or "[]"),
             "versions_kept": [int(v) for v in raw[3 * i + 1]],
-            "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(meta.get("updated_at") or 0))),
+            "updated_at": utc(float(meta.get("updated_at") or 0)),
             "by": last.get("user", ""),
             "action": last.get("action", ""),
         })

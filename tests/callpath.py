@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -33,6 +34,16 @@ STACK_TESTS = [
                        reason="kamailio, rtpengine and sipp are installed by `make install`"),
 ]
 SIPP = shutil.which("sipp") or "/usr/bin/sipp"
+
+
+def wait_for(what: Callable[[], Any], timeout: float, step: float = 0.1) -> Any:
+    """Poll until `what()` is truthy; its last value (falsy at the deadline)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = what()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(step)
 
 
 def short_ring_config(seed: dict[str, Any], operator_ports: dict[str, int] | None = None, ring_seconds: int = 5) -> dict[str, Any]:

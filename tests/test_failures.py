@@ -24,7 +24,7 @@ import threading
 import time
 import urllib.request
 import wave
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from .callpath import (
     operator,
     rtpengine_command,
     short_ring_config,
+    wait_for,
 )
 from .conftest import SEED
 
@@ -54,16 +55,6 @@ NO_RING_S = 5  # routing/proxy/kemi.py NO_RING_FR_MS: an operator that does not 
 
 def seed() -> dict[str, Any]:
     return json.loads(SEED.read_text(encoding="utf-8"))
-
-
-def wait_for(what: Callable[[], Any], timeout: float, step: float = 0.1) -> Any:
-    """Poll until `what()` is truthy; its last value (falsy at the deadline)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = what()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(step)
 
 
 class Events:

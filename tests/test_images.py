@@ -20,7 +20,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -65,11 +65,15 @@ def images() -> None:
 
 
 class Stack:
-    def __init__(self, project: str) -> None:
-        self.project = project
+    """A compose project of the test's own (tests/test_multinode_images.py's Cluster too)."""
+
+    log_tail = 40
+
+    def __init__(self, project: str, compose_file: Path = COMPOSE, settings: dict[str, str] | None = None) -> None:
+        self.project, self.compose_file = project, compose_file
         # Only the test's settings: none of the caller's VO_*/VOFFICE_* reach the file.
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("VO_", "VOFFICE_"))}
-        self.env.update({
+        self.env.update(settings if settings is not None else {
             "VO_NET_PREFIX": PREFIX,
             "VOFFICE_OPERATOR_GATEWAY": f"{HOST}:5080",
             "VOFFICE_TRUSTED_TRUNKS": HOST,
@@ -78,7 +82,31 @@ class Stack:
         })
 
     def compose(self, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return run(["docker-compose", "-p", self.project, "-f", str(COMPOSE), *args], timeout=timeout, env=self.env, check=check)
+        return run(["docker-compose", "-p", self.project, "-f", str(self.compose_file), *args], timeout=timeout, env=self.env,
+                   check=check)
+
+    def up(self, long_running: Iterable[str], one_shots: Iterable[str], within: float) -> float:
+        """`up -d`, then until every long-running service is healthy and every one-shot has
+        exited 0 (bounded by `within`); the seconds it took."""
+        started = time.monotonic()
+        self.compose("up", "-d", timeout=300)
+        deadline = started + within
+        while True:
+            pending: dict[str, tuple[str, str, int]] = {}
+            for service in long_running:
+                state = self.state(service)
+                if state[:2] != ("running", "healthy"):
+                    pending[service] = state
+            for service in one_shots:
+                state = self.state(service)
+                assert state[0] != "exited" or state[2] == 0, f"{service} exited {state[2]}\n{self.logs()}"
+                if state[0] != "exited":
+                    pending[service] = state
+            if not pending or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        assert not pending, f"not healthy within {within:.0f} s: {pending}\n{self.logs()}"
+        return time.monotonic() - started
 
     def container(self, service: str) -> str:
         cid = self.compose("ps", "-q", service).stdout.strip()
@@ -92,33 +120,14 @@ class Stack:
         return status, health, int(code)
 
     def logs(self) -> str:
-        return self.compose("logs", "--no-color", "--tail", "40", timeout=60, check=False).stdout[-12000:]
+        return self.compose("logs", "--no-color", "--tail", str(self.log_tail), timeout=60, check=False).stdout[-12000:]
 
 
 @pytest.fixture(scope="module")
 def stack(images: None) -> Iterator[Stack]:
     stack = Stack(f"voffice-test-{os.getpid()}")
     try:
-        started = time.monotonic()
-        stack.compose("up", "-d", timeout=300)
-        deadline = started + HEALTHY_WITHIN
-        pending: dict[str, tuple[str, str, int]] = {}
-        while True:
-            pending = {}
-            for service in LONG_RUNNING:
-                state = stack.state(service)
-                if state[:2] != ("running", "healthy"):
-                    pending[service] = state
-            for service in ONE_SHOTS:
-                state = stack.state(service)
-                assert state[0] != "exited" or state[2] == 0, f"{service} exited {state[2]}\n{stack.logs()}"
-                if state[0] != "exited":
-                    pending[service] = state
-            if not pending or time.monotonic() > deadline:
-                break
-            time.sleep(2)
-        assert not pending, f"not healthy within {HEALTHY_WITHIN:.0f} s: {pending}\n{stack.logs()}"
-        print(f"compose up until every service is healthy: {time.monotonic() - started:.1f} s")
+        print(f"compose up until every service is healthy: {stack.up(LONG_RUNNING, ONE_SHOTS, HEALTHY_WITHIN):.1f} s")
         yield stack
     finally:
         stack.compose("down", "-v", "--remove-orphans", "-t", "5", timeout=180, check=False)

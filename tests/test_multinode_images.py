@@ -27,7 +27,8 @@ import re
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,9 @@ import pytest
 
 from routing.stack.ports import free_udp_port
 
+from . import callpath
 from .callpath import Sipp, operator
-from .test_images import images, run  # noqa: F401  (images: a fixture)
+from .test_images import Stack, images, run  # noqa: F401  (images: a fixture)
 from .test_nodes import answered_call_ids, call_ids, completed_call_ids
 
 pytestmark = pytest.mark.docker
@@ -65,24 +67,18 @@ HEALTHY_WITHIN = 240.0
 RATE = 3  # calls per second per node
 
 
-def wait_for(what: Callable[[], Any], timeout: float, step: float = 0.3) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = what()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(step)
+wait_for = partial(callpath.wait_for, step=0.3)  # each poll runs docker exec
 
 
 def figures(**measured: Any) -> None:
     print("\nMEASURED " + json.dumps(measured))
 
 
-class Cluster:
+class Cluster(Stack):
+    log_tail = 30
+
     def __init__(self, project: str) -> None:
-        self.project = project
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("VO_", "VOFFICE_"))}
-        self.env.update({
+        super().__init__(project, COMPOSE, {
             "VO_NET_PREFIX": PREFIX,
             "VOFFICE_OPERATOR_GATEWAY": f"{HOST}:{GATEWAY_PORT}",
             "VOFFICE_TRUSTED_TRUNKS": HOST,
@@ -91,19 +87,6 @@ class Cluster:
             "VO_CALL_MAX_SECONDS": str(CALL_MAX_SECONDS),
         })
         self.dropped: list[list[str]] = []  # iptables rules to delete at the end
-
-    def compose(self, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return run(["docker-compose", "-p", self.project, "-f", str(COMPOSE), *args], timeout=timeout, env=self.env, check=check)
-
-    def container(self, service: str) -> str:
-        cid = self.compose("ps", "-q", service).stdout.strip()
-        assert cid, f"no container for {service}"
-        return cid
-
-    def state(self, service: str) -> tuple[str, str, int]:
-        fmt = "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}-{{end}} {{.State.ExitCode}}"
-        status, health, code = run(["docker", "inspect", "-f", fmt, self.container(service)], timeout=30).stdout.split()
-        return status, health, int(code)
 
     def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return run(["docker", *args], timeout=60, check=check)
@@ -142,33 +125,13 @@ class Cluster:
         out = self.exec("history", "voffice", "calls", "berry-demo", "--csv", "--limit", "100000", timeout=60)
         return list(csv.DictReader(io.StringIO(out)))
 
-    def logs(self) -> str:
-        return self.compose("logs", "--no-color", "--tail", "30", timeout=60, check=False).stdout[-12000:]
-
 
 @pytest.fixture(scope="module")
 def cluster(images: None) -> Iterator[Cluster]:  # noqa: F811
     stack = Cluster(f"voffice-mn-{os.getpid()}")
     try:
         started = time.monotonic()
-        stack.compose("up", "-d", timeout=300)
-        deadline = started + HEALTHY_WITHIN
-        while True:
-            pending = {}
-            for service in LONG_RUNNING:
-                state = stack.state(service)
-                if state[:2] != ("running", "healthy"):
-                    pending[service] = state
-            for service in ONE_SHOTS:
-                state = stack.state(service)
-                assert state[0] != "exited" or state[2] == 0, f"{service} exited {state[2]}\n{stack.logs()}"
-                if state[0] != "exited":
-                    pending[service] = state
-            if not pending or time.monotonic() > deadline:
-                break
-            time.sleep(2)
-        assert not pending, f"not healthy within {HEALTHY_WITHIN:.0f} s: {pending}\n{stack.logs()}"
-        healthy = time.monotonic() - started
+        healthy = stack.up(LONG_RUNNING, ONE_SHOTS, HEALTHY_WITHIN)
         assert wait_for(lambda: all(stack.dmq_active(n) == set(NODES.values()) for n in NODES), 30), \
             {n: stack.dmq_active(n) for n in NODES}
         figures(compose_up_to_healthy_s=round(healthy, 1), to_dmq_joined_s=round(time.monotonic() - started, 1))
@@ -189,6 +152,17 @@ def gateway(workdir: Path, behaviour: str = "answer", calls: int = 100000) -> Si
     gw = on_host(operator(workdir, "gateway", behaviour, GATEWAY_PORT, calls=calls))
     gw.argv[gw.argv.index("-timeout") + 1] = "300"
     return gw.start()
+
+
+def calls_answered(workdir: Path, node: int, calls: int) -> Sipp:
+    """`calls` lunch calls at 2/s to node `node`, the gateway answering; every one succeeds."""
+    gw = gateway(workdir)
+    try:
+        sipp = load_caller(workdir, node, calls, rate=2)
+        assert sipp.wait(60) == 0
+    finally:
+        gw.stop()
+    return sipp
 
 
 def load_caller(workdir: Path, node: int, calls: int, rate: int = RATE, talk_ms: int = 300, timeout_s: int = 60) -> Sipp:
@@ -392,12 +366,7 @@ def test_rtpengine_killed_on_one_node(cluster: Cluster, tmp_path: Path) -> None:
     cluster.docker("start", cluster.container("rtpengine-3"))
     assert wait_for(lambda: cluster.state("rtpengine-3")[:2] == ("running", "healthy"), 30)
     assert "enable" in cluster.kamcmd(3, "rtpengine.enable", "all", "1")
-    gw = gateway(tmp_path / "after")
-    try:
-        again = load_caller(tmp_path / "after", 3, 3, rate=2)
-        assert again.wait(60) == 0
-    finally:
-        gw.stop()
+    again = calls_answered(tmp_path / "after", 3, 3)
     assert len(completed_call_ids(again)) == 3 and f"{PREFIX}.23" in sdp_hosts(again)
 
 
@@ -461,12 +430,7 @@ def test_a_node_killed_then_back(cluster: Cluster, tmp_path: Path) -> None:
         {n: cluster.dmq_active(n) for n in NODES}
     joined = time.monotonic() - started
     assert wait_for(lambda: set(cluster.media_flags(3).values()) == {"AP"}, 20), cluster.media_flags(3)
-    gw = gateway(tmp_path / "after")
-    try:
-        again = load_caller(tmp_path / "after", 3, 5, rate=2)
-        assert again.wait(60) == 0
-    finally:
-        gw.stop()
+    again = calls_answered(tmp_path / "after", 3, 5)
     figures(node3_start_to_dmq_joined_s=round(joined, 1), node3_calls_after_restart=len(completed_call_ids(again)))
     assert len(completed_call_ids(again)) == 5
     one_record_each(cluster, answered_call_ids(again))

@@ -17,13 +17,15 @@ import socket
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
 
+from . import callpath
 from .callpath import STACK_TESTS, CallStack, Sipp, dtmf_caller, free_udp_port, operator, short_ring_config
 from .conftest import SEED
 
@@ -44,13 +46,7 @@ def seed() -> dict[str, Any]:
     return cast(dict[str, Any], json.loads(SEED.read_text(encoding="utf-8")))
 
 
-def wait_for(what: Callable[[], Any], timeout: float, step: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = what()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(step)
+wait_for = partial(callpath.wait_for, step=0.2)
 
 
 def cluster(workdir: Path, now: str, doc: dict[str, Any], nodes: int = 3, with_media: bool = False,
@@ -155,26 +151,25 @@ def call_ids(sipp: Sipp) -> set[str]:
     return out
 
 
-def answered_call_ids(sipp: Sipp) -> set[str]:
-    """The Call-IDs of a caller's calls that got a 200 to their INVITE."""
+def ok_call_ids(sipp: Sipp, cseq: str) -> set[str]:
+    """The Call-IDs of a caller's calls whose request `cseq` ("1 INVITE", "2 BYE") got a 200."""
     out = set()
     for block in blocks(sipp, "message received"):
-        if re.search(r"^\s*SIP/2.0 200", block, re.M) and re.search(r"^\s*CSeq: 1 INVITE", block, re.M):
+        if re.search(r"^\s*SIP/2.0 200", block, re.M) and re.search(rf"^\s*CSeq: {cseq}", block, re.M):
             found = re.search(r"^\s*Call-ID: (.*)$", block, re.M)
             if found:
                 out.add(found.group(1).strip())
     return out
+
+
+def answered_call_ids(sipp: Sipp) -> set[str]:
+    """The Call-IDs of a caller's calls that got a 200 to their INVITE."""
+    return ok_call_ids(sipp, "1 INVITE")
 
 
 def completed_call_ids(sipp: Sipp) -> set[str]:
     """The Call-IDs of a caller's calls whose BYE got its 200."""
-    out = set()
-    for block in blocks(sipp, "message received"):
-        if re.search(r"^\s*SIP/2.0 200", block, re.M) and re.search(r"^\s*CSeq: 2 BYE", block, re.M):
-            found = re.search(r"^\s*Call-ID: (.*)$", block, re.M)
-            if found:
-                out.add(found.group(1).strip())
-    return out
+    return ok_call_ids(sipp, "2 BYE")
 
 
 def records(stack: CallStack) -> list[dict[str, str]]:

@@ -165,6 +165,65 @@ def test_reader_caches_and_sees_loads(redis_server: RedisServer, seed_doc: dict[
     assert reader.stats["invalidations"] == 1
 
 
+def test_a_deaf_subscription_never_costs_a_call_its_freshness(redis_server: RedisServer, seed_doc: dict[str, Any],
+                                                             tmp_path: Path) -> None:
+    """A subscription that stays connected but hears nothing (a failover's old master, a
+    silent partition): the first lookup after a load, once the check interval has passed,
+    already decides with the new version (caught up from vo:changes); the next check finds
+    the channel still silent and listens anew, after which loads arrive by message again."""
+    r = configs.connect(redis_server.url)
+    load(r, str(SEED))
+    clock = FakeClock()
+    reader = ConfigReader(redis_server.url, check_interval=0.1, verify_interval=0.5, clock=clock)
+    assert reader.account_for_number("+74951234567") is not None
+    assert reader._pubsub is not None
+    reader._pubsub.unsubscribe(configs.CHANNEL)  # connected, deaf
+    for name in ("v2", "v3"):
+        load(r, write(tmp_path, f"{name}.json", {**seed_doc, "name": name}))
+    clock.now += 0.6
+    fresh = reader.account_for_number("+74951234567")
+    assert fresh is not None and fresh.plain["name"] == "v3"  # the very first lookup
+    assert reader.stats["caught_up"] == 1 and reader.stats["invalidations"] == 2 and reader.stats["resubscribes"] == 0
+    clock.now += 0.6
+    reader.account_for_number("+74951234567")
+    assert reader.stats["resubscribes"] == 1  # the channel never delivered v2/v3: listen anew
+    load(r, write(tmp_path, "v4.json", {**seed_doc, "name": "v4"}))
+    clock.now += 0.2
+    fresh = reader.account_for_number("+74951234567")
+    assert fresh is not None and fresh.plain["name"] == "v4" and reader.stats["caught_up"] == 1  # by message
+
+
+def test_a_reader_behind_more_than_the_change_log_reads_everything_anew(
+        redis_server: RedisServer, seed_doc: dict[str, Any], tmp_path: Path) -> None:
+    r = configs.connect(redis_server.url)
+    load(r, str(SEED))
+    clock = FakeClock()
+    reader = ConfigReader(redis_server.url, check_interval=0.1, verify_interval=0.5, clock=clock)
+    assert reader.account_for_number("+74951234567") is not None
+    assert reader._pubsub is not None
+    reader._pubsub.unsubscribe(configs.CHANNEL)
+    for _ in range(configs.CHANGES_KEPT + 1):
+        r.incr("vo:generation")  # loads the log no longer holds
+        r.xadd(configs.CHANGES, {"m": f"{int(r.get('vo:generation') or 0)} *"}, maxlen=configs.CHANGES_KEPT)
+    load(r, write(tmp_path, "v2.json", {**seed_doc, "name": "v2"}))
+    clock.now += 0.6
+    fresh = reader.account_for_number("+74951234567")
+    assert fresh is not None and fresh.plain["name"] == "v2"
+    assert reader.stats["caught_up"] == 0 and reader.stats["resyncs"] == 1
+    assert r.xlen(configs.CHANGES) == configs.CHANGES_KEPT
+
+
+def test_a_large_load_is_logged_as_read_everything(redis_server: RedisServer, seed_doc: dict[str, Any],
+                                                   tmp_path: Path) -> None:
+    r = configs.connect(redis_server.url)
+    load(r, str(SEED))
+    paths = [write(tmp_path, f"big{i}.json", {**other_account(seed_doc, f"big-{i}", "+74950000000"),  # a message over 64 KiB
+                                              "numbers": [f"+7496{i}{n:06d}" for n in range(1000)]}) for i in range(3)]
+    load(r, *paths)
+    newest = r.xrevrange(configs.CHANGES, count=1)[0][1][b"m"]
+    assert newest == f"{int(r.get('vo:generation') or 0)} *".encode()
+
+
 def test_reader_serves_cached_configs_while_redis_is_down(redis_server: RedisServer, seed_doc: dict[str, Any], tmp_path: Path) -> None:
     r = configs.connect(redis_server.url)
     load(r, str(SEED))

@@ -14,7 +14,13 @@ Layout (every key under the `vo:` prefix):
     vo:account:{id}:src:{n}         str   the source document (JSON) of version n
     vo:account:{id}:versions        list  kept versions, newest first
     vo:account:{id}:history         list  audit entries (JSON), newest first
+    vo:changes                      stream the same messages, the last 64 (field m; a message
+                                          over 64 KiB is kept as "GENERATION *": re-read all)
     channel vo:invalidate                 "GENERATION {accounts, numbers}" after each load
+
+Pub/sub delivers at most once and a subscription can go deaf without an error (a failover,
+a silent partition); `vo:changes` is what a reader that finds itself behind `vo:generation`
+catches up from, so it never serves an old version for want of a message.
 
 A load writes the new versions' blobs first (invisible: nothing points at them), then one
 Lua script checks that no account moved since we read it and no number belongs to another
@@ -98,6 +104,17 @@ class BadRedisURL(StoreError):
     """A Redis URL that cannot be used at all: a usage error (exit 2), not a failure."""
 
 
+CHANGES = "vo:changes"
+CHANGES_KEPT = 64
+CHANGE_LOGGED_MAX = 65536  # bytes; a bigger message is logged as "GENERATION *"
+# Appended to both scripts after the INCR: the message into the change log, then published.
+_LOG_CHANGE = f"""
+if #message > {CHANGE_LOGGED_MAX} then
+  redis.call('XADD', '{CHANGES}', 'MAXLEN', {CHANGES_KEPT}, '*', 'm', generation .. ' *')
+else
+  redis.call('XADD', '{CHANGES}', 'MAXLEN', {CHANGES_KEPT}, '*', 'm', message)
+end"""
+
 # KEYS: none (keys are derived from arguments, so this is for a single Redis, not Cluster).
 # ARGV[1]: JSON list of {account, version, expected, numbers, sha256, country, entry}
 # ARGV[2]: versions to keep; ARGV[3]: now (unix seconds); ARGV[4]: invalidation payload;
@@ -152,9 +169,11 @@ for _, a in ipairs(batch) do
 end
 redis.call('SET', 'vo:epoch', ARGV[5], 'NX')
 local generation = redis.call('INCR', 'vo:generation')
-redis.call('PUBLISH', 'vo:invalidate', generation .. ' ' .. ARGV[4])
+local message = generation .. ' ' .. ARGV[4]
+{LOG}
+redis.call('PUBLISH', 'vo:invalidate', message)
 return {'ok', tostring(generation)}
-"""
+""".replace("{LOG}", _LOG_CHANGE)
 
 
 @dataclass
@@ -373,9 +392,11 @@ entry.numbers = numbers
 redis.call('LPUSH', key .. ':history', cjson.encode(entry))
 redis.call('LTRIM', key .. ':history', 0, 999)
 local generation = redis.call('INCR', 'vo:generation')
-redis.call('PUBLISH', 'vo:invalidate', generation .. ' ' .. cjson.encode({accounts = {}, numbers = released}))
+local message = generation .. ' ' .. cjson.encode({accounts = {}, numbers = released})
+{LOG}
+redis.call('PUBLISH', 'vo:invalidate', message)
 return {'ok', tostring(current), cjson.encode(numbers)}
-"""
+""".replace("{LOG}", _LOG_CHANGE)
 
 
 def delete(r: redis.Redis, account: str, expected: int = 0, user: str | None = None) -> tuple[int, list[str]]:

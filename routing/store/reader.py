@@ -3,9 +3,12 @@
 A worker answers every INVITE from memory: number -> account -> compiled account are all
 cached here, so a cache hit costs no Redis round trip. Freshness comes from the
 `vo:invalidate` channel, read without blocking at most every `check_interval` seconds
-(a load is seen within that interval plus delivery); a lost subscription is noticed,
-and on reconnecting the reader compares `vo:generation` and resynchronises, so messages
-missed while Redis was away cannot leave it stale. When Redis is down the reader keeps
+(a load is seen within that interval plus delivery). Pub/sub is at most once and a
+subscription can go deaf without an error, so every `verify_interval` (on a lookup) the
+reader also compares `vo:generation` with its own: behind, it applies the missed messages
+from the `vo:changes` log right then (or re-reads everything the log no longer covers), and
+listens anew if the channel has not delivered them by the next check. A load is therefore
+never missed for longer than one check, whatever became of the subscription. When Redis is down the reader keeps
 serving what it has; only a cold miss fails (StoreUnavailable), and the caller decides
 what the call gets then (Kamailio answers 503).
 
@@ -23,11 +26,13 @@ from typing import Any
 
 import msgpack
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from routing.core.engine import CompiledAccount
 from routing.core.numbers import did_candidates
 from routing.store import redis_client
-from routing.store.configs import CHANNEL, account_key, redis_url, shown_url, version_key
+from routing.store.configs import CHANGES, CHANGES_KEPT, CHANNEL, account_key, redis_url, shown_url, version_key
 
 
 def _text(value: bytes | str) -> str:
@@ -73,7 +78,7 @@ class ConfigReader:
         self.clock = clock
         self.verify_interval = verify_interval
         self._verify_at = 0.0
-        self._behind: int | None = None  # Redis's generation when last seen ahead of ours
+        self._awaiting: int | None = None  # caught up from the log to here; the channel owes us this message
         self._redis: redis.Redis | None = None
         self._pubsub: redis.client.PubSub | None = None
         self._next_check = 0.0
@@ -86,7 +91,8 @@ class ConfigReader:
         self._versions: dict[str, int] = {}  # account -> current version, as last known
         self._compiled: OrderedDict[tuple[str, int], CompiledAccount] = OrderedDict()
         self._countries: frozenset[str] = frozenset()
-        self.stats = {"hits": 0, "misses": 0, "redis_errors": 0, "invalidations": 0, "resyncs": 0, "resubscribes": 0}
+        self.stats = {"hits": 0, "misses": 0, "redis_errors": 0, "invalidations": 0, "resyncs": 0, "resubscribes": 0,
+                      "caught_up": 0}
 
     # --- public API --------------------------------------------------------------------
 
@@ -186,7 +192,10 @@ class ConfigReader:
 
     def _client(self) -> redis.Redis:
         if self._redis is None:
-            self._redis = redis_client.client(self.url, timeout=self.timeout)
+            # One immediate reconnect for a pooled connection that went stale; no more, and
+            # no backoff sleeps (redis-py's default): a Kamailio worker must not block on a
+            # dead master, the reader has its own retry interval.
+            self._redis = redis_client.client(self.url, timeout=self.timeout, retry=Retry(NoBackoff(), 1))
         return self._redis
 
     def _call(self, fn: Callable[[redis.Redis], Any]) -> Any:
@@ -231,11 +240,12 @@ class ConfigReader:
                 if now < max(self._retry_at, self._subscribe_at):
                     return
                 pubsub = self._subscribe()
-            while True:
-                message = pubsub.get_message(ignore_subscribe_messages=True, timeout=0)
+            while True:  # (ignore_subscribe_messages would return None for a confirmation, ending this early)
+                message = pubsub.get_message(timeout=0)
                 if message is None:
                     break
-                self._apply(message["data"])
+                if message["type"] == "message":
+                    self._apply(message["data"])
             if now >= self._verify_at:
                 self._verify_at = now + self.verify_interval
                 self._verify_subscription()
@@ -247,21 +257,43 @@ class ConfigReader:
             self._drop_subscription()
 
     def _verify_subscription(self) -> None:
-        """A subscription can be silently dead: a partitioned master sends no RST, and after
-        a Sentinel failover the old master's channel never speaks again. Redis's generation
-        ahead of ours on two checks in a row (one could be a message still in flight) means
-        a load was missed: listen anew, which resynchronises."""
-        remote = int(self._client().get("vo:generation") or 0)
-        if self._generation is None or remote <= self._generation:
-            self._behind = None
-            return
-        if self._behind is not None and self._generation < self._behind:
-            self._behind = None
+        """Redis's generation ahead of ours means loads we were not told of (a deaf
+        subscription, or a message still in flight): apply them from the change log now.
+        If the channel has still not delivered them by the next check, it is deaf (a
+        partitioned master sends no RST; after a Sentinel failover the old master's channel
+        never speaks again): listen anew."""
+        client = self._client()
+        if self._awaiting is not None:
+            self._awaiting = None
             self.stats["resubscribes"] += 1
             self._drop_subscription()
             self._subscribe()
             return
-        self._behind = remote
+        remote = int(client.get("vo:generation") or 0)
+        if self._generation is not None and remote > self._generation:
+            self._catch_up(client, self._generation, remote)
+
+    def _catch_up(self, client: redis.Redis, ours: int, remote: int) -> None:
+        missed = remote - ours
+        messages: list[tuple[int, bytes]] = []
+        if missed <= CHANGES_KEPT:
+            entries: list[tuple[bytes, dict[bytes, bytes]]] = client.xrevrange(CHANGES, count=missed + 4)  # type: ignore[assignment]
+            for _, fields in entries:
+                data = fields[b"m"]
+                generation = int(data.partition(b" ")[0])
+                if generation > ours:
+                    messages.append((generation, data))
+            messages.sort()
+        covered = [g for g, _ in messages][:missed] == list(range(ours + 1, remote + 1))
+        if not covered or any(data.endswith(b" *") for _, data in messages):
+            self.stats["resubscribes"] += 1  # the log no longer holds them all: re-read everything
+            self._drop_subscription()
+            self._subscribe()
+            return
+        for _, data in messages:
+            self._apply(data)
+        self.stats["caught_up"] += 1
+        self._awaiting = messages[-1][0]
 
     def _subscribe(self) -> redis.client.PubSub:
         client = self._client()
@@ -282,6 +314,7 @@ class ConfigReader:
         self._generation = generation
         self._countries = countries
         self._pubsub = pubsub
+        self._awaiting = None
         return pubsub
 
     def _forget_everything(self) -> None:
@@ -315,9 +348,14 @@ class ConfigReader:
 
     def _apply(self, data: bytes) -> None:
         generation_text, _, payload_text = data.decode().partition(" ")
+        generation = int(generation_text)
+        if self._awaiting is not None and generation >= self._awaiting:
+            self._awaiting = None  # the channel delivers: it was only late
+        if self._generation is not None and generation <= self._generation:
+            return  # already applied from the change log
         payload = json.loads(payload_text)
         self.stats["invalidations"] += 1
-        self._generation = int(generation_text)
+        self._generation = generation
         for account, version in payload["accounts"].items():
             self._versions[account] = int(version)
         for number, owner in payload["numbers"].items():

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import secrets
 import struct
 import time
@@ -30,7 +31,8 @@ import numpy as np
 
 from routing.core.clock import now as clock_now
 from routing.core.media_contract import CALL_ID, ContractError, decode_op
-from routing.store.reader import ConfigReader, StoreUnavailable
+from routing.store.node_store import reader_from_env
+from routing.store.reader import StoreUnavailable
 from voffice_media import events as events_mod
 
 from .dtmf import Rfc4733Detector, ToneDetector
@@ -245,7 +247,7 @@ class MediaServer:
         self.uas = UAS((config.host, config.port), set(config.kamailio))
         self.calls: dict[str, Call] = {}
         self.metrics = Metrics()
-        self.reader = ConfigReader(config.redis_url, check_interval=0.5)
+        self.reader = reader_from_env(os.environ, config.redis_url, check_interval=0.5)
         self.prompts = PromptCache(config.sounds_dir, config.data_dir / "prompt-cache")
         self.store = RecordingStore(config.data_dir / "recordings", clock=clock_now)
         self.beep = beep()

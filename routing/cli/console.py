@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable
 from datetime import datetime
 from functools import wraps
@@ -1131,6 +1132,41 @@ def history_writer(redis_url: str | None, database_url: str | None, name: str, k
     signal.signal(signal.SIGTERM, lambda *_: writer.stop.set())
     signal.signal(signal.SIGINT, lambda *_: writer.stop.set())
     writer.run()
+
+
+@main.command(name="node-store")
+@redis_option
+@click.option("--dir", "store_dir", required=True, type=click.Path(file_okay=False), envvar="VOFFICE_NODE_STORE",
+              help="The node store's directory (env VOFFICE_NODE_STORE): one per machine, read by every worker on it.")
+@user_errors
+def node_store_cmd(redis_url: str | None, store_dir: str) -> None:
+    """Keep this machine's node store in step with Redis until SIGTERM (started by `voffice up`).
+
+    Every Kamailio worker and media server given VOFFICE_NODE_STORE decides from it: all
+    accounts in one memory map per machine, instead of a cache per process."""
+    import signal
+    import threading
+
+    from routing.store.node_mirror import NodeMirror
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    mirror = NodeMirror(configs.redis_url(redis_url), Path(store_dir), echo=lambda line: click.echo(line, err=True))
+    started = time.monotonic()
+    while not stop.is_set():
+        try:
+            fetched = mirror.sync_all()
+            break
+        except (redis.RedisError, OSError) as exc:
+            click.echo(f"Redis at {configs.shown_url(mirror.url)}: {exc}; retrying", err=True)
+            stop.wait(1.0)
+    else:
+        return
+    meta = mirror.store.meta()
+    click.echo(f"node store {store_dir}: {len(mirror.store.current())} accounts at generation {meta['generation']}, "
+               f"{fetched} versions fetched in {time.monotonic() - started:.1f} s; following vo:changes", err=True)
+    mirror.run(stop.is_set)
 
 
 @main.command(name="notifier")

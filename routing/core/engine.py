@@ -12,6 +12,7 @@ per (account, version) and cached by the reader.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -45,38 +46,49 @@ class CompiledRule:
 
 
 class CompiledAccount:
-    """A compiled account ready to answer decisions; `plain` is what Redis stores."""
+    """A compiled account ready to answer decisions; `plain` is what Redis stores.
 
-    __slots__ = ("country", "holidays", "id", "plain", "rules", "subdivision", "tz", "workdays")
+    Built either from the whole plain form, or from its small decision part
+    (`decision_part`, about a fifth of it) with `plain` read only when asked for: a node
+    store shared by every worker keeps the blobs, and a worker decides on any of 100,000
+    accounts without holding their 25 KiB of Python objects each (docs/performance.md)."""
+
+    __slots__ = ("_load", "_plain", "country", "default_scenario", "holidays", "id", "roots", "rules", "subdivision",
+                 "tz", "workdays")
 
     def __init__(self, plain: dict[str, Any]):
-        self.plain = plain
-        self.id: str = plain["account"]
-        self.tz = ZoneInfo(plain["timezone"])
-        calendar = plain["calendar"]
-        self.country: str | None = calendar["country"]
-        self.subdivision: str | None = calendar["subdivision"]
-        self.holidays = frozenset(calendar["holidays"])
-        self.workdays = frozenset(calendar["workdays"])
-        self.rules = tuple(self._compile_rule(r) for r in plain["rules"])
+        self._plain: dict[str, Any] | None = plain
+        self._load: Callable[[], dict[str, Any]] | None = None
+        self._set(decision_part(plain))
 
-    def _compile_rule(self, rule: dict[str, Any]) -> CompiledRule:
-        schedule = self.plain["schedules"][rule["schedule"]]
-        caller_list = rule["caller_list"]
-        callers = (
-            compile_patterns(tuple(self.plain["caller_lists"][caller_list]["patterns"]))
-            if caller_list
-            else None
+    @classmethod
+    def from_decision(cls, part: list[Any], load_plain: Callable[[], dict[str, Any]]) -> CompiledAccount:
+        """From `decision_part(plain)` (as msgpack gives it back); `load_plain()` is called
+        on each access to `plain` (not kept: that is the memory this form saves)."""
+        account = cls.__new__(cls)
+        account._plain = None
+        account._load = load_plain
+        account._set(part)
+        return account
+
+    def _set(self, part: list[Any]) -> None:
+        _, self.id, timezone, self.country, self.subdivision, holidays, workdays, rules, self.default_scenario, roots = part
+        self.tz = ZoneInfo(timezone)
+        self.holidays = frozenset(holidays)
+        self.workdays = frozenset(workdays)
+        self.rules = tuple(
+            CompiledRule(rid, name, days, weekdays, tuple((s, e) for s, e in intervals),
+                         compile_patterns(tuple(patterns)) if patterns is not None else None, scenario)
+            for rid, name, days, weekdays, intervals, patterns, scenario in rules
         )
-        return CompiledRule(
-            rule["id"],
-            rule["name"],
-            schedule["days"],
-            schedule["weekdays"],
-            tuple((s, e) for s, e in schedule["intervals"]),
-            callers,
-            rule["scenario"],
-        )
+        self.roots: dict[str, int] = roots
+
+    @property
+    def plain(self) -> dict[str, Any]:
+        if self._plain is not None:
+            return self._plain
+        assert self._load is not None
+        return self._load()
 
     def local_time(self, at: datetime) -> datetime:
         """An instant in the account's zone; a naive time is taken as local wall time."""
@@ -86,6 +98,26 @@ class CompiledAccount:
 
     def day_type(self, local: datetime) -> str:
         return day_type(local.date(), self.country, self.subdivision, self.holidays, self.workdays)
+
+
+DECISION_FORMAT = 1
+
+
+def decision_part(plain: dict[str, Any]) -> list[Any]:
+    """What `decide` needs of a compiled account, flat and msgpack-ready: the zone, the
+    calendar, each rule with its schedule and caller patterns inlined, the default
+    scenario and every scenario's root node."""
+    calendar = plain["calendar"]
+    rules = []
+    for rule in plain["rules"]:
+        schedule = plain["schedules"][rule["schedule"]]
+        caller_list = rule["caller_list"]
+        patterns = list(plain["caller_lists"][caller_list]["patterns"]) if caller_list else None
+        rules.append([rule["id"], rule["name"], schedule["days"], schedule["weekdays"],
+                      [[s, e] for s, e in schedule["intervals"]], patterns, rule["scenario"]])
+    return [DECISION_FORMAT, plain["account"], plain["timezone"], calendar["country"], calendar["subdivision"],
+            list(calendar["holidays"]), list(calendar["workdays"]), rules, plain["default_scenario"],
+            {sid: scenario["root"] for sid, scenario in plain["scenarios"].items()}]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,14 +140,13 @@ def decide(account: CompiledAccount, number: str, caller: str | None, at: dateti
     day_bit = DAY_TYPE_BIT[kind]
     weekday = local.weekday()
     minute = local.hour * 60 + local.minute
-    plain = account.plain
     for rule in account.rules:
         if rule.matches(day_bit, weekday, minute, caller_e164):
             scenario = rule.scenario
             break
     else:
         rule = None
-        scenario = plain["default_scenario"]
+        scenario = account.default_scenario
     return Decision(
         account.id,
         number,
@@ -124,5 +155,5 @@ def decide(account: CompiledAccount, number: str, caller: str | None, at: dateti
         kind,
         rule,
         scenario,
-        plain["scenarios"][scenario]["root"],
+        account.roots[scenario],
     )

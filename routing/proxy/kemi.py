@@ -49,6 +49,7 @@ from routing.core.scenario import Cursor, EventError, feed, operation_of
 from routing.proxy import branch_call_id, branch_timer, call_record, cluster, operator_leg
 from routing.proxy.call_step import MediaStep, RingWaves, action_for, event_from_reply, operator_uri
 from routing.store.configs import redis_url
+from routing.store.node_store import NodeReader, reader_from_env
 from routing.store.reader import ConfigReader, StoreUnavailable, cache_limit_from_env, preload_from_env
 
 SCANNERS = re.compile(r"friendly-scanner|sipvicious|sipcli|sip-scan|vaxsipuseragent|sundayddr|iwar|sipsak-scan|pplsip|smap", re.I)
@@ -116,7 +117,7 @@ def _save(st: dict[str, Any], replace: bool) -> None:
 
 class VofficeRouting:
     def __init__(self) -> None:
-        self.reader: ConfigReader | None = None
+        self.reader: ConfigReader | NodeReader | None = None
         # Made before the fork, so every worker knows the spirals of every other one.
         self.spiral_key = secrets.token_hex(16)
         self._events: Any = None
@@ -127,7 +128,7 @@ class VofficeRouting:
 
     def child_init(self, rank: int) -> int:
         # Connections are opened lazily by the reader, in this (forked) worker.
-        self.reader = ConfigReader(redis_url(None), max_accounts=cache_limit_from_env(os.environ), check_interval=0.1)
+        self.reader = reader_from_env(os.environ, redis_url(None), max_accounts=cache_limit_from_env(os.environ))
         if rank > 0:  # a SIP worker: subscribe to config loads now, not on its first call,
             # and read every account if there are few: no cold miss while Redis fails over
             self.reader.warm(preload=preload_from_env(os.environ))

@@ -70,6 +70,10 @@ class StackConfig:
     load: tuple[str, ...] = (str(SEED),)
     now: str | None = None  # VOFFICE_NOW
     components: tuple[str, ...] = ("redis", "postgres", "rtpengine", "media", "kamailio", "history", "notifier")
+    # One node store for the machine (every account in one memory map shared by all
+    # workers; routing/store/node_store.py), kept by a `voffice node-store` process.
+    # False: each worker caches from Redis itself, as the docker images still do.
+    node_store: bool = True
     trusted_trunks: str = "127.0.0.1"  # exempt from flood control; their P-Asserted-Identity is believed
     # An answered call whose BYE never comes gets its record when its entry in Kamailio's
     # vocalls htable expires, this long after the answer (kamailio.cfg: VO_CALLS_TABLE).
@@ -232,6 +236,20 @@ def rtpengine_ping(host: str, port: int, timeout: float = 1.0) -> bool:
     return data.startswith(cookie.encode()) and b"pong" in data
 
 
+def node_store_ready(path: Path) -> bool:
+    """Its first full sync is done: a worker started now finds every account."""
+    from routing.store.node_store import NodeReader
+    from routing.store.reader import StoreUnavailable
+
+    reader = NodeReader(path)
+    try:
+        return reader.generation() is not None
+    except StoreUnavailable:
+        return False
+    finally:
+        reader.close()
+
+
 def redis_ping(url: str) -> bool:
     try:
         return bool(redis_client.client(url, timeout=1).ping())
@@ -300,6 +318,10 @@ def components(config: StackConfig) -> list[Component]:
         **config.extra_env,
     }
     out: list[Component] = []
+    store = run / "store"
+    uses_store = config.node_store and ("kamailio" in config.components or "media" in config.components)
+    if uses_store:
+        env["VOFFICE_NODE_STORE"] = str(store)
     if "redis" in config.components and not config.redis_external:
         redis_bin = shutil.which("redis-server") or "/usr/bin/redis-server"
         (run / "redis").mkdir(parents=True, exist_ok=True)
@@ -334,6 +356,13 @@ def components(config: StackConfig) -> list[Component]:
              *(["--allow-private-webhooks"] if config.allow_private_webhooks else [])],
             lambda: consumer_ready(config.redis_url, "notifier", "notifier-1"),
             {**env, **secret_env(config)},
+        ))
+    if uses_store:
+        out.append(Component(
+            "node-store",
+            [venv_python(), "-m", "routing.cli.console", "node-store", "--dir", str(store)],  # Redis: env
+            lambda: node_store_ready(store),
+            env,
         ))
     if "rtpengine" in config.components:
         # one per Kamailio node, the RTP port range split between them

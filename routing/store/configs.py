@@ -392,7 +392,9 @@ entry.numbers = numbers
 redis.call('LPUSH', key .. ':history', cjson.encode(entry))
 redis.call('LTRIM', key .. ':history', 0, 999)
 local generation = redis.call('INCR', 'vo:generation')
-local message = generation .. ' ' .. cjson.encode({accounts = {}, numbers = released})
+local gone = {}
+gone[ARGV[1]] = 0  -- version 0: no longer loaded
+local message = generation .. ' ' .. cjson.encode({accounts = gone, numbers = released})
 {LOG}
 redis.call('PUBLISH', 'vo:invalidate', message)
 return {'ok', tostring(current), cjson.encode(numbers)}

@@ -29,6 +29,7 @@ from routing.stack.redis_server import RedisServer
 from routing.store import configs
 from routing.store.node_mirror import NodeMirror
 from routing.store.node_store import NodeReader
+from routing.store.reader import StoreUnavailable
 from voffice_bench.decide import ZONES, generate_accounts
 
 from .conftest import SEED
@@ -217,5 +218,5 @@ def test_node_store_command_needs_its_directory() -> None:
     result = subprocess.run([venv_python(), "-m", "routing.cli.console", "node-store"], capture_output=True, text=True,
                             env={k: v for k, v in os.environ.items() if k != "VOFFICE_NODE_STORE"})
     assert result.returncode == 2 and "--dir" in result.stderr and "Traceback" not in result.stderr
-    with pytest.raises(Exception):
+    with pytest.raises(StoreUnavailable):
         NodeReader("/nonexistent/store").lookup("+74951234567")

@@ -9,11 +9,14 @@ time and the clock is a Wednesday lunch, so the engine's answer for every call i
 secretary" (computed here with the same engine, not assumed), and a call is right when the
 gateway saw that account's secretary for that number.
 
-Per-process memory: the routing's config cache in each Kamailio worker is bounded by
-`VOFFICE_CACHE_ACCOUNTS` compiled accounts (LRU); the bench samples every Kamailio
-process's private memory (RssAnon: the Python heap and pkg memory; not the shared memory
-segment, which every process maps and touches) at the start, at each quarter of the run
-and at the end: a bounded cache shows as a plateau.
+Per-process memory: every account is in the machine's node store (one LMDB map, kept by
+`voffice node-store`, shared by every worker); each Kamailio worker keeps an LRU of at most
+`VOFFICE_CACHE_ACCOUNTS` small decision forms. The bench samples every Kamailio process's
+and the media server's private memory (RssAnon: the Python heap and pkg memory) at the
+start, at each quarter of the run and at the end: a bounded cache shows as a plateau. At
+the end it sums their PSS (shared pages divided among the processes that map them: the
+node store's pages and Kamailio's shared memory counted once), the figure for "all the
+workers and a media server together".
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from routing.proxy.call_step import RingWaves, action_for
 from routing.stack.local import SEED, Stack, StackConfig
 from routing.stack.ports import free_port, free_udp_port
 from routing.store import configs
+from routing.store.node_store import NodeReader
 from voffice_bench.decide import generate_accounts
 from voffice_bench.kit import first_invites
 from voffice_bench.sip import HOST, UAC_XML, UAS_XML, descendants, read_stats, sipp_binary
@@ -61,10 +65,23 @@ class ScaleResult:
     checked: int = 0
     wrong: list[str] = field(default_factory=list)
     rss_kib: dict[int, list[int]] = field(default_factory=dict)  # pid -> RssAnon at 0, 25, 50, 75, 100 %
+    pss_kib: int = 0  # every Kamailio process and the media server together, at the end
+    store_seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
         return self.answered == self.calls and not self.failed and not self.wrong and self.checked == self.calls
+
+
+def _pss_kib(pid: int) -> int:
+    """Proportional set size of a process, KiB (smaps_rollup)."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def _rss_kib(pid: int) -> int:
@@ -116,7 +133,7 @@ def run_scale(accounts: int, cps: int, cache_limit: int, echo: Callable[[str], N
         run_dir=workdir / "run", host=HOST, redis_port=free_port(), sip_port=free_udp_port(),
         media_port=free_udp_port(), rtpengine_port=free_udp_port(), rtp_ports=(44000, 47999),
         operator_gateway=f"{HOST}:{gateway_port}", kamailio_children=children, load=(),
-        now=WEDNESDAY_LUNCH, components=("redis", "rtpengine", "kamailio"),
+        now=WEDNESDAY_LUNCH, components=("redis", "rtpengine", "media", "kamailio"),
         extra_env={"VOFFICE_CACHE_ACCOUNTS": str(cache_limit)},
     )
     stack = Stack(config)
@@ -134,6 +151,16 @@ def run_scale(accounts: int, cps: int, cache_limit: int, echo: Callable[[str], N
         configs.apply_load(r, changes)
         result.load_seconds = time.perf_counter() - t0
         echo(f"loaded in {result.load_seconds:.1f} s (validate, compile, write, swap)")
+        generation = int(r.get("vo:generation") or 0)
+        reader = NodeReader(config.run_dir / "store")
+        deadline = time.monotonic() + 600
+        while (reader.generation() or 0) < generation:
+            if time.monotonic() > deadline:
+                raise ScaleError("the node store did not catch up with the load within 600 s")
+            time.sleep(0.1)
+        reader.close()
+        result.store_seconds = time.perf_counter() - t0 - result.load_seconds
+        echo(f"node store caught up {result.store_seconds:.1f} s after the load")
 
         order = list(numbers if calls is None else (numbers * (calls // len(numbers) + 1))[:calls])
         random.Random(5).shuffle(order)
@@ -148,7 +175,8 @@ def run_scale(accounts: int, cps: int, cache_limit: int, echo: Callable[[str], N
         common = ["-i", HOST, "-m", str(len(order)), "-nostdin", "-trace_stat", "-fd", "1", "-trace_shortmsg",
                   "-timeout", f"{limit}s", "-timeout_error", "-recv_timeout", "10000"]
         kamailio_pid = next(p.proc.pid for p in stack.parts if p.name == "kamailio" and p.proc)
-        pids = descendants(kamailio_pid)
+        media_pid = next(p.proc.pid for p in stack.parts if p.name == "media1" and p.proc)
+        pids = [*descendants(kamailio_pid), media_pid]
         series: dict[int, list[int]] = {pid: [_rss_kib(pid)] for pid in pids}
         done = threading.Event()
         quarter = len(order) / cps / 4
@@ -182,6 +210,7 @@ def run_scale(accounts: int, cps: int, cache_limit: int, echo: Callable[[str], N
             uas.wait()
         sampler.join()
         result.rss_kib = {pid: [*values, _rss_kib(pid)] for pid, values in series.items()}
+        result.pss_kib = sum(_pss_kib(pid) for pid in pids)
         stats = read_stats(workdir / "uac" / "stats.csv")
         result.answered = int(float(stats.get("SuccessfulCall(C)", 0) or 0))
         result.failed = int(float(stats.get("FailedCall(C)", 0) or 0))
@@ -198,8 +227,12 @@ def run_scale(accounts: int, cps: int, cache_limit: int, echo: Callable[[str], N
     echo(f"calls: {result.calls}, answered {result.answered}, failed {result.failed}; routes checked {result.checked}, wrong {len(result.wrong)}")
     for line in result.wrong[:5]:
         echo(f"  wrong: {line}")
-    echo("Kamailio processes, private memory (RssAnon) MiB at 0 / 25 / 50 / 75 / 100 % of the calls:")
-    for pid, values in sorted(result.rss_kib.items()):
+    echo("Kamailio processes and the media server (last), private memory (RssAnon) MiB at 0 / 25 / 50 / 75 / 100 % of the calls:")
+    for pid, values in result.rss_kib.items():
         echo(f"  pid {pid}: " + " ".join(f"{v / 1024:7.1f}" for v in values))
+    private = sum(values[-1] for values in result.rss_kib.values()) / 1024
+    echo(f"memory of every Kamailio process and the media server together: PSS {result.pss_kib / 1024:.0f} MiB "
+         f"(private {private:.0f} MiB; the node store's pages and shared memory counted once) (target < 1024 MiB): "
+         f"{'OK' if result.pss_kib < 1024 * 1024 else 'MISSED'}")
     echo("scale run: " + ("OK" if result.ok else "NOT OK"))
     return result

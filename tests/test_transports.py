@@ -37,6 +37,7 @@ def test_options_over_tcp_and_status_shows_it(tcp_stack: Any, seed_doc: dict[str
     assert sip_options("127.0.0.1", stack.sip_port) == 200
     rows = {name: (ok, detail) for name, ok, detail in status(stack.config)}
     assert rows["kamailio/tcp"][0] and "OPTIONS -> 200" in rows["kamailio/tcp"][1]
+    assert rows["node-store"][0] and "1 accounts" in rows["node-store"][1] and "(as Redis)" in rows["node-store"][1]
 
 
 def test_weekday_extension_over_tcp_reaches_that_operator(tmp_path: Path, tcp_stack: Any, seed_doc: dict[str, Any]) -> None:

@@ -1138,8 +1138,10 @@ def history_writer(redis_url: str | None, database_url: str | None, name: str, k
 @redis_option
 @click.option("--dir", "store_dir", required=True, type=click.Path(file_okay=False), envvar="VOFFICE_NODE_STORE",
               help="The node store's directory (env VOFFICE_NODE_STORE): one per machine, read by every worker on it.")
+@click.option("--keep-retired", type=click.IntRange(1), default=43200, show_default=True, metavar="SECONDS",
+              help="Keep a replaced version this long for the calls still on it (the longest call).")
 @user_errors
-def node_store_cmd(redis_url: str | None, store_dir: str) -> None:
+def node_store_cmd(redis_url: str | None, store_dir: str, keep_retired: int) -> None:
     """Keep this machine's node store in step with Redis until SIGTERM (started by `voffice up`).
 
     Every Kamailio worker and media server given VOFFICE_NODE_STORE decides from it: all
@@ -1152,7 +1154,8 @@ def node_store_cmd(redis_url: str | None, store_dir: str) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    mirror = NodeMirror(configs.redis_url(redis_url), Path(store_dir), echo=lambda line: click.echo(line, err=True))
+    mirror = NodeMirror(configs.redis_url(redis_url), Path(store_dir), keep_retired=keep_retired,
+                        echo=lambda line: click.echo(line, err=True))
     started = time.monotonic()
     while not stop.is_set():
         try:

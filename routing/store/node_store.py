@@ -15,13 +15,14 @@ accounts and numbers switch in one transaction, a reader sees all of them or non
 worker started after a load sees it.
 
     numbers   number -> account id
-    current   account id -> current version (ASCII)
+    current   account id -> current version (8 bytes, big-endian) + its decision part: a
+              lookup is two reads (number, account), whatever the worker has cached
     decision  "account\\0version" -> msgpack of engine.decision_part(plain)
     plain     "account\\0version" -> Redis's blob (msgpack of the compiled plain form), zlib'd:
               ~2 KiB instead of 4.8, so it fits an LMDB page instead of two overflow pages
     retired   "account\\0version" -> when it stopped being current (unix seconds, ASCII);
               kept for in-flight calls, purged after VOFFICE_CALL_MAX_SECONDS
-    meta      generation, epoch, countries (msgpack), stream (last vo:changes id), synced_at
+    meta      format, generation, epoch, countries (msgpack), stream (last vo:changes id), synced_at
 """
 
 from __future__ import annotations
@@ -40,9 +41,14 @@ from routing.core.engine import CompiledAccount, decision_part
 from routing.core.numbers import did_candidates
 from routing.store.reader import ConfigReader, StoreUnavailable
 
+FORMAT = b"2"  # of what is stored; a store of another format is cleared and synced anew
 MAP_SIZE = 64 << 30  # address space only; the file grows with what it holds
 MAX_READERS = 2048
 DATABASES = (b"numbers", b"current", b"decision", b"plain", b"retired", b"meta")
+
+
+def _version(current_value: bytes | memoryview) -> int:
+    return int.from_bytes(current_value[:8], "big")
 
 
 def version_key(account: str, version: int) -> bytes:
@@ -69,6 +75,10 @@ class NodeStoreWriter:
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.env, self.db = _open(path, readonly=False)
+        with self.env.begin(db=self.db[b"meta"]) as txn:
+            stored = txn.get(b"format")
+        if stored != FORMAT:
+            self.clear()
 
     def close(self) -> None:
         self.env.close()
@@ -85,7 +95,7 @@ class NodeStoreWriter:
 
     def current(self) -> dict[str, int]:
         with self.env.begin(db=self.db[b"current"]) as txn:
-            return {bytes(k).decode(): int(v) for k, v in txn.cursor()}
+            return {bytes(k).decode(): _version(v) for k, v in txn.cursor()}
 
     def missing(self, wanted: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
         with self.env.begin(db=self.db[b"decision"]) as txn:
@@ -116,7 +126,7 @@ class NodeStoreWriter:
                 for key, value in [(bytes(k), bytes(v)) for k, v in txn.cursor(db=current_db)]:
                     if key.decode() not in versions:
                         txn.delete(key, db=current_db)
-                        txn.put(version_key(key.decode(), int(value)), now, db=retired_db)
+                        txn.put(version_key(key.decode(), _version(value)), now, db=retired_db)
             for number, owner in numbers.items():
                 if owner is None:
                     txn.delete(number.encode(), db=numbers_db)
@@ -124,12 +134,15 @@ class NodeStoreWriter:
                     txn.put(number.encode(), owner.encode(), db=numbers_db)
             for account, version in versions.items():
                 old = txn.get(account.encode(), db=current_db)
-                if old is not None and (version is None or int(old) != version):
-                    txn.put(version_key(account, int(old)), now, db=retired_db)
+                if old is not None and (version is None or _version(old) != version):
+                    txn.put(version_key(account, _version(old)), now, db=retired_db)
                 if version is None:
                     txn.delete(account.encode(), db=current_db)
-                else:
-                    txn.put(account.encode(), str(version).encode(), db=current_db)
+                elif old is None or _version(old) != version:
+                    part = txn.get(version_key(account, version), db=self.db[b"decision"])
+                    if part is None:
+                        raise KeyError(f"{account} v{version}: its blob was not written before the switch")
+                    txn.put(account.encode(), version.to_bytes(8, "big") + part, db=current_db)
                     txn.delete(version_key(account, version), db=retired_db)
             meta = self.db[b"meta"]
             txn.put(b"generation", str(generation).encode(), db=meta)
@@ -155,6 +168,7 @@ class NodeStoreWriter:
         with self.env.begin(write=True) as txn:
             for name in DATABASES:
                 txn.drop(self.db[name], delete=False)
+            txn.put(b"format", FORMAT, db=self.db[b"meta"])
 
 
 class NodeReader:
@@ -248,8 +262,8 @@ class NodeReader:
         raw = txn.get(account_id.encode(), db=self._db[b"current"])
         if raw is None:
             return None
-        version = int(bytes(raw))
-        compiled = self._compiled_version(txn, account_id, version)
+        version = _version(raw)
+        compiled = self._compiled_version(txn, account_id, version, raw[8:])
         if compiled is not None:
             self._last_versions[account_id] = version
             self._last_versions.move_to_end(account_id)
@@ -257,14 +271,15 @@ class NodeReader:
                 self._last_versions.popitem(last=False)
         return compiled
 
-    def _compiled_version(self, txn: lmdb.Transaction, account_id: str, version: int) -> CompiledAccount | None:
+    def _compiled_version(self, txn: lmdb.Transaction, account_id: str, version: int,
+                          part: bytes | memoryview | None = None) -> CompiledAccount | None:
         key = (account_id, version)
         compiled = self._compiled.get(key)
         if compiled is not None:
             self._compiled.move_to_end(key)
             self.stats["hits"] += 1
             return compiled
-        raw = txn.get(version_key(account_id, version), db=self._db[b"decision"])
+        raw = part if part is not None else txn.get(version_key(account_id, version), db=self._db[b"decision"])
         if raw is None:
             return None
         self.stats["misses"] += 1

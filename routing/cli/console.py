@@ -787,8 +787,8 @@ def bench_nodes(node_counts: str, rates: str, seconds: float, children: int, wor
 @bench.command(name="scale")
 @click.option("--accounts", default=10_000, show_default=True, type=click.IntRange(1, 100_000), help="Generated accounts (2 numbers each).")
 @click.option("--cps", default=200, show_default=True, type=click.IntRange(1, 2000), help="Calls per second.")
-@click.option("--cache", "cache_limit", default=1000, show_default=True, type=click.IntRange(1, 100_000),
-              help="Compiled accounts each Kamailio worker keeps (VOFFICE_CACHE_ACCOUNTS).")
+@click.option("--cache", "cache_limit", default=10_000, show_default=True, type=click.IntRange(1, 100_000),
+              help="Decision forms each Kamailio worker keeps in its LRU (VOFFICE_CACHE_ACCOUNTS; every account is in the node store).")
 @click.option("--calls", default=None, type=click.IntRange(1, 1_000_000), help="Calls to place (default: every number once).")
 @click.option("--children", default=4, show_default=True, type=click.IntRange(1, 64), help="Kamailio children.")
 @click.option("--workdir", type=click.Path(file_okay=False), default=None, help="Logs and sipp statistics (default: a new temporary folder).")

@@ -218,8 +218,11 @@ class NodeReader:
         return self._last_versions[account_id]
 
     def account_version(self, account_id: str, version: int) -> CompiledAccount | None:
+        """A specific version (a call keeps the version it started with), None once the
+        mirror has purged it, even if this worker's LRU still holds its decision form."""
         with self._begin() as txn:
-            return self._compiled_version(txn, account_id, version)
+            part = txn.get(version_key(account_id, version), db=self._db[b"decision"])
+            return self._compiled_version(txn, account_id, version, part) if part is not None else None
 
     def warm(self, preload: int = 0) -> None:
         """Nothing to preload: every account is already on this machine."""

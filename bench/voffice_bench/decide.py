@@ -127,10 +127,10 @@ def _bench(template: dict[str, Any], accounts: int, decisions: int, url: str, wo
 
     r = configs.connect(url, timeout=30)
     t0 = time.perf_counter()
-    validated = validate_paths([str(files_dir)])
+    validated = validate_paths([str(files_dir)], with_compiled=True)
     t1 = time.perf_counter()
     assert validated.ok, validated.problems[:3]
-    changes, problems = configs.plan_load(r, validated.documents)
+    changes, problems = configs.plan_load(r, validated.documents, validated.compiled)
     assert not problems
     t2 = time.perf_counter()
     result = configs.apply_load(r, changes)

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import date
 from functools import lru_cache, partial
 from pathlib import Path
@@ -31,6 +30,7 @@ from zoneinfo import ZoneInfo
 import jsonschema
 from jsonschema.exceptions import ValidationError
 
+from routing.core.bulk import parallel_map, paused_gc, workers_for
 from routing.core.compiler import minutes
 from routing.core.day_type import DEFAULT_WEEKEND, WEEKDAY_NAMES, known_country, national_year
 from routing.core.notify_targets import email_problem, webhook_problem
@@ -394,6 +394,7 @@ class _Checker:
         self.used: dict[str, set[Any]] = {c: set() for c in COLLECTIONS}
         self.specific: set[str] = set()  # pointers whose error here replaces the schema's message
         self.odd_strings = _may_hold(doc, _CONTROL_OR_INVISIBLE)  # False: no control or invisible character
+        self.compiled: dict[str, Any] | None = None  # the compiled form, once the warning checks made it
 
     def error(self, where: str, message: str) -> None:
         self.problems.append(Problem(self.file, where, message, ERROR))
@@ -436,6 +437,7 @@ class _Checker:
             plain = compile_account(self.doc)
         except (KeyError, ValueError, TypeError):
             return
+        self.compiled = plain
         for i, group in _items(self.doc, "groups"):
             ident = _str(group.get("id"))
             if ident is None or ident not in plain["groups"]:
@@ -815,8 +817,14 @@ def validate_document(doc: Any, file: str, *, allow_private_webhooks: bool = Fal
 
     allow_private_webhooks: let webhooks point at loopback, private, link-local addresses
     and internal host names (tests only)."""
+    return _validate_document(doc, file, allow_private_webhooks)[0]
+
+
+def _validate_document(doc: Any, file: str, allow_private_webhooks: bool) -> tuple[list[Problem], dict[str, Any] | None]:
+    """validate_document, and the compiled form the warning checks made of a valid document
+    (None if they made none), so a load need not compile it a second time."""
     if not isinstance(doc, dict):
-        return [Problem(file, "", f"the document must be a JSON object, not {_json_type(doc)}")]
+        return [Problem(file, "", f"the document must be a JSON object, not {_json_type(doc)}")], None
     schema_found = schema_problems(doc, file)
     checker = _Checker(doc, file, allow_private_webhooks)
     try:
@@ -828,7 +836,8 @@ def validate_document(doc: Any, file: str, *, allow_private_webhooks: bool = Fal
     # message replaces the schema's generic one for that value.
     specific = {p.pointer for p in meaning if p.severity == ERROR} | checker.specific
     problems = _one_per_value([p for p in schema_found if p.pointer not in specific])
-    return _dedupe(_name_invisible(problems + meaning, doc) if checker.odd_strings else problems + meaning)
+    found = _dedupe(_name_invisible(problems + meaning, doc) if checker.odd_strings else problems + meaning)
+    return found, None if has_errors(found) else checker.compiled
 
 
 def _one_per_value(problems: list[Problem]) -> list[Problem]:
@@ -881,44 +890,73 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
 class ValidatedSet:
     documents: list[tuple[str, dict[str, Any]]]  # (file, document) for every valid file
     problems: list[Problem]
+    compiled: dict[str, dict[str, Any]] = dataclass_field(default_factory=dict)  # file -> compiled form (with_compiled=True)
 
     @property
     def ok(self) -> bool:
         return not has_errors(self.problems)
 
 
-def validate_paths(paths: list[str], *, allow_private_webhooks: bool = False) -> ValidatedSet:
+def validate_paths(paths: list[str], *, allow_private_webhooks: bool = False, with_compiled: bool = False) -> ValidatedSet:
     """Validate files and directories as one set: across files, account ids and numbers
-    must be unique too (a number belongs to one account only)."""
+    must be unique too (a number belongs to one account only). Many files are validated
+    over every core (PARALLEL_FROM). with_compiled: also return each valid document's compiled
+    form (ValidatedSet.compiled), made where it was validated, for a load."""
     files, problems = expand_paths(paths)
     documents: list[tuple[str, dict[str, Any]]] = []
-    workers = min(os.cpu_count() or 1, 8)
-    one = partial(validate_file, allow_private_webhooks=allow_private_webhooks)
-    if len(files) >= PARALLEL_FROM and workers > 1:
-        chunk = max(1, len(files) // (workers * 4))
-        with ProcessPoolExecutor(workers) as pool:
-            results = list(pool.map(one, files, chunksize=chunk))
-    else:
-        results = [one(path) for path in files]
-    for path, (doc, found) in zip(files, results, strict=False):
+    compiled: dict[str, dict[str, Any]] = {}
+    one = partial(_check_file, allow_private_webhooks=allow_private_webhooks, with_compiled=with_compiled)
+    with paused_gc():
+        results = parallel_map(one, files, workers_for(len(files), PARALLEL_FROM))
+    for path, (doc, found, plain) in zip(files, results, strict=True):
         problems += found
         if doc is not None:
             documents.append((str(path), doc))
+            if plain is not None:
+                compiled[str(path)] = plain
     for across in cross_file_problems(documents):  # rare: read that file again for the position
         text, _ = read_text(Path(across.file))
         problems += located([across], text) if text else [across]
-    return ValidatedSet(documents, problems)
+    return ValidatedSet(documents, problems, compiled)
+
+
+def validate_documents(documents: list[tuple[str, Any]], *, allow_private_webhooks: bool = False) -> list[list[Problem]]:
+    """validate_document for each (file, document), over every core when there are many."""
+    one = partial(_validate_pair, allow_private_webhooks=allow_private_webhooks)
+    with paused_gc():
+        return parallel_map(one, documents, workers_for(len(documents), PARALLEL_FROM))
+
+
+def _validate_pair(item: tuple[str, Any], allow_private_webhooks: bool) -> list[Problem]:
+    return validate_document(item[1], item[0], allow_private_webhooks=allow_private_webhooks)
 
 
 def validate_file(path: Path, *, allow_private_webhooks: bool = False) -> tuple[dict[str, Any] | None, list[Problem]]:
     """(the document if it is valid, its problems, each with its line and column)."""
+    doc, problems, _ = _check_file(path, allow_private_webhooks=allow_private_webhooks, with_compiled=False)
+    return doc, problems
+
+
+def _check_file(path: Path, *, allow_private_webhooks: bool, with_compiled: bool) -> tuple[dict[str, Any] | None, list[Problem], dict[str, Any] | None]:
+    """validate_file, and (with_compiled) the valid document's compiled form: made by the
+    warning checks already, else here (None if the document cannot be compiled)."""
     text, problems = read_text(path)
     if problems:
-        return None, problems
+        return None, problems, None
     doc, problems = parse_document(text, str(path))
+    plain = None
     if not problems:
-        problems = validate_document(doc, str(path), allow_private_webhooks=allow_private_webhooks)
-    return (None if has_errors(problems) else doc), located(problems, text)
+        problems, plain = _validate_document(doc, str(path), allow_private_webhooks)
+    if has_errors(problems):
+        return None, located(problems, text), None
+    if with_compiled and plain is None:
+        from routing.core.compiler import compile_account
+
+        try:
+            plain = compile_account(doc)
+        except (KeyError, ValueError, TypeError):
+            plain = None
+    return doc, located(problems, text), plain if with_compiled else None
 
 
 def cross_file_problems(documents: list[tuple[str, dict[str, Any]]]) -> list[Problem]:

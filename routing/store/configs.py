@@ -41,6 +41,7 @@ from typing import Any
 import msgpack
 import redis
 
+from routing.core.bulk import paused_gc
 from routing.core.compiler import compile_account, document_sha256
 from routing.core.diff import summarize
 from routing.core.problems import Problem, errors, pointer
@@ -210,27 +211,54 @@ def read_source(r: redis.Redis, account: str, version: int) -> dict[str, Any] | 
     return json.loads(raw) if raw else None
 
 
-def plan_load(r: redis.Redis, documents: list[tuple[str, dict[str, Any]]]) -> tuple[list[PlannedChange], list[Problem]]:
-    """Compile every document and diff it against what Redis holds; nothing is written.
+BATCH = 2000  # commands per pipeline round trip: bounded buffers, few round trips
 
-    Also refuses numbers owned by an account that is not part of this load.
+
+def _pipelined(r: redis.Redis, calls: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+    """Run (method, args) Redis calls in pipelines of BATCH (no transaction), replies in order."""
+    replies: list[Any] = []
+    for start in range(0, len(calls), BATCH):
+        pipe = r.pipeline(transaction=False)
+        for method, args in calls[start:start + BATCH]:
+            getattr(pipe, method)(*args)
+        replies += pipe.execute()
+    return replies
+
+
+def plan_load(r: redis.Redis, documents: list[tuple[str, dict[str, Any]]],
+              compiled: dict[str, dict[str, Any]] | None = None) -> tuple[list[PlannedChange], list[Problem]]:
+    """Compile every document and diff it against what Redis holds; nothing is written.
+    `compiled`: file -> compiled form, where validation made it already (validate_paths
+    with_compiled=True); the other documents are compiled here.
+
+    Also refuses numbers owned by an account that is not part of this load. Redis is read
+    in a few pipelined round trips, not one per account.
     """
+    with paused_gc():  # see routing.core.bulk: a load holds every document at once
+        return _plan_load(r, documents, compiled or {})
+
+
+def _plan_load(r: redis.Redis, documents: list[tuple[str, dict[str, Any]]],
+               made: dict[str, dict[str, Any]]) -> tuple[list[PlannedChange], list[Problem]]:
     changes: list[PlannedChange] = []
     problems: list[Problem] = []
     loading = {doc["account"] for _, doc in documents}
     new_numbers = {n: doc["account"] for _, doc in documents for n in doc["numbers"]}
     owners = dict(zip(new_numbers, r.hmget("vo:numbers", list(new_numbers)), strict=False)) if new_numbers else {}
-    for file, doc in documents:
+    currents = [int(_decode(v) or 0) for v in _pipelined(r, [("hget", (account_key(doc["account"]), "current")) for _, doc in documents])]
+    sources = iter(_pipelined(r, [("get", (source_key(doc["account"], current),))
+                                   for (_, doc), current in zip(documents, currents, strict=True) if current]))
+    for (file, doc), current in zip(documents, currents, strict=True):
         account = doc["account"]
         for i, number in enumerate(doc["numbers"]):
             owner = _decode(owners.get(number))
             if owner and owner != account and owner not in loading:
                 problems.append(Problem(file, pointer("numbers", i), f"number {number} already belongs to loaded account {owner!r}"))
-        current = current_version(r, account)
-        old_doc = read_source(r, account, current) if current else None
-        compiled = compile_account(doc)
-        unchanged = old_doc is not None and document_sha256(old_doc) == compiled["sha256"]
-        changes.append(PlannedChange(file, account, doc, compiled, current, old_doc, summarize(old_doc, doc), unchanged))
+        raw = _decode(next(sources)) if current else None
+        old_doc = json.loads(raw) if raw else None
+        plain = made.get(file) or compile_account(doc)
+        unchanged = old_doc is not None and document_sha256(old_doc) == plain["sha256"]
+        changes.append(PlannedChange(file, account, doc, plain, current, old_doc, summarize(old_doc, doc), unchanged))
     return changes, problems
 
 
@@ -242,6 +270,11 @@ def apply_load(
     user: str | None = None,
 ) -> LoadResult:
     """Write new versions and swap them in atomically (see the module docstring)."""
+    with paused_gc():
+        return _apply_load(r, changes, keep, action, user)
+
+
+def _apply_load(r: redis.Redis, changes: list[PlannedChange], keep: int, action: str, user: str | None) -> LoadResult:
     todo = [c for c in changes if not c.unchanged]
     if not todo:
         return LoadResult(changes, {}, None)
@@ -250,14 +283,17 @@ def apply_load(
     versions: dict[str, int] = {}
     batch = []
     written: list[str] = []
+    seqs = _pipelined(r, [("hincrby", (account_key(change.account), "seq", 1)) for change in todo])
+    for change, seq in zip(todo, seqs, strict=True):
+        versions[change.account] = int(seq)
     pipe = r.pipeline(transaction=False)
-    for change in todo:
-        versions[change.account] = int(r.hincrby(account_key(change.account), "seq", 1))
-    for change in todo:
+    for count, change in enumerate(todo, 1):
         version = versions[change.account]
         keys = (version_key(change.account, version), source_key(change.account, version))
         pipe.set(keys[0], msgpack.packb(change.compiled, use_bin_type=True))
         pipe.set(keys[1], json.dumps(change.doc, ensure_ascii=False))
+        if count % BATCH == 0:
+            pipe.execute()  # a few MiB per round trip, not the whole load in one buffer
         written += keys
         entry = {
             "version": version,
@@ -296,15 +332,21 @@ def apply_load(
     try:
         outcome = r.eval(_SWAP, 0, json.dumps(batch), keep, int(now), json.dumps(payload), uuid.uuid4().hex)
     except redis.RedisError:
-        r.delete(*written)
+        _delete(r, written)
         raise
     status = [_decode(x) for x in outcome]
     if status[0] != "ok":
-        r.delete(*written)
+        _delete(r, written)
         if status[0] == "conflict":
             raise StoreError(f"account {status[1]!r} changed to version {status[2]} while loading; nothing was loaded, run the load again")
         raise StoreError(f"number {status[1]} belongs to account {status[2]!r}; nothing was loaded")
     return LoadResult(changes, versions, int(status[1] or 0))
+
+
+def _delete(r: redis.Redis, keys: list[str]) -> None:
+    """Delete the blobs a refused load wrote (nothing points at them), BATCH keys a command."""
+    for start in range(0, len(keys), BATCH):
+        r.delete(*keys[start:start + BATCH])
 
 
 def rollback(r: redis.Redis, account: str, to: int | None = None, keep: int = DEFAULT_KEEP, *,

@@ -4,6 +4,7 @@ should answer exactly as jsonschema does (otherwise valid documents take the slo
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -127,3 +128,5 @@ def test_may_hold_misses_no_control_or_invisible_character(value: Any, char: str
     doc = {(f"k{char}" if as_key else "k"): value, "v": [f"a{char}b"]}
     holds = any(validation._CONTROL_OR_INVISIBLE.search(text) for _, text in validation._walk_strings(doc))
     assert validation._may_hold(doc, validation._CONTROL_OR_INVISIBLE) or not holds
+    for text in (json.dumps(doc), json.dumps(doc, ensure_ascii=False, indent="\t"), json.dumps(doc, ensure_ascii=False, indent=2)):
+        assert validation._text_may_hold(text) or not holds

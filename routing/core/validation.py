@@ -51,6 +51,8 @@ MAX_WAVE = 50  # phones one wave may ring before validation warns
 MAX_RING_SECONDS = 600  # a group's whole ringing plan, before validation warns
 INVISIBLE = re.compile(r"[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 _CONTROL_OR_INVISIBLE = re.compile(f"{CONTROL.pattern}|{INVISIBLE.pattern}")
+# The same in JSON text, but for the whitespace JSON allows between values (\t \n \r).
+_CONTROL_OR_INVISIBLE_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]|" + INVISIBLE.pattern)
 COLLECTIONS = (
     "operators", "groups", "sounds", "operations", "schedules", "caller_lists", "scenarios", "rules",
 )
@@ -337,6 +339,13 @@ def _may_hold(doc: Any, pattern: re.Pattern[str]) -> bool:
     return "\\" in text or pattern.search(text) is not None
 
 
+def _text_may_hold(text: str) -> bool:
+    """_may_hold(doc, _CONTROL_OR_INVISIBLE) for the document parsed from `text`, cheaper: in
+    strict JSON text a string holds C0 controls only as escapes (a backslash), and a tab or
+    a line break outside strings is whitespace between values."""
+    return "\\" in text or _CONTROL_OR_INVISIBLE_IN_TEXT.search(text) is not None
+
+
 def _walk_strings(value: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[tuple[str | int, ...], str]]:
     if isinstance(value, str):
         yield path, value
@@ -386,14 +395,15 @@ def did_you_mean(ref: Any, known: Any) -> str:
 
 
 class _Checker:
-    def __init__(self, doc: dict[str, Any], file: str, allow_private_webhooks: bool = False):
+    def __init__(self, doc: dict[str, Any], file: str, allow_private_webhooks: bool = False, text: str | None = None):
         self.doc = doc
         self.file = file
         self.allow_private_webhooks = allow_private_webhooks
         self.problems: list[Problem] = []
         self.used: dict[str, set[Any]] = {c: set() for c in COLLECTIONS}
         self.specific: set[str] = set()  # pointers whose error here replaces the schema's message
-        self.odd_strings = _may_hold(doc, _CONTROL_OR_INVISIBLE)  # False: no control or invisible character
+        # False: no string holds a control or invisible character (`text`: the JSON doc was parsed from)
+        self.odd_strings = _text_may_hold(text) if text is not None else _may_hold(doc, _CONTROL_OR_INVISIBLE)
         self.compiled: dict[str, Any] | None = None  # the compiled form, once the warning checks made it
 
     def error(self, where: str, message: str) -> None:
@@ -820,13 +830,15 @@ def validate_document(doc: Any, file: str, *, allow_private_webhooks: bool = Fal
     return _validate_document(doc, file, allow_private_webhooks)[0]
 
 
-def _validate_document(doc: Any, file: str, allow_private_webhooks: bool) -> tuple[list[Problem], dict[str, Any] | None]:
+def _validate_document(doc: Any, file: str, allow_private_webhooks: bool,
+                       text: str | None = None) -> tuple[list[Problem], dict[str, Any] | None]:
     """validate_document, and the compiled form the warning checks made of a valid document
-    (None if they made none), so a load need not compile it a second time."""
+    (None if they made none), so a load need not compile it a second time. `text`: the
+    JSON text `doc` was parsed from, when there is one."""
     if not isinstance(doc, dict):
         return [Problem(file, "", f"the document must be a JSON object, not {_json_type(doc)}")], None
     schema_found = schema_problems(doc, file)
-    checker = _Checker(doc, file, allow_private_webhooks)
+    checker = _Checker(doc, file, allow_private_webhooks, text)
     try:
         meaning = checker.run(schema_valid=not schema_found)
     except RecursionError:
@@ -946,7 +958,7 @@ def _check_file(path: Path, *, allow_private_webhooks: bool, with_compiled: bool
     doc, problems = parse_document(text, str(path))
     plain = None
     if not problems:
-        problems, plain = _validate_document(doc, str(path), allow_private_webhooks)
+        problems, plain = _validate_document(doc, str(path), allow_private_webhooks, text)
     if has_errors(problems):
         return None, located(problems, text), None
     if with_compiled and plain is None:

@@ -106,13 +106,22 @@ class _Compiler:
         checks: list[Check] = []
         if "$ref" in schema:
             checks.append(self.ref(schema["$ref"]))
-        if "type" in schema:
+        # One type and keywords of that type: one closure checks both (half the calls).
+        kind = schema.get("type")
+        by_kind = {"object": self.objects, "array": self.arrays, "string": self.strings, "integer": self.numbers,
+                   "number": self.numbers}
+        own = by_kind.get(kind) if isinstance(kind, str) else None
+        fused = own(schema, kind) if own is not None and isinstance(kind, str) else []
+        if "type" in schema and not fused:
             checks.append(self.type(schema["type"]))
         if "enum" in schema:
             checks.append(self.enum(schema["enum"]))
         if "const" in schema:
             checks.append(self.enum([schema["const"]]))
-        checks += self.objects(schema) + self.arrays(schema) + self.strings(schema) + self.numbers(schema)
+        checks += fused
+        for keywords in (self.objects, self.arrays, self.strings, self.numbers):
+            if not (fused and keywords == own):
+                checks += keywords(schema, None)
         for sub in schema.get("allOf", []):
             checks.append(self.node(sub))
         if "anyOf" in schema:
@@ -159,7 +168,8 @@ class _Compiler:
         allowed = frozenset((type(v), v) for v in values)
         return lambda x: isinstance(x, _SCALARS) and (type(x), x) in allowed
 
-    def objects(self, schema: dict[str, Any]) -> list[Check]:
+    def objects(self, schema: dict[str, Any], kind: str | None) -> list[Check]:
+        """The object keywords; with `kind` ("object"), a non-object fails too."""
         if not {"properties", "required", "additionalProperties", "propertyNames", "minProperties",
                 "maxProperties"} & set(schema):
             return []
@@ -169,10 +179,11 @@ class _Compiler:
         names = self.node(schema["propertyNames"]) if "propertyNames" in schema else None
         least = schema.get("minProperties", 0)
         most = schema.get("maxProperties")
+        other = kind is None
 
         def check(x: Any) -> bool:
             if not isinstance(x, dict):
-                return True
+                return other
             if len(x) < least or (most is not None and len(x) > most):
                 return False
             for name in required:
@@ -191,7 +202,8 @@ class _Compiler:
 
         return [check]
 
-    def arrays(self, schema: dict[str, Any]) -> list[Check]:
+    def arrays(self, schema: dict[str, Any], kind: str | None) -> list[Check]:
+        """The array keywords; with `kind` ("array"), a non-array fails too."""
         if not {"items", "prefixItems", "minItems", "maxItems", "uniqueItems"} & set(schema):
             return []
         prefix = [self.node(sub) for sub in schema.get("prefixItems", [])]
@@ -199,10 +211,11 @@ class _Compiler:
         least = schema.get("minItems", 0)
         most = schema.get("maxItems")
         unique = schema.get("uniqueItems") is True
+        other = kind is None
 
         def check(x: Any) -> bool:
             if not isinstance(x, list):
-                return True
+                return other
             if len(x) < least or (most is not None and len(x) > most):
                 return False
             for sub, item in zip(prefix, x, strict=False):
@@ -217,23 +230,26 @@ class _Compiler:
 
         return [check]
 
-    def strings(self, schema: dict[str, Any]) -> list[Check]:
+    def strings(self, schema: dict[str, Any], kind: str | None) -> list[Check]:
+        """The string keywords; with `kind` ("string"), a non-string fails too."""
         if not {"pattern", "minLength", "maxLength"} & set(schema):
             return []
         search = re.compile(schema["pattern"]).search if "pattern" in schema else None
         least = schema.get("minLength", 0)
         most = schema.get("maxLength")
+        other = kind is None
 
         def check(x: Any) -> bool:
             if not isinstance(x, str):
-                return True
+                return other
             if len(x) < least or (most is not None and len(x) > most):
                 return False
             return search is None or search(x) is not None
 
         return [check]
 
-    def numbers(self, schema: dict[str, Any]) -> list[Check]:
+    def numbers(self, schema: dict[str, Any], kind: str | None) -> list[Check]:
+        """The number keywords; with `kind` ("integer" or "number"), anything else fails too."""
         limits = [(k, schema[k]) for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum") if k in schema]
         if not limits:
             return []
@@ -243,10 +259,11 @@ class _Compiler:
         high = schema.get("maximum")
         low_ex = schema.get("exclusiveMinimum")
         high_ex = schema.get("exclusiveMaximum")
+        of_kind = _TYPES[kind] if kind is not None else _is_number
 
         def check(x: Any) -> bool:
-            if not _is_number(x):
-                return True
+            if not of_kind(x):
+                return kind is None and not _is_number(x)
             return ((low is None or x >= low) and (high is None or x <= high)
                     and (low_ex is None or x > low_ex) and (high_ex is None or x < high_ex))
 

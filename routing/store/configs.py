@@ -286,14 +286,15 @@ def _apply_load(r: redis.Redis, changes: list[PlannedChange], keep: int, action:
     seqs = _pipelined(r, [("hincrby", (account_key(change.account), "seq", 1)) for change in todo])
     for change, seq in zip(todo, seqs, strict=True):
         versions[change.account] = int(seq)
-    pipe = r.pipeline(transaction=False)
-    for count, change in enumerate(todo, 1):
+    blobs: dict[str, bytes | str] = {}
+    for change in todo:
         version = versions[change.account]
         keys = (version_key(change.account, version), source_key(change.account, version))
-        pipe.set(keys[0], msgpack.packb(change.compiled, use_bin_type=True))
-        pipe.set(keys[1], json.dumps(change.doc, ensure_ascii=False))
-        if count % BATCH == 0:
-            pipe.execute()  # a few MiB per round trip, not the whole load in one buffer
+        blobs[keys[0]] = msgpack.packb(change.compiled, use_bin_type=True)
+        blobs[keys[1]] = json.dumps(change.doc, ensure_ascii=False)
+        if len(blobs) >= BATCH:
+            r.mset(blobs)  # one command per BATCH keys: a few MiB per round trip, one reply
+            blobs = {}
         written += keys
         entry = {
             "version": version,
@@ -317,7 +318,8 @@ def _apply_load(r: redis.Redis, changes: list[PlannedChange], keep: int, action:
                 "entry": json.dumps(entry, ensure_ascii=False),
             }
         )
-    pipe.execute()
+    if blobs:
+        r.mset(blobs)
     released = {
         n: None
         for c in todo

@@ -18,7 +18,7 @@ from .fuzz_targets import BASE_DOCUMENTS, JSON_VALUES, mutated_documents
 
 
 def jsonschema_valid(schema: Any, instance: Any) -> bool:
-    return not any(validation._Draft(schema).iter_errors(instance))
+    return not any(validation._draft()(schema).iter_errors(instance))
 
 
 def fast_valid(schema: Any, instance: Any) -> bool:

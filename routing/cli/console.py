@@ -168,7 +168,7 @@ def _planned(paths: tuple[str, ...], redis_url: str | None,
     if errors:
         _print_problems(errors, False)
         fail(f"{len(errors)} error(s); nothing was loaded")
-    r = configs.connect(redis_url)
+    r = configs.connect(redis_url, timeout=configs.bulk_timeout(len(result.documents)), connect_timeout=2.0)
     changes, problems = configs.plan_load(r, result.documents, result.compiled)
     if problems:
         _print_problems(problems, False)

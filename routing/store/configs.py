@@ -77,12 +77,18 @@ def utc(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
-def connect(url: str | None = None, timeout: float = 2.0) -> redis.Redis:
+def connect(url: str | None = None, timeout: float = 2.0, connect_timeout: float | None = None) -> redis.Redis:
     chosen = redis_url(url)
     try:
-        return redis_client.client(chosen, timeout=timeout)
+        return redis_client.client(chosen, timeout=timeout, connect_timeout=connect_timeout)
     except redis_client.BadURL as exc:  # a scheme redis-py does not know, a bad port, ...
         raise BadRedisURL(f"--redis {shown_url(chosen)!r}: {exc}") from None
+
+
+def bulk_timeout(accounts: int) -> float:
+    """Seconds to wait for a reply when loading `accounts` at once: the swap script runs
+    ~25 us per account (2.5 s for 100,000), longer than a command's usual 2 s."""
+    return max(2.0, accounts / 1000)
 
 
 def account_key(account: str) -> str:
@@ -333,7 +339,18 @@ def _apply_load(r: redis.Redis, changes: list[PlannedChange], keep: int, action:
     }
     try:
         outcome = r.eval(_SWAP, 0, json.dumps(batch), keep, int(now), json.dumps(payload), uuid.uuid4().hex)
-    except redis.RedisError:
+    except redis.RedisError as exc:
+        # No reply is not "not run": a script that outlived the client's timeout, or whose
+        # reply a dropped connection lost, still swaps everything. The blobs may go only if
+        # the first account is provably not at its new version (the swap is all or nothing).
+        first = todo[0]
+        try:
+            now_at = current_version(r, first.account)
+        except redis.RedisError:
+            raise StoreError(f"the swap got no reply ({exc}) and Redis cannot say whether it ran: check with "
+                             f"`voffice show {first.account}` (loaded if at v{versions[first.account]})") from None
+        if now_at == versions[first.account]:
+            return LoadResult(changes, versions, None)  # it ran: loaded
         _delete(r, written)
         raise
     status = [_decode(x) for x in outcome]

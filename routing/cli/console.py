@@ -16,6 +16,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 import redis
 
+from routing.core.bulk import paused_gc
 from routing.core.compiler import compile_account
 from routing.core.engine import CompiledAccount
 from routing.core.numbers import did_candidates
@@ -49,6 +50,20 @@ class UsageProblem(UserError):
 
 def usage(message: str) -> NoReturn:
     raise UsageProblem(message)
+
+
+def _bulk(fn: F) -> F:
+    """For commands that may hold 100,000 documents at once (plan, load): no cyclic garbage
+    collection while they run (routing.core.bulk.paused_gc), between the bulk steps too;
+    otherwise each collection walks every document read so far (~15 s of a 100,000-account
+    load, measured)."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with paused_gc():
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def user_errors(fn: F) -> F:
@@ -140,13 +155,14 @@ def _print_problems(problems: list[Problem], as_json: bool, show_all: bool = Fal
 def validate(paths: tuple[str, ...], as_json: bool, show_all: bool) -> None:
     """Check account documents: schema, meaning, and across files (directories are read
     recursively). Exit 1 if any is invalid."""
-    result = validate_paths(list(paths), allow_private_webhooks=private_webhooks())
-    _print_problems(result.problems, as_json, show_all)
-    if not as_json:
-        errors = len(only_errors(result.problems))
-        warnings = len(result.problems) - errors
-        n = len(result.documents)
-        click.echo(f"{n} valid account(s), {errors} error(s), {warnings} warning(s)", err=not result.ok)
+    with paused_gc():  # see _bulk
+        result = validate_paths(list(paths), allow_private_webhooks=private_webhooks())
+        _print_problems(result.problems, as_json, show_all)
+        if not as_json:
+            errors = len(only_errors(result.problems))
+            warnings = len(result.problems) - errors
+            n = len(result.documents)
+            click.echo(f"{n} valid account(s), {errors} error(s), {warnings} warning(s)", err=not result.ok)
     sys.exit(0 if result.ok else 1)
 
 
@@ -260,6 +276,7 @@ def _expectations(values: tuple[str, ...]) -> dict[str, int]:
               help="Also save the plan (the documents and the versions planned against) for `voffice load --plan PLAN`.")
 @redis_option
 @user_errors
+@_bulk
 def plan(paths: tuple[str, ...], detailed_exitcode: bool, out_path: str | None, redis_url: str | None) -> None:
     """What `load` would change, field by field, the warnings it would bring, and the version
     each account is planned against; changes nothing. Directories are read recursively."""
@@ -292,6 +309,7 @@ def plan(paths: tuple[str, ...], detailed_exitcode: bool, out_path: str | None, 
 @click.option("--quiet", "-q", is_flag=True, help="Print only the totals.")
 @redis_option
 @user_errors
+@_bulk
 def load(paths: tuple[str, ...], plan_path: str | None, dry_run: bool, expect: tuple[str, ...], fail_on_warning: bool,
          keep: int | None, quiet: bool, redis_url: str | None) -> None:
     """Validate every file, then swap all accounts to their new versions atomically.

@@ -927,12 +927,16 @@ def validate_paths(paths: list[str], *, allow_private_webhooks: bool = False, wi
     must be unique too (a number belongs to one account only). Many files are validated
     over every core (PARALLEL_FROM). with_compiled: also return each valid document's compiled
     form (ValidatedSet.compiled), made where it was validated, for a load."""
+    with paused_gc():  # the whole time: collecting would walk every document made so far
+        return _validate_paths(paths, allow_private_webhooks, with_compiled)
+
+
+def _validate_paths(paths: list[str], allow_private_webhooks: bool, with_compiled: bool) -> ValidatedSet:
     files, problems = expand_paths(paths)
     documents: list[tuple[str, dict[str, Any]]] = []
     compiled: dict[str, dict[str, Any]] = {}
     one = partial(_check_file, allow_private_webhooks=allow_private_webhooks, with_compiled=with_compiled)
-    with paused_gc():
-        results = parallel_map(one, files, workers_for(len(files), PARALLEL_FROM))
+    results = parallel_map(one, files, workers_for(len(files), PARALLEL_FROM))
     for path, (doc, found, plain) in zip(files, results, strict=True):
         problems += found
         if doc is not None:

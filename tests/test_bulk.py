@@ -51,3 +51,13 @@ def test_parallel_map_keeps_the_order(monkeypatch: pytest.MonkeyPatch) -> None:
     assert bulk.parallel_map(square, items, 2) == bulk.parallel_map(square, items, 1) == [i * i for i in items]
     monkeypatch.setattr(bulk.os, "cpu_count", lambda: 2)
     assert bulk.workers_for(199, 200) == 1 and bulk.workers_for(200, 200) == 2
+
+
+def collector_state(_: int) -> tuple[bool, int]:
+    return gc.isenabled(), gc.get_freeze_count()
+
+
+def test_workers_collect_what_they_make_and_freeze_what_they_inherit() -> None:
+    with bulk.paused_gc():
+        states = bulk.parallel_map(collector_state, list(range(4)), 2)
+    assert all(enabled and frozen > 0 for enabled, frozen in states)

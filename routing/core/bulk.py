@@ -59,5 +59,13 @@ def parallel_map(fn: Callable[[T], R], items: list[T], workers: int) -> list[R]:
     if workers <= 1:
         return [fn(item) for item in items]
     chunk = max(1, min(500, len(items) // (workers * 8)))
-    with paused_gc(), ProcessPoolExecutor(workers, initializer=gc.freeze) as pool:
+    with paused_gc(), ProcessPoolExecutor(workers, initializer=_start_worker) as pool:
         return list(pool.map(fn, items, chunksize=chunk))
+
+
+def _start_worker() -> None:
+    """A worker forks from a parent whose collector is paused: the inherited heap is frozen
+    (never walked, its pages never written), the collector on for what the worker makes
+    (an invalid document's jsonschema errors hold cycles)."""
+    gc.freeze()
+    gc.enable()

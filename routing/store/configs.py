@@ -25,7 +25,10 @@ catches up from, so it never serves an old version for want of a message.
 A load writes the new versions' blobs first (invisible: nothing points at them), then one
 Lua script checks that no account moved since we read it and no number belongs to another
 account, and swaps every account's pointer and number mapping at once. Readers therefore
-see all accounts of a load switch together, or none.
+see all accounts of a load switch together, or none. A big load reads and writes in
+pipelines and MSETs of BATCH commands or keys; its swap script runs ~25 us per account, so a
+client loading many accounts waits `bulk_timeout` for replies, and a swap that got no reply
+is checked (it may have run) before its blobs are deleted.
 """
 
 from __future__ import annotations

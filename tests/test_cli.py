@@ -195,3 +195,71 @@ def test_coverage_text_and_png(tmp_path: Path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bad = voffice("coverage", "--config", str(SEED), "--week", "2026-W99")
     assert bad.returncode == 2 and bad.stderr.startswith("voffice: error: --week:")
+
+
+def test_load_counts_only_the_warnings_a_change_brings_validating_each_version_once(
+        monkeypatch: pytest.MonkeyPatch, seed_doc: dict[str, Any]) -> None:
+    """load/plan reuse the warnings validation found in the new versions, and validate a
+    current version only when the new one has a warning; what they report is what validating
+    both versions of every change says."""
+    import copy
+
+    from routing.cli import console
+    from routing.core import validation
+    from routing.core.problems import WARNING
+    from routing.store.configs import PlannedChange
+
+    def doc(account: str, change: Any = None) -> dict[str, Any]:
+        out = copy.deepcopy(seed_doc)
+        out["account"] = account
+        if change:
+            change(out)
+        return out
+
+    def no_evening_gap(d: dict[str, Any]) -> None:  # the seed's one warning gone
+        d["rules"].append({"id": "r9", "name": "Always", "priority": 99, "schedule": "always", "caller_list": None,
+                           "scenario": d["default_scenario"]})
+        d["schedules"].append({"id": "always", "name": "Always", "days": ["working", "weekend", "holiday"]})
+
+    def disable_r2(d: dict[str, Any]) -> None:
+        next(r for r in d["rules"] if r["id"] == "r2")["enabled"] = False
+
+    def rename(d: dict[str, Any]) -> None:
+        d["name"] = "Renamed"
+
+    pairs = {  # account: (current version, new version)
+        "new": (None, doc("new")),
+        "same-warning": (doc("same-warning"), doc("same-warning", rename)),
+        "more-warnings": (doc("more-warnings"), doc("more-warnings", disable_r2)),
+        "clean": (doc("clean"), doc("clean", no_evening_gap)),
+    }
+    changes = [PlannedChange(f"{a}.json", a, new, {}, 0 if old is None else 1, old, [], False) for a, (old, new) in pairs.items()]
+    changes.append(PlannedChange("unchanged.json", "unchanged", doc("unchanged"), {}, 1, doc("unchanged"), [], True))
+    found = {c.file: validation.validate_document(c.doc, c.file) for c in changes}
+    assert not any(p.severity == WARNING for p in found["clean.json"])
+
+    validated: list[str] = []
+    real = validation.validate_documents
+
+    def counting(documents: list[tuple[str, Any]], **kwargs: Any) -> Any:
+        validated.extend(file for file, _ in documents)
+        return real(documents, **kwargs)
+
+    monkeypatch.setattr(validation, "validate_documents", counting)
+    introduced = console._introduced(changes, found)
+    assert sorted(validated) == ["more-warnings.json", "same-warning.json"]  # the current versions with a warning to compare
+
+    def expected(change: PlannedChange) -> list[tuple[str, str]]:
+        def warnings(d: dict[str, Any]) -> list[tuple[str, str]]:
+            return [(p.pointer, p.message) for p in validation.validate_document(d, change.file) if p.severity == WARNING]
+        new = warnings(change.doc)
+        return new if change.old_doc is None else [w for w in new if w not in warnings(change.old_doc)]
+
+    assert set(introduced) == set(pairs)
+    for change in changes[:4]:
+        assert [(p.pointer, p.message) for p in introduced[change.account]] == expected(change), change.account
+    assert introduced["new"] and not introduced["same-warning"] and introduced["more-warnings"] and not introduced["clean"]
+    validated.clear()
+    assert console._introduced(changes) == introduced  # without the warnings at hand: validated here, same answer
+    assert validated == ["new.json", "same-warning.json", "more-warnings.json", "clean.json",  # the new versions
+                         "same-warning.json", "more-warnings.json"]  # the current ones, as above

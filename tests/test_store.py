@@ -100,6 +100,37 @@ def test_swap_is_atomic_and_refuses_a_concurrent_change(redis_server: RedisServe
     assert set(r.keys("*")) == keys_before  # the blobs written for the refused load are gone
 
 
+@pytest.mark.parametrize("ran", [True, False])
+def test_a_swap_without_a_reply_keeps_its_blobs_if_it_ran(redis_server: RedisServer, seed_doc: dict[str, Any], tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch, ran: bool) -> None:
+    """A swap script that outlives the client's timeout (a load of 100,000 accounts) still
+    swaps: its blobs are current versions then, and deleting them would leave accounts
+    pointing at nothing. They go only when the swap provably did not happen."""
+    r = configs.connect(redis_server.url)
+    load(r, str(SEED))
+    path = write(tmp_path, "seed.json", {**seed_doc, "name": "Renamed"})
+    validated = validate_paths([path], with_compiled=True)
+    changes, _ = configs.plan_load(r, validated.documents, validated.compiled)
+    keys_before = set(r.keys("*"))
+    real_eval = r.eval
+
+    def eval_without_reply(*args: Any) -> Any:
+        if ran:
+            real_eval(*args)
+        raise redis.TimeoutError("Timeout reading from socket")
+
+    monkeypatch.setattr(r, "eval", eval_without_reply)
+    if ran:
+        assert configs.apply_load(r, changes).versions == {"berry-demo": 2}
+        assert configs.describe(r, "berry-demo")["document"]["name"] == "Renamed"
+        assert r.get(configs.version_key("berry-demo", 2)) is not None
+    else:
+        with pytest.raises(redis.TimeoutError):
+            configs.apply_load(r, changes)
+        assert configs.current_version(r, "berry-demo") == 1
+        assert set(r.keys("*")) == keys_before
+
+
 def test_two_accounts_two_numbers_and_moving_a_number(redis_server: RedisServer, seed_doc: dict[str, Any], tmp_path: Path) -> None:
     r = configs.connect(redis_server.url)
     a = other_account(seed_doc, "alpha", "+74950000001")

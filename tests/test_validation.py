@@ -711,10 +711,11 @@ def test_validate_paths_threads_the_private_webhook_option(tmp_path: Path) -> No
 
 
 def test_validate_paths_threads_the_option_through_the_process_pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import routing.core.bulk as bulk
     import routing.core.validation as validation
 
     monkeypatch.setattr(validation, "PARALLEL_FROM", 2)
-    monkeypatch.setattr(validation.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(bulk.os, "cpu_count", lambda: 2)
     paths = []
     for i in range(3):
         doc = seed()
@@ -726,6 +727,60 @@ def test_validate_paths_threads_the_option_through_the_process_pool(tmp_path: Pa
     allowed = validation.validate_paths(paths, allow_private_webhooks=True)
     assert allowed.ok, show(allowed.problems)
     assert len(allowed.documents) == 3
+
+
+def test_parallel_validation_reports_exactly_what_serial_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over a process pool (many files) and in this process (few), the same documents, the
+    same compiled forms, and the same problems in the same order, with their positions."""
+    import routing.core.bulk as bulk
+    import routing.core.validation as validation
+
+    (tmp_path / "sub").mkdir()
+    for i in range(12):
+        doc = seed()
+        doc["account"] = f"acc-{i:02d}"
+        doc["numbers"] = [f"+749512345{i:02d}"]
+        if i % 3 == 1:  # a schema error and a meaning error
+            doc["timezone"] = 7
+            doc["rules"][0]["scenario"] = "nowhere"
+        if i == 5:  # a number another file has: a problem across files
+            doc["numbers"] = ["+74951234500"]
+        write(tmp_path / ("sub" if i % 2 else "") / f"{i:02d}.json", doc)
+    (tmp_path / "broken.json").write_text('{"account": "x",\n  "numbers": [1, 2,]}', encoding="utf-8")
+    (tmp_path / "dup.json").write_text('{"account": "a", "account": "b"}', encoding="utf-8")
+    (tmp_path / "empty.json").write_text("", encoding="utf-8")
+
+    monkeypatch.setattr(bulk.os, "cpu_count", lambda: 2)
+    spawned: list[int] = []
+    real_map = bulk.parallel_map
+
+    def counting_map(fn: Callable[[Any], Any], items: list[Any], workers: int) -> list[Any]:
+        spawned.append(workers)
+        return real_map(fn, items, workers)
+
+    monkeypatch.setattr(validation, "parallel_map", counting_map)
+    monkeypatch.setattr(validation, "PARALLEL_FROM", 10**6)
+    serial = validation.validate_paths([str(tmp_path)], with_compiled=True)
+    monkeypatch.setattr(validation, "PARALLEL_FROM", 2)
+    parallel = validation.validate_paths([str(tmp_path)], with_compiled=True)
+    assert spawned == [1, 2]
+
+    assert parallel.problems == serial.problems
+    assert parallel.documents == serial.documents
+    assert parallel.compiled == serial.compiled
+    assert len(serial.documents) == 8 and set(serial.compiled) == {file for file, _ in serial.documents}
+    lines = [p.line() for p in serial.problems]
+    assert any(p.at is not None and p.pointer == "/timezone" for p in serial.problems), "\n".join(lines)
+    assert any("already belongs to account" in p.message and p.at is not None for p in serial.problems), "\n".join(lines)
+    assert any(p.file.endswith("broken.json") and "not valid JSON at line 2" in p.message for p in serial.problems)
+
+    # documents already parsed (a saved plan's, the versions a load replaces): the same too
+    monkeypatch.setattr(validation, "PARALLEL_FROM", 10**6)
+    one_by_one = validation.validate_documents(serial.documents)
+    monkeypatch.setattr(validation, "PARALLEL_FROM", 2)
+    assert validation.validate_documents(serial.documents) == one_by_one
+    assert spawned == [1, 2, 1, 2]
+    assert one_by_one == [validation.validate_document(doc, file) for file, doc in serial.documents]
 
 
 def test_public_webhooks_are_valid() -> None:

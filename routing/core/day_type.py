@@ -50,8 +50,10 @@ def national_year(country: str | None, subdivision: str | None, year: int) -> Na
     return NationalYear(days, transfers, weekend)
 
 
+@lru_cache(maxsize=1024)
 def known_country(country: str, subdivision: str | None = None) -> str | None:
-    """None if python-holidays knows the country (and subdivision), else why not."""
+    """None if python-holidays knows the country (and subdivision), else why not (memoised:
+    a load of 100,000 accounts asks about a handful of countries)."""
     try:
         holidays.country_holidays(country, subdiv=subdivision, years=2026)
     except NotImplementedError:

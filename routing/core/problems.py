@@ -16,6 +16,11 @@ class Problem:
     severity: str = ERROR
     at: tuple[int, int] | None = None  # (line, column) in the file's text, where it has one
 
+    def __reduce__(self) -> tuple[type[Problem], tuple[str, str, str, str, tuple[int, int] | None]]:
+        """Pickled as its fields (a dataclass with slots pickles through dataclasses.fields(),
+        ~25 us a problem: a third of what a 100,000-file validation's pool sends back)."""
+        return Problem, (self.file, self.pointer, self.message, self.severity, self.at)
+
     def line(self) -> str:
         """`FILE:LINE:COLUMN: /pointer: message`, as compilers print, so editors jump there."""
         prefix = "warning: " if self.severity == WARNING else ""

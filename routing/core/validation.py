@@ -11,31 +11,39 @@ URLs) are re-checked by `notify_targets`, whose reason replaces the schema's pat
 
 Webhooks may point at loopback, private or link-local hosts only when the caller passes
 `allow_private_webhooks=True` (tests; the CLI reads VOFFICE_ALLOW_PRIVATE_WEBHOOKS=1).
+
+Speed (a load may hold 100,000 documents): the schema layer asks `schema_check` first and
+runs jsonschema, for its messages, only on a document that check faults; many files are
+validated over every core (routing.core.bulk, from PARALLEL_FROM files), each valid one
+compiled where it is validated when a load asks (`with_compiled`), with the same problems
+in the same order as in one process.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import date
 from functools import lru_cache, partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-import jsonschema
-from jsonschema.exceptions import ValidationError
-
+from routing.core.bulk import parallel_map, paused_gc, workers_for
 from routing.core.compiler import minutes
 from routing.core.day_type import DEFAULT_WEEKEND, WEEKDAY_NAMES, known_country, national_year
 from routing.core.notify_targets import email_problem, webhook_problem
 from routing.core.numbers import E164, SIP_URI, pattern_problem, to_e164
 from routing.core.problems import ERROR, WARNING, Problem, has_errors, located, pointer
+from routing.core.schema_check import Check, compile_check
+
+if TYPE_CHECKING:
+    import jsonschema
+    from jsonschema.exceptions import ValidationError
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "account.schema.json"
 MAX_FILE_BYTES = 5 * 1024 * 1024
@@ -49,6 +57,9 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # C0, DEL, C1 (U+009B
 MAX_WAVE = 50  # phones one wave may ring before validation warns
 MAX_RING_SECONDS = 600  # a group's whole ringing plan, before validation warns
 INVISIBLE = re.compile(r"[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+_CONTROL_OR_INVISIBLE = re.compile(f"{CONTROL.pattern}|{INVISIBLE.pattern}")
+# The same in JSON text, but for the whitespace JSON allows between values (\t \n \r).
+_CONTROL_OR_INVISIBLE_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]|" + INVISIBLE.pattern)
 COLLECTIONS = (
     "operators", "groups", "sounds", "operations", "schedules", "caller_lists", "scenarios", "rules",
 )
@@ -86,17 +97,36 @@ def _is_integer(checker: Any, value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-_Draft = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
-    jsonschema.Draft202012Validator,
-    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
-)
+@lru_cache(maxsize=1)
+def _draft() -> Any:
+    """Draft 2020-12 with our integer. jsonschema is imported here, not with this module:
+    valid documents never need it (see _valid_by_schema), and a one-account `voffice load`
+    starts ~0.1 s sooner without it."""
+    import jsonschema
+
+    return jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+        jsonschema.Draft202012Validator,
+        type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
+    )
+
+
+@lru_cache(maxsize=1)
+def _inlined_schema() -> dict[str, Any]:
+    full = schema()
+    inlined: dict[str, Any] = _inline_refs(full, full["$defs"])
+    return inlined
 
 
 @lru_cache(maxsize=1)
 def _validator() -> jsonschema.Draft202012Validator:
-    full = schema()
-    validator: jsonschema.Draft202012Validator = _Draft(_inline_refs(full, full["$defs"]))
+    validator: jsonschema.Draft202012Validator = _draft()(_inlined_schema())
     return validator
+
+
+@lru_cache(maxsize=1)
+def _valid_by_schema() -> Check | None:
+    """The fast yes/no of `schema_check`, from the very schema the validator runs."""
+    return compile_check(_inlined_schema())
 
 
 # --- reading files ----------------------------------------------------------------------
@@ -153,12 +183,27 @@ def parse_document(text: str, file: str) -> tuple[Any, list[Problem]]:
     where they stand), not silently kept."""
     if not text.strip():
         return None, [Problem(file, "", "the file is empty")]
+    strange: list[bool] = []  # set when a duplicate key or a constant was met: look closer
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out = dict(items)
+        if len(out) == len(items):
+            return out
+        strange.append(True)
+        return _keep_pairs(items)
+
+    def constant(name: str) -> _Constant:
+        strange.append(True)
+        return _Constant(name)
+
     try:
-        doc = json.loads(text, object_pairs_hook=_keep_pairs, parse_constant=_Constant)
+        doc = json.loads(text, object_pairs_hook=pairs, parse_constant=constant)
     except json.JSONDecodeError as exc:
         return None, [Problem(file, "", f"not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")]
     except (ValueError, RecursionError) as exc:
         return None, [Problem(file, "", f"not valid JSON: {exc}")]
+    if not strange:
+        return doc, []  # plain dicts only, nothing to report: no walk over the document
     problems = [Problem(file, where, message) for where, message in _find_strict_json_problems(doc)]
     return (None, problems) if problems else (_plain(doc), [])
 
@@ -272,6 +317,9 @@ def _suggest(extra: list[str], schema_node: dict[str, Any]) -> str:
 
 
 def schema_problems(doc: Any, file: str) -> list[Problem]:
+    fast = _valid_by_schema()
+    if fast is not None and fast(doc):
+        return []  # valid: no need to ask jsonschema, which is ten times slower
     problems = []
     for err in sorted(_validator().iter_errors(doc), key=lambda e: [(0, k, "") if isinstance(k, int) else (1, 0, str(k))
                                                                      for k in e.absolute_path]):  # /sounds/2 before /sounds/10
@@ -296,6 +344,25 @@ def schema_problems(doc: Any, file: str) -> list[Problem]:
 
 
 # --- the meaning layer ------------------------------------------------------------------
+
+
+def _may_hold(doc: Any, pattern: re.Pattern[str]) -> bool:
+    """False when no string of the document (key or value) can match `pattern`, a class of
+    single characters that holds every C0 control: one C-speed serialisation instead of a
+    walk that builds a pointer for every string. Serialised, a string keeps its characters
+    except `"`, `\\` and the C0 controls, which become escapes (so: a backslash)."""
+    try:
+        text = json.dumps(doc, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        return True
+    return "\\" in text or pattern.search(text) is not None
+
+
+def _text_may_hold(text: str) -> bool:
+    """_may_hold(doc, _CONTROL_OR_INVISIBLE) for the document parsed from `text`, cheaper: in
+    strict JSON text a string holds C0 controls only as escapes (a backslash), and a tab or
+    a line break outside strings is whitespace between values."""
+    return "\\" in text or _CONTROL_OR_INVISIBLE_IN_TEXT.search(text) is not None
 
 
 def _walk_strings(value: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[tuple[str | int, ...], str]]:
@@ -347,13 +414,16 @@ def did_you_mean(ref: Any, known: Any) -> str:
 
 
 class _Checker:
-    def __init__(self, doc: dict[str, Any], file: str, allow_private_webhooks: bool = False):
+    def __init__(self, doc: dict[str, Any], file: str, allow_private_webhooks: bool = False, text: str | None = None):
         self.doc = doc
         self.file = file
         self.allow_private_webhooks = allow_private_webhooks
         self.problems: list[Problem] = []
         self.used: dict[str, set[Any]] = {c: set() for c in COLLECTIONS}
         self.specific: set[str] = set()  # pointers whose error here replaces the schema's message
+        # False: no string holds a control or invisible character (`text`: the JSON doc was parsed from)
+        self.odd_strings = _text_may_hold(text) if text is not None else _may_hold(doc, _CONTROL_OR_INVISIBLE)
+        self.compiled: dict[str, Any] | None = None  # the compiled form, once the warning checks made it
 
     def error(self, where: str, message: str) -> None:
         self.problems.append(Problem(self.file, where, message, ERROR))
@@ -365,7 +435,7 @@ class _Checker:
         """The meaning problems; the warnings only for a document without errors (the
         warning checks read it as the schema says it is)."""
         doc = self.doc
-        for path, text in _walk_strings(doc):
+        for path, text in _walk_strings(doc) if self.odd_strings else ():
             found = CONTROL.search(text)
             if found:
                 self.error(pointer(*path), f"{CONTROL_MESSAGE} (U+{ord(found.group()):04X})")
@@ -396,6 +466,7 @@ class _Checker:
             plain = compile_account(self.doc)
         except (KeyError, ValueError, TypeError):
             return
+        self.compiled = plain
         for i, group in _items(self.doc, "groups"):
             ident = _str(group.get("id"))
             if ident is None or ident not in plain["groups"]:
@@ -775,10 +846,18 @@ def validate_document(doc: Any, file: str, *, allow_private_webhooks: bool = Fal
 
     allow_private_webhooks: let webhooks point at loopback, private, link-local addresses
     and internal host names (tests only)."""
+    return _validate_document(doc, file, allow_private_webhooks)[0]
+
+
+def _validate_document(doc: Any, file: str, allow_private_webhooks: bool,
+                       text: str | None = None) -> tuple[list[Problem], dict[str, Any] | None]:
+    """validate_document, and the compiled form the warning checks made of a valid document
+    (None if they made none), so a load need not compile it a second time. `text`: the
+    JSON text `doc` was parsed from, when there is one."""
     if not isinstance(doc, dict):
-        return [Problem(file, "", f"the document must be a JSON object, not {_json_type(doc)}")]
+        return [Problem(file, "", f"the document must be a JSON object, not {_json_type(doc)}")], None
     schema_found = schema_problems(doc, file)
-    checker = _Checker(doc, file, allow_private_webhooks)
+    checker = _Checker(doc, file, allow_private_webhooks, text)
     try:
         meaning = checker.run(schema_valid=not schema_found)
     except RecursionError:
@@ -788,7 +867,8 @@ def validate_document(doc: Any, file: str, *, allow_private_webhooks: bool = Fal
     # message replaces the schema's generic one for that value.
     specific = {p.pointer for p in meaning if p.severity == ERROR} | checker.specific
     problems = _one_per_value([p for p in schema_found if p.pointer not in specific])
-    return _dedupe(_name_invisible(problems + meaning, doc))
+    found = _dedupe(_name_invisible(problems + meaning, doc) if checker.odd_strings else problems + meaning)
+    return found, None if has_errors(found) else checker.compiled
 
 
 def _one_per_value(problems: list[Problem]) -> list[Problem]:
@@ -841,44 +921,77 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
 class ValidatedSet:
     documents: list[tuple[str, dict[str, Any]]]  # (file, document) for every valid file
     problems: list[Problem]
+    compiled: dict[str, dict[str, Any]] = dataclass_field(default_factory=dict)  # file -> compiled form (with_compiled=True)
 
     @property
     def ok(self) -> bool:
         return not has_errors(self.problems)
 
 
-def validate_paths(paths: list[str], *, allow_private_webhooks: bool = False) -> ValidatedSet:
+def validate_paths(paths: list[str], *, allow_private_webhooks: bool = False, with_compiled: bool = False) -> ValidatedSet:
     """Validate files and directories as one set: across files, account ids and numbers
-    must be unique too (a number belongs to one account only)."""
+    must be unique too (a number belongs to one account only). Many files are validated
+    over every core (PARALLEL_FROM). with_compiled: also return each valid document's compiled
+    form (ValidatedSet.compiled), made where it was validated, for a load."""
+    with paused_gc():  # the whole time: collecting would walk every document made so far
+        return _validate_paths(paths, allow_private_webhooks, with_compiled)
+
+
+def _validate_paths(paths: list[str], allow_private_webhooks: bool, with_compiled: bool) -> ValidatedSet:
     files, problems = expand_paths(paths)
     documents: list[tuple[str, dict[str, Any]]] = []
-    workers = min(os.cpu_count() or 1, 8)
-    one = partial(validate_file, allow_private_webhooks=allow_private_webhooks)
-    if len(files) >= PARALLEL_FROM and workers > 1:
-        chunk = max(1, len(files) // (workers * 4))
-        with ProcessPoolExecutor(workers) as pool:
-            results = list(pool.map(one, files, chunksize=chunk))
-    else:
-        results = [one(path) for path in files]
-    for path, (doc, found) in zip(files, results, strict=False):
+    compiled: dict[str, dict[str, Any]] = {}
+    one = partial(_check_file, allow_private_webhooks=allow_private_webhooks, with_compiled=with_compiled)
+    results = parallel_map(one, files, workers_for(len(files), PARALLEL_FROM))
+    for path, (doc, found, plain) in zip(files, results, strict=True):
         problems += found
         if doc is not None:
             documents.append((str(path), doc))
+            if plain is not None:
+                compiled[str(path)] = plain
     for across in cross_file_problems(documents):  # rare: read that file again for the position
         text, _ = read_text(Path(across.file))
         problems += located([across], text) if text else [across]
-    return ValidatedSet(documents, problems)
+    return ValidatedSet(documents, problems, compiled)
+
+
+def validate_documents(documents: list[tuple[str, Any]], *, allow_private_webhooks: bool = False) -> list[list[Problem]]:
+    """validate_document for each (file, document), over every core when there are many."""
+    one = partial(_validate_pair, allow_private_webhooks=allow_private_webhooks)
+    with paused_gc():
+        return parallel_map(one, documents, workers_for(len(documents), PARALLEL_FROM))
+
+
+def _validate_pair(item: tuple[str, Any], allow_private_webhooks: bool) -> list[Problem]:
+    return validate_document(item[1], item[0], allow_private_webhooks=allow_private_webhooks)
 
 
 def validate_file(path: Path, *, allow_private_webhooks: bool = False) -> tuple[dict[str, Any] | None, list[Problem]]:
     """(the document if it is valid, its problems, each with its line and column)."""
+    doc, problems, _ = _check_file(path, allow_private_webhooks=allow_private_webhooks, with_compiled=False)
+    return doc, problems
+
+
+def _check_file(path: Path, *, allow_private_webhooks: bool, with_compiled: bool) -> tuple[dict[str, Any] | None, list[Problem], dict[str, Any] | None]:
+    """validate_file, and (with_compiled) the valid document's compiled form: made by the
+    warning checks already, else here (None if the document cannot be compiled)."""
     text, problems = read_text(path)
     if problems:
-        return None, problems
+        return None, problems, None
     doc, problems = parse_document(text, str(path))
+    plain = None
     if not problems:
-        problems = validate_document(doc, str(path), allow_private_webhooks=allow_private_webhooks)
-    return (None if has_errors(problems) else doc), located(problems, text)
+        problems, plain = _validate_document(doc, str(path), allow_private_webhooks, text)
+    if has_errors(problems):
+        return None, located(problems, text), None
+    if with_compiled and plain is None:
+        from routing.core.compiler import compile_account
+
+        try:
+            plain = compile_account(doc)
+        except (KeyError, ValueError, TypeError):
+            plain = None
+    return doc, located(problems, text), plain if with_compiled else None
 
 
 def cross_file_problems(documents: list[tuple[str, dict[str, Any]]]) -> list[Problem]:

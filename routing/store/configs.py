@@ -25,7 +25,10 @@ catches up from, so it never serves an old version for want of a message.
 A load writes the new versions' blobs first (invisible: nothing points at them), then one
 Lua script checks that no account moved since we read it and no number belongs to another
 account, and swaps every account's pointer and number mapping at once. Readers therefore
-see all accounts of a load switch together, or none.
+see all accounts of a load switch together, or none. A big load reads and writes in
+pipelines and MSETs of BATCH commands or keys; its swap script runs ~25 us per account, so a
+client loading many accounts waits `bulk_timeout` for replies, and a swap that got no reply
+is checked (it may have run) before its blobs are deleted.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from typing import Any
 import msgpack
 import redis
 
+from routing.core.bulk import paused_gc
 from routing.core.compiler import compile_account, document_sha256
 from routing.core.diff import summarize
 from routing.core.problems import Problem, errors, pointer
@@ -76,12 +80,18 @@ def utc(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
-def connect(url: str | None = None, timeout: float = 2.0) -> redis.Redis:
+def connect(url: str | None = None, timeout: float = 2.0, connect_timeout: float | None = None) -> redis.Redis:
     chosen = redis_url(url)
     try:
-        return redis_client.client(chosen, timeout=timeout)
+        return redis_client.client(chosen, timeout=timeout, connect_timeout=connect_timeout)
     except redis_client.BadURL as exc:  # a scheme redis-py does not know, a bad port, ...
         raise BadRedisURL(f"--redis {shown_url(chosen)!r}: {exc}") from None
+
+
+def bulk_timeout(accounts: int) -> float:
+    """Seconds to wait for a reply when loading `accounts` at once: the swap script runs
+    ~25 us per account (2.5 s for 100,000), longer than a command's usual 2 s."""
+    return max(2.0, accounts / 1000)
 
 
 def account_key(account: str) -> str:
@@ -210,27 +220,54 @@ def read_source(r: redis.Redis, account: str, version: int) -> dict[str, Any] | 
     return json.loads(raw) if raw else None
 
 
-def plan_load(r: redis.Redis, documents: list[tuple[str, dict[str, Any]]]) -> tuple[list[PlannedChange], list[Problem]]:
-    """Compile every document and diff it against what Redis holds; nothing is written.
+BATCH = 2000  # commands per pipeline round trip: bounded buffers, few round trips
 
-    Also refuses numbers owned by an account that is not part of this load.
+
+def _pipelined(r: redis.Redis, calls: list[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+    """Run (method, args) Redis calls in pipelines of BATCH (no transaction), replies in order."""
+    replies: list[Any] = []
+    for start in range(0, len(calls), BATCH):
+        pipe = r.pipeline(transaction=False)
+        for method, args in calls[start:start + BATCH]:
+            getattr(pipe, method)(*args)
+        replies += pipe.execute()
+    return replies
+
+
+def plan_load(r: redis.Redis, documents: list[tuple[str, dict[str, Any]]],
+              compiled: dict[str, dict[str, Any]] | None = None) -> tuple[list[PlannedChange], list[Problem]]:
+    """Compile every document and diff it against what Redis holds; nothing is written.
+    `compiled`: file -> compiled form, where validation made it already (validate_paths
+    with_compiled=True); the other documents are compiled here.
+
+    Also refuses numbers owned by an account that is not part of this load. Redis is read
+    in a few pipelined round trips, not one per account.
     """
+    with paused_gc():  # see routing.core.bulk: a load holds every document at once
+        return _plan_load(r, documents, compiled or {})
+
+
+def _plan_load(r: redis.Redis, documents: list[tuple[str, dict[str, Any]]],
+               made: dict[str, dict[str, Any]]) -> tuple[list[PlannedChange], list[Problem]]:
     changes: list[PlannedChange] = []
     problems: list[Problem] = []
     loading = {doc["account"] for _, doc in documents}
     new_numbers = {n: doc["account"] for _, doc in documents for n in doc["numbers"]}
     owners = dict(zip(new_numbers, r.hmget("vo:numbers", list(new_numbers)), strict=False)) if new_numbers else {}
-    for file, doc in documents:
+    currents = [int(_decode(v) or 0) for v in _pipelined(r, [("hget", (account_key(doc["account"]), "current")) for _, doc in documents])]
+    sources = iter(_pipelined(r, [("get", (source_key(doc["account"], current),))
+                                   for (_, doc), current in zip(documents, currents, strict=True) if current]))
+    for (file, doc), current in zip(documents, currents, strict=True):
         account = doc["account"]
         for i, number in enumerate(doc["numbers"]):
             owner = _decode(owners.get(number))
             if owner and owner != account and owner not in loading:
                 problems.append(Problem(file, pointer("numbers", i), f"number {number} already belongs to loaded account {owner!r}"))
-        current = current_version(r, account)
-        old_doc = read_source(r, account, current) if current else None
-        compiled = compile_account(doc)
-        unchanged = old_doc is not None and document_sha256(old_doc) == compiled["sha256"]
-        changes.append(PlannedChange(file, account, doc, compiled, current, old_doc, summarize(old_doc, doc), unchanged))
+        raw = _decode(next(sources)) if current else None
+        old_doc = json.loads(raw) if raw else None
+        plain = made.get(file) or compile_account(doc)
+        unchanged = old_doc is not None and document_sha256(old_doc) == plain["sha256"]
+        changes.append(PlannedChange(file, account, doc, plain, current, old_doc, summarize(old_doc, doc), unchanged))
     return changes, problems
 
 
@@ -242,6 +279,11 @@ def apply_load(
     user: str | None = None,
 ) -> LoadResult:
     """Write new versions and swap them in atomically (see the module docstring)."""
+    with paused_gc():
+        return _apply_load(r, changes, keep, action, user)
+
+
+def _apply_load(r: redis.Redis, changes: list[PlannedChange], keep: int, action: str, user: str | None) -> LoadResult:
     todo = [c for c in changes if not c.unchanged]
     if not todo:
         return LoadResult(changes, {}, None)
@@ -250,14 +292,18 @@ def apply_load(
     versions: dict[str, int] = {}
     batch = []
     written: list[str] = []
-    pipe = r.pipeline(transaction=False)
-    for change in todo:
-        versions[change.account] = int(r.hincrby(account_key(change.account), "seq", 1))
+    seqs = _pipelined(r, [("hincrby", (account_key(change.account), "seq", 1)) for change in todo])
+    for change, seq in zip(todo, seqs, strict=True):
+        versions[change.account] = int(seq)
+    blobs: dict[str, bytes | str] = {}
     for change in todo:
         version = versions[change.account]
         keys = (version_key(change.account, version), source_key(change.account, version))
-        pipe.set(keys[0], msgpack.packb(change.compiled, use_bin_type=True))
-        pipe.set(keys[1], json.dumps(change.doc, ensure_ascii=False))
+        blobs[keys[0]] = msgpack.packb(change.compiled, use_bin_type=True)
+        blobs[keys[1]] = json.dumps(change.doc, ensure_ascii=False)
+        if len(blobs) >= BATCH:
+            r.mset(blobs)  # one command per BATCH keys: a few MiB per round trip, one reply
+            blobs = {}
         written += keys
         entry = {
             "version": version,
@@ -281,7 +327,8 @@ def apply_load(
                 "entry": json.dumps(entry, ensure_ascii=False),
             }
         )
-    pipe.execute()
+    if blobs:
+        r.mset(blobs)
     released = {
         n: None
         for c in todo
@@ -295,16 +342,33 @@ def apply_load(
     }
     try:
         outcome = r.eval(_SWAP, 0, json.dumps(batch), keep, int(now), json.dumps(payload), uuid.uuid4().hex)
-    except redis.RedisError:
-        r.delete(*written)
+    except redis.RedisError as exc:
+        # No reply is not "not run": a script that outlived the client's timeout, or whose
+        # reply a dropped connection lost, still swaps everything. The blobs may go only if
+        # the first account is provably not at its new version (the swap is all or nothing).
+        first = todo[0]
+        try:
+            now_at = current_version(r, first.account)
+        except redis.RedisError:
+            raise StoreError(f"the swap got no reply ({exc}) and Redis cannot say whether it ran: check with "
+                             f"`voffice show {first.account}` (loaded if at v{versions[first.account]})") from None
+        if now_at == versions[first.account]:
+            return LoadResult(changes, versions, None)  # it ran: loaded
+        _delete(r, written)
         raise
     status = [_decode(x) for x in outcome]
     if status[0] != "ok":
-        r.delete(*written)
+        _delete(r, written)
         if status[0] == "conflict":
             raise StoreError(f"account {status[1]!r} changed to version {status[2]} while loading; nothing was loaded, run the load again")
         raise StoreError(f"number {status[1]} belongs to account {status[2]!r}; nothing was loaded")
     return LoadResult(changes, versions, int(status[1] or 0))
+
+
+def _delete(r: redis.Redis, keys: list[str]) -> None:
+    """Delete the blobs a refused load wrote (nothing points at them), BATCH keys a command."""
+    for start in range(0, len(keys), BATCH):
+        r.delete(*keys[start:start + BATCH])
 
 
 def rollback(r: redis.Redis, account: str, to: int | None = None, keep: int = DEFAULT_KEEP, *,

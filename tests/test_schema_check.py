@@ -1,6 +1,7 @@
-"""The fast schema yes/no (routing/core/schema_check.py) against jsonschema itself: it may
-call a document valid only when jsonschema finds no error in it, and on our schema it
-should answer exactly as jsonschema does (otherwise valid documents take the slow way)."""
+"""The fast schema yes/no (routing/core/schema_check.py: jsonschema-rs, floats aside) against
+our jsonschema validator: it may call a document valid only when jsonschema finds no error
+in it, and on our schema it should answer exactly as jsonschema does (otherwise valid
+documents take the slow way)."""
 
 from __future__ import annotations
 
@@ -43,7 +44,10 @@ def test_the_examples_are_valid_both_ways(doc: dict[str, Any]) -> None:
 def test_answers_as_jsonschema_on_mutated_documents(doc: Any) -> None:
     check = validation._valid_by_schema()
     assert check is not None
-    assert check(doc) == (not any(validation._validator().iter_errors(doc)))
+    fast, slow = check(doc), not any(validation._validator().iter_errors(doc))
+    assert slow or not fast  # never valid where jsonschema finds an error
+    # and the same answer, but where Python's `$` accepts a trailing newline (the slow way decides those)
+    assert fast == slow or any(text.endswith("\n") for _, text in validation._walk_strings(doc))
 
 
 @pytest.mark.parametrize(
@@ -54,7 +58,6 @@ def test_answers_as_jsonschema_on_mutated_documents(doc: Any) -> None:
         ({"type": "integer"}, True),
         ({"type": "number"}, False),
         ({"type": ["string", "null"]}, None),
-        ({"type": "string", "pattern": "^a$"}, "a\n"),  # re.search: `$` before a trailing newline
         ({"type": "string", "pattern": "b"}, "abc"),  # search, not match
         ({"minLength": 2}, "é"),
         ({"minLength": 2}, 7),  # string keywords ignore other types
@@ -64,6 +67,7 @@ def test_answers_as_jsonschema_on_mutated_documents(doc: Any) -> None:
         ({"const": "group"}, "group"),
         ({"uniqueItems": True}, ["a", "b", "a"]),
         ({"uniqueItems": True}, ["a", "b"]),
+        ({"uniqueItems": True}, [{"a": 1}, {"a": True}]),
         ({"prefixItems": [{"type": "string"}], "items": {"type": "integer"}}, ["a", 1, 2]),
         ({"prefixItems": [{"type": "string"}], "items": {"type": "integer"}}, [1]),
         ({"prefixItems": [{"type": "string"}], "items": {"type": "integer"}}, ["a", "b"]),
@@ -89,7 +93,6 @@ def test_answers_as_jsonschema_on_mutated_documents(doc: Any) -> None:
         ({"type": "integer", "minimum": 1, "maximum": 9}, 3.0),
         ({"type": "integer", "minimum": 1, "maximum": 9}, 0),
         ({"type": "integer", "minimum": 1, "maximum": 9}, 5),
-        ({"type": "number", "minimum": 1}, 1.5),
         ({"type": "number", "minimum": 1}, True),
         ({"type": "string", "minLength": 1, "pattern": "^a"}, 5),
         ({"type": "string", "minLength": 1, "pattern": "^a"}, "ab"),
@@ -112,8 +115,9 @@ def test_keywords_answer_as_jsonschema(schema: dict[str, Any], instance: Any) ->
 @pytest.mark.parametrize(
     ("schema", "instance"),
     [
-        ({"uniqueItems": True}, [{"a": 1}, {"a": True}]),  # unique to jsonschema; proving it is left to it
-        ({"enum": [1]}, 1.0),
+        ({"type": "string", "pattern": "^a$"}, "a\n"),  # re.search: `$` before a trailing newline; not in Rust
+        ({"enum": [1]}, 1.0),  # any float: the slow way (our `integer` takes no 3.0)
+        ({"type": "number", "minimum": 1}, 1.5),
     ],
 )
 def test_where_unsure_it_says_not_valid(schema: dict[str, Any], instance: Any) -> None:
@@ -121,19 +125,12 @@ def test_where_unsure_it_says_not_valid(schema: dict[str, Any], instance: Any) -
     assert not fast_valid(schema, instance)
 
 
-@pytest.mark.parametrize(
-    "schema",
-    [
-        {"format": "email"},
-        {"patternProperties": {"^a": {}}},
-        {"$ref": "other.json"},
-        {"properties": {"a": {"$id": "x", "type": "string"}}},
-        {"enum": [[1]]},
-        {"items": [{"type": "string"}]},  # the draft-7 array form
-    ],
-)
-def test_a_keyword_it_does_not_know_means_no_fast_answer(schema: dict[str, Any]) -> None:
-    assert compile_check(schema) is None
+def test_a_schema_it_cannot_build_means_no_fast_answer() -> None:
+    assert compile_check({"$ref": "other.json"}) is None
+
+
+def test_formats_are_asserted_by_neither() -> None:
+    assert fast_valid({"format": "email"}, "not an address") == jsonschema_valid({"format": "email"}, "not an address")
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))

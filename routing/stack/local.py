@@ -236,6 +236,13 @@ def rtpengine_ping(host: str, port: int, timeout: float = 1.0) -> bool:
     return data.startswith(cookie.encode()) and b"pong" in data
 
 
+def node_store_used(config: StackConfig) -> bool:
+    """A node store for the Kamailio and media server of a stack that has a Redis to mirror
+    (not, say, the SIP bench's baseline Kamailio, which runs no routing)."""
+    has_redis = "redis" in config.components or bool(config.redis_external)
+    return config.node_store and has_redis and ("kamailio" in config.components or "media" in config.components)
+
+
 def node_store_ready(path: Path) -> bool:
     """Its first full sync is done: a worker started now finds every account."""
     from routing.store.node_store import NodeReader
@@ -319,7 +326,7 @@ def components(config: StackConfig) -> list[Component]:
     }
     out: list[Component] = []
     store = run / "store"
-    uses_store = config.node_store and ("kamailio" in config.components or "media" in config.components)
+    uses_store = node_store_used(config)
     if uses_store:
         env["VOFFICE_NODE_STORE"] = str(store)
     if "redis" in config.components and not config.redis_external:
@@ -786,7 +793,7 @@ def status(config: StackConfig) -> list[tuple[str, bool, str]]:
             rows.append(("postgres", True, f"{database.redact(config.history_url)} schema version {version}"))
         except database.DatabaseError as exc:
             rows.append(("postgres", False, str(exc)))
-    if config.node_store and ("kamailio" in config.components or "media" in config.components):
+    if node_store_used(config):
         rows.append(("node-store", *node_store_status(config)))
     if "history" in config.components:
         ok, detail = history_status(config)

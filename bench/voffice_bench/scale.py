@@ -73,26 +73,25 @@ class ScaleResult:
         return self.answered == self.calls and not self.failed and not self.wrong and self.checked == self.calls
 
 
-def _pss_kib(pid: int) -> int:
-    """Proportional set size of a process, KiB (smaps_rollup)."""
+def _proc_kib(pid: int, file: str, field: str) -> int:
+    """One KiB field of /proc/PID/FILE (0 once the process is gone)."""
     try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
+        for line in Path(f"/proc/{pid}/{file}").read_text().splitlines():
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     except OSError:
         pass
     return 0
+
+
+def _pss_kib(pid: int) -> int:
+    """Proportional set size of a process, KiB."""
+    return _proc_kib(pid, "smaps_rollup", "Pss")
 
 
 def _rss_kib(pid: int) -> int:
     """Private resident memory (RssAnon) of a process, KiB."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+    return _proc_kib(pid, "status", "RssAnon")
 
 
 def expected_operator_phones(docs: list[dict[str, Any]], now_iso: str) -> dict[str, frozenset[str]]:

@@ -39,7 +39,7 @@ import msgpack
 
 from routing.core.engine import CompiledAccount, decision_part
 from routing.core.numbers import did_candidates
-from routing.store.reader import ConfigReader, StoreUnavailable
+from routing.store.reader import ConfigReader, StoreUnavailable, cached, remember
 
 FORMAT = b"2"  # of what is stored; a store of another format is cleared and synced anew
 MAP_SIZE = 64 << 30  # address space only; the file grows with what it holds
@@ -268,18 +268,14 @@ class NodeReader:
         version = _version(raw)
         compiled = self._compiled_version(txn, account_id, version, raw[8:])
         if compiled is not None:
-            self._last_versions[account_id] = version
-            self._last_versions.move_to_end(account_id)
-            while len(self._last_versions) > self.max_accounts:
-                self._last_versions.popitem(last=False)
+            remember(self._last_versions, account_id, version, self.max_accounts)
         return compiled
 
     def _compiled_version(self, txn: lmdb.Transaction, account_id: str, version: int,
                           part: bytes | memoryview | None = None) -> CompiledAccount | None:
         key = (account_id, version)
-        compiled = self._compiled.get(key)
+        compiled: CompiledAccount | None = cached(self._compiled, key)
         if compiled is not None:
-            self._compiled.move_to_end(key)
             self.stats["hits"] += 1
             return compiled
         raw = part if part is not None else txn.get(version_key(account_id, version), db=self._db[b"decision"])
@@ -287,9 +283,7 @@ class NodeReader:
             return None
         self.stats["misses"] += 1
         compiled = CompiledAccount.from_decision(msgpack.unpackb(raw), lambda: self._plain(account_id, version))
-        self._compiled[key] = compiled
-        while len(self._compiled) > self.max_accounts:
-            self._compiled.popitem(last=False)
+        remember(self._compiled, key, compiled, self.max_accounts)
         return compiled
 
     def _plain(self, account_id: str, version: int) -> dict[str, Any]:

@@ -53,6 +53,22 @@ def cache_limit_from_env(env: Mapping[str, str]) -> int:
     return int(text) if text.isdigit() and int(text) > 0 else 10_000
 
 
+def cached(cache: OrderedDict[Any, Any], key: Any) -> Any:
+    """An LRU hit (moved to the young end), or None."""
+    value = cache.get(key)
+    if value is not None:
+        cache.move_to_end(key)
+    return value
+
+
+def remember(cache: OrderedDict[Any, Any], key: Any, value: Any, limit: int) -> None:
+    """Into an LRU bounded by `limit`, the oldest going first."""
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > limit:
+        cache.popitem(last=False)
+
+
 class StoreUnavailable(Exception):
     """Redis cannot be reached and the answer is not cached."""
 
@@ -160,9 +176,8 @@ class ConfigReader:
 
     def _compiled_version(self, account_id: str, version: int, exact: bool = False) -> CompiledAccount | None:
         key = (account_id, version)
-        compiled = self._compiled.get(key)
+        compiled: CompiledAccount | None = cached(self._compiled, key)
         if compiled is not None:
-            self._compiled.move_to_end(key)
             self.stats["hits"] += 1
             return compiled
         self.stats["misses"] += 1
@@ -180,9 +195,7 @@ class ConfigReader:
             if raw is None:
                 return None
         compiled = CompiledAccount(msgpack.unpackb(raw, raw=False))
-        self._compiled[(account_id, version)] = compiled
-        while len(self._compiled) > self.max_accounts:
-            self._compiled.popitem(last=False)
+        remember(self._compiled, (account_id, version), compiled, self.max_accounts)
         return compiled
 
     def cached_accounts(self) -> int:

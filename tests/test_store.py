@@ -196,19 +196,25 @@ def test_reader_caches_and_sees_loads(redis_server: RedisServer, seed_doc: dict[
     assert reader.stats["invalidations"] == 1
 
 
-def test_a_deaf_subscription_never_costs_a_call_its_freshness(redis_server: RedisServer, seed_doc: dict[str, Any],
-                                                             tmp_path: Path) -> None:
-    """A subscription that stays connected but hears nothing (a failover's old master, a
-    silent partition): the first lookup after a load, once the check interval has passed,
-    already decides with the new version (caught up from vo:changes); the next check finds
-    the channel still silent and listens anew, after which loads arrive by message again."""
+def deaf_reader(redis_server: RedisServer) -> tuple[redis.Redis, FakeClock, ConfigReader]:
+    """The seed loaded, a reader that has answered once, then its subscription connected but deaf."""
     r = configs.connect(redis_server.url)
     load(r, str(SEED))
     clock = FakeClock()
     reader = ConfigReader(redis_server.url, check_interval=0.1, verify_interval=0.5, clock=clock)
     assert reader.account_for_number("+74951234567") is not None
     assert reader._pubsub is not None
-    reader._pubsub.unsubscribe(configs.CHANNEL)  # connected, deaf
+    reader._pubsub.unsubscribe(configs.CHANNEL)
+    return r, clock, reader
+
+
+def test_a_deaf_subscription_never_costs_a_call_its_freshness(redis_server: RedisServer, seed_doc: dict[str, Any],
+                                                             tmp_path: Path) -> None:
+    """A subscription that stays connected but hears nothing (a failover's old master, a
+    silent partition): the first lookup after a load, once the check interval has passed,
+    already decides with the new version (caught up from vo:changes); the next check finds
+    the channel still silent and listens anew, after which loads arrive by message again."""
+    r, clock, reader = deaf_reader(redis_server)
     for name in ("v2", "v3"):
         load(r, write(tmp_path, f"{name}.json", {**seed_doc, "name": name}))
     clock.now += 0.6
@@ -226,13 +232,7 @@ def test_a_deaf_subscription_never_costs_a_call_its_freshness(redis_server: Redi
 
 def test_a_reader_behind_more_than_the_change_log_reads_everything_anew(
         redis_server: RedisServer, seed_doc: dict[str, Any], tmp_path: Path) -> None:
-    r = configs.connect(redis_server.url)
-    load(r, str(SEED))
-    clock = FakeClock()
-    reader = ConfigReader(redis_server.url, check_interval=0.1, verify_interval=0.5, clock=clock)
-    assert reader.account_for_number("+74951234567") is not None
-    assert reader._pubsub is not None
-    reader._pubsub.unsubscribe(configs.CHANNEL)
+    r, clock, reader = deaf_reader(redis_server)
     for _ in range(configs.CHANGES_KEPT + 1):
         r.incr("vo:generation")  # loads the log no longer holds
         r.xadd(configs.CHANGES, {"m": f"{int(r.get('vo:generation') or 0)} *"}, maxlen=configs.CHANGES_KEPT)

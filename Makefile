@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := redis-server python3-venv python3-dev fonts-dejavu-core kamailio kamailio-python3-modules kamailio-tls-modules openssl rtpengine-daemon sip-tester sipsak sox espeak-ng libspandsp2 docker-compose sipvicious baresip postgresql lame docker.io debootstrap iptables
+APT_PACKAGES := redis-server python3-venv python3-dev fonts-dejavu-core kamailio kamailio-python3-modules kamailio-tls-modules openssl rtpengine-daemon sip-tester sipsak sox espeak-ng libspandsp2 docker-compose sipvicious baresip postgresql lame docker.io debootstrap iptables chromium chromium-driver
 APT_STAMP := .stamp-apt
 VENV_STAMP := $(VENV)/.stamp-install
 LOCK := requirements.lock

@@ -37,6 +37,7 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 import KSR  # provided by Kamailio's app_python3
@@ -83,6 +84,22 @@ NONINV_LIFETIME_MS = 32000  # tm's default
 # VO_DMQ_LISTEN); unset: one node, no DMQ, nothing below changes what it does.
 NODE = os.environ.get("VOFFICE_NODE", "")
 DMQ_PORT = int(os.environ.get("VOFFICE_DMQ_PORT", "0") or 0)
+
+
+# An rtpengine command that fails at once (no timeout) is a send error, not a dead rtpengine:
+# a worker whose last command went to an rtpengine that had died keeps the ICMP "port
+# unreachable" pending on its socket, and its first send after the restart fails with it
+# (Kamailio logs "can't send command"; the module then disables the instance). One retry
+# sends anew; a timeout (a dead rtpengine, >= rtpengine_tout_ms) is not retried.
+RTP_FAST_FAILURE_S = 0.2
+
+
+def rtp(command: Callable[[str], int], flags: str) -> int:
+    started = time.monotonic()
+    result = command(flags)
+    if result < 0 and time.monotonic() - started < RTP_FAST_FAILURE_S:
+        result = command(flags)
+    return result
 
 
 def set_call_id(call_id: str) -> None:
@@ -221,7 +238,7 @@ class VofficeRouting:
             elif method == "INVITE":
                 # rtpengine_manage: an offer here, and (tm flags the transaction) the answer,
                 # or for a re-INVITE without SDP the offer, in its reply (ksr_onreply_dialog)
-                KSR.rtpengine.rtpengine_manage(RTP_DIALOG + rtp_call_id(call_id, caller_call_id))
+                rtp(KSR.rtpengine.rtpengine_manage, RTP_DIALOG + rtp_call_id(call_id, caller_call_id))
                 KSR.tm.t_on_reply("ksr_onreply_dialog")
             self.strip_internal_headers()  # X-VO-* never crosses us, in a dialog either
             KSR.tm.t_relay()
@@ -253,7 +270,7 @@ class VofficeRouting:
         """The caller's SDP in an ACK or PRACK: its answer to the offer a 200 or a reliable
         183 carried (a delayed offer), for rtpengine to complete that leg."""
         if KSR.textops.has_body_type("application/sdp") > 0:
-            KSR.rtpengine.rtpengine_answer(RTP_DIALOG + rtp_call_id(call_id, caller_call_id))
+            rtp(KSR.rtpengine.rtpengine_answer, RTP_DIALOG + rtp_call_id(call_id, caller_call_id))
 
     def map_dialog_call_id(self, call_id: str, caller_call_id: str, branch: str, downstream: bool) -> None:
         """In an operator's dialog the operator knows the branch's Call-ID, the caller its
@@ -465,7 +482,7 @@ class VofficeRouting:
         if UDP_MAX_BYTES:
             self.stream_if_large(KSR.pv.get("$du"))
         if KSR.textops.has_body_type("application/sdp") > 0:
-            KSR.rtpengine.rtpengine_offer(RTP_FLAGS)
+            rtp(KSR.rtpengine.rtpengine_offer, RTP_FLAGS)
         return 1
 
     @staticmethod
@@ -494,7 +511,7 @@ class VofficeRouting:
         KSR.hdr.append(f"X-VO-Op: {st['op']}\r\n")
         KSR.hdr.append(f"X-VO-Call: {st['callid']}\r\n")
         if KSR.textops.has_body_type("application/sdp") > 0:
-            KSR.rtpengine.rtpengine_offer(RTP_FLAGS)
+            rtp(KSR.rtpengine.rtpengine_offer, RTP_FLAGS)
         return 1
 
     def ksr_onreply_route(self, msg: Any) -> int:
@@ -511,9 +528,9 @@ class VofficeRouting:
             return 1
         if KSR.textops.has_body_type("application/sdp") > 0:
             if KSR.isflagset(FLAG_DELAYED_OFFER) > 0:  # the callee's offer; the answer: PRACK/ACK
-                KSR.rtpengine.rtpengine_offer(RTP_FLAGS + rtp_call)
+                rtp(KSR.rtpengine.rtpengine_offer, RTP_FLAGS + rtp_call)
             else:
-                KSR.rtpengine.rtpengine_answer(RTP_FLAGS + rtp_call)
+                rtp(KSR.rtpengine.rtpengine_answer, RTP_FLAGS + rtp_call)
         return 1
 
     def ksr_onreply_dialog(self, msg: Any) -> int:
@@ -525,7 +542,7 @@ class VofficeRouting:
         if sent and sent != call_id:
             set_call_id(sent)
         if KSR.pv.get("$rm") == "INVITE" and KSR.textops.has_body_type("application/sdp") > 0:
-            KSR.rtpengine.rtpengine_manage(RTP_DIALOG + rtp_call_id(call_id, branch_call_id.of_caller(call_id)))
+            rtp(KSR.rtpengine.rtpengine_manage, RTP_DIALOG + rtp_call_id(call_id, branch_call_id.of_caller(call_id)))
         return 1
 
     def answer(self, key: str) -> bool:

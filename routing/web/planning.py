@@ -90,15 +90,19 @@ class Planned:
         }
 
 
-def plan(r: redis.Redis, doc: dict[str, Any], account: str) -> Planned:
+def plan(r: redis.Redis, doc: dict[str, Any], account: str, *, name_owners: bool = False) -> Planned:
     """`voffice plan` for one document: Invalid if it has errors (its numbers taken by another
-    account too), else the field-level changes and the warnings it introduces."""
+    account too), else the field-level changes and the warnings it introduces.
+    name_owners: say which account holds a taken number (the NOC); a subscriber is told only
+    that the number is taken, which names no other tenant."""
     problems = validate(doc, account)
     if has_errors(problems):
         raise Invalid(problems)
     changes, taken = configs.plan_load(r, [(account, doc)])
     if taken:
-        raise Invalid(taken)
+        raise Invalid(taken if name_owners else [
+            Problem(p.file, p.pointer, f"number {doc['numbers'][int(p.pointer.rsplit('/', 1)[-1])]} is not available: "
+                                       "another account holds it") for p in taken])
     change = changes[0]
     warnings = [p for p in problems if p.severity == WARNING]
     introduced = warnings

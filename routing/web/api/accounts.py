@@ -74,7 +74,7 @@ async def _write(scope: VisibleAccount, request: Request, if_match: str | None, 
         raise HTTPException(403, "only the NOC creates accounts")
     expected = expected_version(if_match, if_none_match)
     doc = planning.parse(await request.body(), scope.account)
-    planned = planning.plan(scope.redis, doc, scope.account)
+    planned = planning.plan(scope.redis, doc, scope.account, name_owners=scope.principal.is_noc)
     result = planning.apply(scope.redis, planned, expected, scope.principal.name)
     response.headers["ETag"] = etag(result["version"])
     if not loaded:
@@ -117,7 +117,7 @@ async def plan_account(scope: VisibleAccount, request: Request, response: Respon
     if not configs.current_version(scope.redis, scope.account) and not scope.principal.is_noc:
         raise HTTPException(403, "only the NOC creates accounts")
     doc = planning.parse(await request.body(), scope.account)
-    planned = planning.plan(scope.redis, doc, scope.account)
+    planned = planning.plan(scope.redis, doc, scope.account, name_owners=scope.principal.is_noc)
     response.headers["ETag"] = etag(planned.change.current)
     return planned.to_json()
 

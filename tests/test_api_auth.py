@@ -95,7 +95,8 @@ def test_login_form_logout_and_new_password_ends_sessions(stack: Stack) -> None:
     credentials.set_password(stack.redis, THAMES, PASSWORD + "!")
     assert client.get(f"/api/accounts/{THAMES}").status_code == 401
     client, csrf = stack.subscriber(THAMES)
-    assert client.post("/api/logout", headers={"X-CSRF-Token": csrf}).status_code == 200
+    assert client.post("/api/logout", data={"csrf": "wrong"}).status_code == 403
+    assert client.post("/api/logout", data={"csrf": csrf}).status_code == 200  # a form's field
     assert client.get(f"/api/accounts/{THAMES}").status_code == 401
 
 

@@ -14,7 +14,7 @@ from datetime import date, datetime
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 
 from routing.core.clock import now as clock_now
 from routing.core.clock import wall_time_problem
@@ -34,6 +34,15 @@ DOCUMENT_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {"
     "schema": {"type": "object", "description": "An account document (`voffice schema`)."}}}}}
 PRECONDITION = ('The version planned against: `"N"` (the ETag of GET or `planned_against` of plan); '
                 '`"0"` or `If-None-Match: *` for a new account')
+
+
+async def raw_body(request: Request) -> bytes:
+    """The body, read here so the routes can be plain functions: FastAPI runs those in its
+    thread pool, and validating, planning and loading then never block the event loop."""
+    return await request.body()
+
+
+Body = Annotated[bytes, Depends(raw_body)]
 
 
 def etag(version: int) -> str:
@@ -67,13 +76,13 @@ def get_account(scope: LoadedAccount, response: Response) -> Any:
     return info["document"]
 
 
-async def _write(scope: VisibleAccount, request: Request, if_match: str | None, if_none_match: str | None,
-                 response: Response) -> dict[str, Any]:
+def _write(scope: VisibleAccount, body: bytes, if_match: str | None, if_none_match: str | None,
+           response: Response) -> dict[str, Any]:
     loaded = configs.current_version(scope.redis, scope.account)
     if not loaded and not scope.principal.is_noc:
         raise HTTPException(403, "only the NOC creates accounts")
     expected = expected_version(if_match, if_none_match)
-    doc = planning.parse(await request.body(), scope.account)
+    doc = planning.parse(body, scope.account)
     planned = planning.plan(scope.redis, doc, scope.account, name_owners=scope.principal.is_noc)
     result = planning.apply(scope.redis, planned, expected, scope.principal.name)
     response.headers["ETag"] = etag(result["version"])
@@ -83,27 +92,27 @@ async def _write(scope: VisibleAccount, request: Request, if_match: str | None, 
 
 
 @router.put("/{account}", openapi_extra=DOCUMENT_BODY)
-async def put_account(scope: VisibleAccount, request: Request, response: Response,
+def put_account(scope: VisibleAccount, body: Body, response: Response,
                       if_match: Annotated[str | None, Header(description=PRECONDITION)] = None,
                       if_none_match: Annotated[str | None, Header()] = None) -> dict[str, Any]:
     """Validate, plan and apply the whole document in one step, guarded by If-Match. 422 with
     every problem; 412 if the account moved; 201 for a new account (NOC only)."""
-    return await _write(scope, request, if_match, if_none_match, response)
+    return _write(scope, body, if_match, if_none_match, response)
 
 
 @router.post("/{account}/apply", openapi_extra=DOCUMENT_BODY)
-async def apply_account(scope: VisibleAccount, request: Request, response: Response,
+def apply_account(scope: VisibleAccount, body: Body, response: Response,
                         if_match: Annotated[str | None, Header(description=PRECONDITION)] = None,
                         if_none_match: Annotated[str | None, Header()] = None) -> dict[str, Any]:
     """Apply a planned document: the same as PUT (If-Match = the plan's planned_against)."""
-    return await _write(scope, request, if_match, if_none_match, response)
+    return _write(scope, body, if_match, if_none_match, response)
 
 
 @router.post("/{account}/validate", openapi_extra=DOCUMENT_BODY)
-async def validate_account(scope: VisibleAccount, request: Request) -> dict[str, Any]:
+def validate_account(scope: VisibleAccount, body: Body) -> dict[str, Any]:
     """`voffice validate` for a document: 422 with every problem as {pointer, message,
     severity}; 200 with its warnings when it has no error."""
-    doc = planning.parse(await request.body(), scope.account)
+    doc = planning.parse(body, scope.account)
     problems = planning.validate(doc, scope.account)
     if any(p.severity == "error" for p in problems):
         raise planning.Invalid(problems)
@@ -111,12 +120,12 @@ async def validate_account(scope: VisibleAccount, request: Request) -> dict[str,
 
 
 @router.post("/{account}/plan", openapi_extra=DOCUMENT_BODY)
-async def plan_account(scope: VisibleAccount, request: Request, response: Response) -> dict[str, Any]:
+def plan_account(scope: VisibleAccount, body: Body, response: Response) -> dict[str, Any]:
     """`voffice plan` for a document: every changed field (JSON pointer, old, new), the
     warnings the change brings, and `planned_against`, the version to send as If-Match."""
     if not configs.current_version(scope.redis, scope.account) and not scope.principal.is_noc:
         raise HTTPException(403, "only the NOC creates accounts")
-    doc = planning.parse(await request.body(), scope.account)
+    doc = planning.parse(body, scope.account)
     planned = planning.plan(scope.redis, doc, scope.account, name_owners=scope.principal.is_noc)
     response.headers["ETag"] = etag(planned.change.current)
     return planned.to_json()

@@ -154,3 +154,32 @@ def test_docs_page_offline_and_openapi(stack: Stack) -> None:
     assert page.status_code == 200 and "/api/accounts/{account}/plan" in page.text
     assert "cdn" not in page.text.lower() and "<script" not in page.text.lower()
     assert "/api/accounts/{account}/coverage.png" in client.get("/api/openapi.json").json()["paths"]
+
+
+def test_token_and_password_commands(stack: Stack) -> None:
+    from click.testing import CliRunner
+
+    from routing.cli.console import main
+
+    url = ["--redis", stack.server.url]
+    made = CliRunner().invoke(main, ["token", "create", "--noc", "--name", "cli-made", *url])
+    assert made.exit_code == 0, made.output
+    secret = made.stdout.strip()
+    assert secret.startswith(credentials.TOKEN_PREFIX)
+    assert stack.anonymous().get("/api/accounts", headers={"Authorization": f"Bearer {secret}"}).status_code == 200
+    listed = CliRunner().invoke(main, ["token", "list", *url])
+    line = next(x for x in listed.stdout.splitlines() if x.endswith("cli-made"))
+    assert secret not in listed.output
+    revoked = CliRunner().invoke(main, ["token", "revoke", line.split()[0], *url])
+    assert revoked.exit_code == 0, revoked.output
+    assert stack.anonymous().get("/api/accounts", headers={"Authorization": f"Bearer {secret}"}).status_code == 401
+    assert CliRunner().invoke(main, ["token", "revoke", "nope", *url]).exit_code == 1
+
+    short = CliRunner().invoke(main, ["password", BERRY, "--stdin", *url], input="short\n")
+    assert short.exit_code == 1 and "at least 8" in short.output and "short\n" not in short.output
+    assert CliRunner().invoke(main, ["password", "nobody", "--stdin", *url], input="long enough\n").exit_code == 1
+    ok = CliRunner().invoke(main, ["password", BERRY, "--stdin", *url], input="a new long one\n")
+    assert ok.exit_code == 0, ok.output
+    assert (credentials.password_hash(stack.redis, BERRY) or "").startswith("$argon2id$")
+    login = stack.anonymous().post("/api/login", json={"account": BERRY, "password": "a new long one"})
+    assert login.status_code == 200

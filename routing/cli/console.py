@@ -1285,6 +1285,9 @@ def webhook_secret_cmd(account: str, rotate: bool, redis_url: str | None) -> Non
     click.echo(webhook_secret(client, account, rotate=rotate))
 
 
+import routing.cli.web_cmd  # noqa: E402,F401  (`voffice web`, `token`, `password`: they register themselves)
+
+
 def run() -> None:
     """The `voffice` command. Click's usage errors (an unknown option, a bad value) are
     printed as one line like every other error, naming where help is, with exit code 2."""

@@ -72,7 +72,7 @@ lint: install
 # needed); skipped when it exists. wheelhouse: the wheels of the lock's runtime part, downloaded on the host
 # (containers have no CA bundle for PyPI), what the Python images install from. images: every
 # image of docker/compose.yaml; Docker's layer cache makes a rebuild after a code change cheap.
-DOCKER_IMAGES := redis postgres rtpengine media-server kamailio
+DOCKER_IMAGES := redis postgres rtpengine media-server kamailio web
 WHEELHOUSE := .wheelhouse
 WHEELHOUSE_STAMP := $(WHEELHOUSE)/.stamp
 # The classic builder: Debian's docker.io has no buildx plugin.

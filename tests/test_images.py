@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from routing.cli.call_tool import parse_trace, scenario_text
@@ -40,7 +41,8 @@ KAMAILIO = f"{PREFIX}.40"
 NUMBER = "+74951234567"
 VIP = "+74957654321"  # the seed's VIP list: +7495*
 SATURDAY = "2026-11-28T13:00:00+03:00"  # rule 3: VIP callers on weekends 12-18 get the menu
-LONG_RUNNING = ("redis", "postgres", "rtpengine", "media-server", "kamailio", "history", "notifier")
+LONG_RUNNING = ("redis", "postgres", "rtpengine", "media-server", "kamailio", "history", "notifier", "web")
+WEB = f"http://{PREFIX}.70:8080"
 ONE_SHOTS = ("db-upgrade", "loader")
 HEALTHY_WITHIN = 240.0  # seconds from `up` until every service is healthy
 
@@ -135,7 +137,7 @@ def stack(images: None) -> Iterator[Stack]:
 
 def test_every_long_running_container_is_unprivileged(stack: Stack) -> None:
     expected = {"redis": "redis", "postgres": "postgres", "rtpengine": "rtpengine", "media-server": "voffice",
-                "kamailio": "kamailio", "history": "voffice", "notifier": "voffice"}
+                "kamailio": "kamailio", "history": "voffice", "notifier": "voffice", "web": "voffice"}
     for service in LONG_RUNNING:
         cid = stack.container(service)
         pid = run(["docker", "inspect", "-f", "{{.State.Pid}}", cid], timeout=30).stdout.strip()
@@ -143,6 +145,16 @@ def test_every_long_running_container_is_unprivileged(stack: Stack) -> None:
         uids = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("Uid:"))
         assert all(uid != "0" for uid in uids.split()[1:]), (service, uids)
         assert run(["docker", "exec", cid, "id", "-un"], timeout=30).stdout.strip() == expected[service]
+
+
+def test_the_cabinet_answers_the_host_with_a_token_made_in_its_container(stack: Stack) -> None:
+    """The web image: `voffice token create --noc` in its container, then the REST API from the
+    host over the bridge sees the loaded seed account; without the token, 401."""
+    made = stack.compose("exec", "-T", "web", "voffice", "token", "create", "--noc", "--name", "test", timeout=60).stdout
+    token = next(word for word in made.split() if word.startswith("vot_"))
+    listed = httpx.get(f"{WEB}/api/accounts", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert listed.status_code == 200 and [a["account"] for a in listed.json()] == ["berry-demo"], listed.text
+    assert httpx.get(f"{WEB}/api/accounts", timeout=10).status_code == 401
 
 
 def test_a_call_from_the_host_is_answered_and_recorded(stack: Stack, tmp_path: Path) -> None:

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from routing.stack.local import ROOT, embedded_python_env, interpreter_home, sip_options, without_python_vars
@@ -109,7 +111,8 @@ def test_voffice_up_from_a_shell_whose_python3_is_another(tmp_path: Path, foreig
     existing = RedisServer(tmp_path / "existing-redis")
     existing.start()
     ports = ["--run-dir", str(tmp_path / "run"), "--sip-port", str(free_udp_port()),
-             "--media-port", str(free_port_block(2)), "--rtpengine-port", str(free_udp_port()), "--postgres-port", str(free_port())]
+             "--media-port", str(free_port_block(2)), "--rtpengine-port", str(free_udp_port()), "--postgres-port", str(free_port()),
+             "--web-port", str(web_port := free_port())]
     up = subprocess.run([str(voffice), "up", "--redis", existing.url, *ports], env=env, capture_output=True, text=True, timeout=120)
     try:
         assert up.returncode == 0, up.stdout + up.stderr
@@ -119,6 +122,17 @@ def test_voffice_up_from_a_shell_whose_python3_is_another(tmp_path: Path, foreig
         assert "kamailio" in status.stdout
         assert "history" in status.stdout and "postgres" in status.stdout
         assert f"{existing.url} PONG, 1 accounts, 1 numbers" in status.stdout  # the seed, loaded into it
+        # the cabinet: its address, and the first credentials, printed this once, that work
+        assert f"http://127.0.0.1:{web_port}/console" in up.stdout
+        assert re.search(rf"^web +up +http://127.0.0.1:{web_port}/console answers", status.stdout, re.M), status.stdout
+        token = re.search(r"NOC token \(shown once\): (\S+)", up.stdout)
+        password = re.search(r"account berry-demo, password (\S+)", up.stdout)
+        assert token and password, up.stdout
+        api = f"http://127.0.0.1:{web_port}/api"
+        listed = httpx.get(f"{api}/accounts", headers={"Authorization": f"Bearer {token[1]}"})
+        assert listed.status_code == 200 and "berry-demo" in listed.text
+        login = httpx.post(f"{api}/login", json={"account": "berry-demo", "password": password[1]})
+        assert login.status_code == 200 and login.json()["role"] == "subscriber"
     finally:
         subprocess.run([str(voffice), "down", *ports], env=env, capture_output=True, text=True, timeout=60)
         shutil.rmtree(cluster_dir(tmp_path / "run"), ignore_errors=True)  # the stack's PostgreSQL cluster

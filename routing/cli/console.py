@@ -925,6 +925,7 @@ def stack_options(fn: F) -> F:
         click.option("--rtpengine-port", type=click.IntRange(1, 65535), default=None, help="rtpengine's ng port (default 2223)."),
         click.option("--postgres-port", type=click.IntRange(1, 65535), default=None,
                      help="The local PostgreSQL's port (default 5479; not used with --database)."),
+        click.option("--web-port", type=click.IntRange(1, 65535), default=None, help="The cabinet's HTTP port (default 8080)."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -932,7 +933,8 @@ def stack_options(fn: F) -> F:
 
 
 def _ports(kw: dict[str, Any]) -> dict[str, Any]:
-    return {k: kw.pop(k) for k in ("redis_external", "redis_port", "sip_port", "media_port", "rtpengine_port", "postgres_port")}
+    return {k: kw.pop(k) for k in ("redis_external", "redis_port", "sip_port", "media_port", "rtpengine_port", "postgres_port",
+                                "web_port")}
 
 
 @main.command()
@@ -991,6 +993,8 @@ def up(foreground: bool, load_paths: tuple[str, ...], operator_gateway: str, med
         stack.start(detach=not foreground)
     except (StackError, ClockError) as exc:
         fail(str(exc))
+    if "web" in config.components:
+        _first_credentials(config)
     sip = " ".join(f"{t}:{config.host}:{config.sip_tls_port if t == 'tls' else config.sip_port}" for t in config.transports)
     if config.clustered:
         sip = " ".join(f"{config.host}:{port}" for port in config.sip_ports()) + f" ({nodes} nodes, DMQ {config.dmq_ports()})"
@@ -1004,6 +1008,38 @@ def up(foreground: bool, load_paths: tuple[str, ...], operator_gateway: str, med
     stack.wait()
     stack.stop()
     click.echo("stopped")
+
+
+FIRST_PASSWORDS = 5
+
+
+def _first_credentials(config: Any) -> None:
+    """The cabinet's address, and the credentials it has none of yet, printed this once: a NOC
+    token when there is none, a password for each account loaded now that has none. Later
+    `up`s print none (`voffice token create --noc`, `voffice password ACCOUNT` make more)."""
+    import secrets
+
+    from routing.store import credentials
+
+    r = configs.connect(config.redis_url)
+    click.echo(f"cabinet   http://{config.host}:{config.web_port}/console   API http://{config.host}:{config.web_port}/api/docs")
+    if not credentials.tokens(r):
+        token, _info = credentials.create_token(r, "first token, made by voffice up")
+        click.echo(f"          NOC token (shown once): {token}")
+    accounts = _loaded_accounts(config.load)
+    if len(accounts) > FIRST_PASSWORDS:
+        click.echo("          subscriber passwords: `voffice password ACCOUNT` (too many accounts to print)")
+        return
+    for account in accounts:
+        if credentials.password_hash(r, account) is None:
+            password = secrets.token_urlsafe(12)
+            credentials.set_password(r, account, password)
+            click.echo(f"          subscriber login (shown once): account {account}, password {password}")
+
+
+def _loaded_accounts(paths: tuple[str, ...]) -> list[str]:
+    result = validate_paths(list(paths))
+    return [str(doc["account"]) for _path, doc in result.documents] if result.ok else []
 
 
 @main.command()
@@ -1313,5 +1349,9 @@ def run() -> None:
     sys.exit(0)
 
 
-if __name__ == "__main__":
-    run()
+if __name__ == "__main__":  # `python -m routing.cli.console` (how `voffice up` starts its processes)
+    # The module proper, not this __main__ copy: commands in other modules (routing.cli.web_cmd)
+    # register themselves on its `main`.
+    from routing.cli import console
+
+    console.run()

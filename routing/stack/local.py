@@ -18,6 +18,7 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -69,7 +70,8 @@ class StackConfig:
     kamailio_allocator: str = "tlsf"
     load: tuple[str, ...] = (str(SEED),)
     now: str | None = None  # VOFFICE_NOW
-    components: tuple[str, ...] = ("redis", "postgres", "rtpengine", "media", "kamailio", "history", "notifier")
+    components: tuple[str, ...] = ("redis", "postgres", "rtpengine", "media", "kamailio", "history", "notifier", "web")
+    web_port: int = 8080  # the cabinet: REST API and console (`voffice web`)
     # One node store for the machine (every account in one memory map shared by all
     # workers; routing/store/node_store.py), kept by a `voffice node-store` process.
     # False: each worker caches from Redis itself, as the docker images still do.
@@ -236,6 +238,15 @@ def rtpengine_ping(host: str, port: int, timeout: float = 1.0) -> bool:
     return data.startswith(cookie.encode()) and b"pong" in data
 
 
+def web_health(host: str, port: int, timeout: float = 1.0) -> bool:
+    """The cabinet answers and reaches Redis (`GET /api/health`)."""
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/api/health", timeout=timeout) as answer:
+            return bool(answer.status == 200)
+    except (OSError, ValueError):
+        return False
+
+
 def node_store_used(config: StackConfig) -> bool:
     """A node store for the Kamailio and media server of a stack that has a Redis to mirror
     (not, say, the SIP bench's baseline Kamailio, which runs no routing)."""
@@ -363,6 +374,14 @@ def components(config: StackConfig) -> list[Component]:
              *(["--allow-private-webhooks"] if config.allow_private_webhooks else [])],
             lambda: consumer_ready(config.redis_url, "notifier", "notifier-1"),
             {**env, **secret_env(config)},
+        ))
+    if "web" in config.components:
+        out.append(Component(
+            "web",
+            [venv_python(), "-m", "routing.cli.console", "web", "--listen", f"{h}:{config.web_port}",
+             "--state-dir", str(run / "web")],  # Redis and PostgreSQL: env (URLs may hold passwords)
+            lambda: web_health(h, config.web_port),
+            {**env, **({"VOFFICE_DATABASE_URL": config.history_url} if "history" in config.components else {})},
         ))
     if uses_store:
         out.append(Component(
@@ -800,6 +819,9 @@ def status(config: StackConfig) -> list[tuple[str, bool, str]]:
         rows.append(("history", ok, detail))
     if "notifier" in config.components:
         rows.append(("notifier", *notifier_status(config)))
+    if "web" in config.components:
+        ok = web_health(h, config.web_port)
+        rows.append(("web", ok, f"http://{h}:{config.web_port}/console {'answers' if ok else 'does not answer'}"))
     if "rtpengine" in config.components:
         for i, ng_port in enumerate(config.rtpengine_ports()):
             ok = rtpengine_ping(h, ng_port)

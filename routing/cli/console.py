@@ -104,7 +104,7 @@ def _checked_redis(ctx: click.Context, param: click.Parameter, value: str | None
     return value
 
 
-redis_option = click.option(
+redis_option: Callable[[F], F] = click.option(
     "--redis", "redis_url", envvar="VOFFICE_REDIS_URL", default=None, metavar="URL", callback=_checked_redis,
     help=f"Redis URL (env VOFFICE_REDIS_URL; default {configs.DEFAULT_URL}).",
 )
@@ -455,6 +455,9 @@ def history(account: str, limit: int, as_json: bool, redis_url: str | None) -> N
         if e["action"] == "delete":
             click.echo(f"--   {e['at']}  {e['user']}  delete (was v{e.get('previous')}; released {', '.join(e.get('numbers', []))})")
             continue
+        if e["action"].startswith("override"):  # routing/store/overrides.py: no new version
+            click.echo(f"--   {e['at']}  {e['user']}  {e['summary'][0] if e.get('summary') else e['action']}")
+            continue
         mark = "current" if e["version"] == current else "kept, restorable" if e["version"] in kept else "not kept"
         click.echo(f"v{e['version']}  {e['at']}  {e['user']}  {e['action']}  {e.get('file', '')}  sha256:{e['sha256'][:12]}  [{mark}]")
         for line in e["summary"]:
@@ -527,22 +530,33 @@ def _account_from_file(path: str, number: str | None) -> CompiledAccount:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="An account file instead of what is loaded in Redis.")
 @click.option("--event", "events", multiple=True, help="digits:101 key:1 timeout invalid done no-answer busy answer:ID, in order.")
 @click.option("--seed", default="", help="Seed for the random strategy (Kamailio uses the call id).")
+@click.option("--override", "override_text", default=None, metavar="SCENARIO[@UNTIL]",
+              help="Try a manual override (in force from --at) instead of the stored one.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole decision as JSON.")
 @redis_option
 @user_errors
-def simulate_cmd(number: str, caller: str, at_text: str | None, config_path: str | None, events: tuple[str, ...], seed: str, as_json: bool, redis_url: str | None) -> None:
-    """What happens to a call, without placing it."""
+def simulate_cmd(number: str, caller: str, at_text: str | None, config_path: str | None, events: tuple[str, ...], seed: str,
+                 override_text: str | None, as_json: bool, redis_url: str | None) -> None:
+    """What happens to a call, without placing it (the account's manual override included)."""
+    from routing.cli.override_cmd import trial_override
     from routing.core.clock import now as clock_now
+    from routing.core.override import Override
 
     at = _parse_at(at_text) if at_text else clock_now()
     parsed = [Event.parse(e) for e in events]
+    override: Override | None = None
     if config_path:
         account = _account_from_file(config_path, number)
     else:
-        found = ConfigReader(redis_url, timeout=2.0).account_for_number(number)
+        reader = ConfigReader(redis_url, timeout=2.0)
+        found = reader.account_for_number(number)
         if found is None:
             fail(f"number {number} is not in any loaded account")
         account = found
+        override = reader.override_of(account.id)
+    if override_text is not None:
+        moment = account.local_time(at)
+        override = trial_override(override_text, account, min(moment, clock_now()), after=moment)
     if at.tzinfo is None:
         from routing.core.clock import wall_time_problem
 
@@ -551,7 +565,7 @@ def simulate_cmd(number: str, caller: str, at_text: str | None, config_path: str
             usage(f"--at: {problem[1]}")
         if problem is not None:
             click.echo(f"note: --at {problem[1]}", err=True)
-    result = simulate(account, number, caller, at, parsed, seed=seed)
+    result = simulate(account, number, caller, at, parsed, seed=seed, override=override)
     if as_json:
         click.echo(json.dumps(result, ensure_ascii=False, indent=2))
     else:
@@ -565,6 +579,9 @@ def format_simulation(result: dict[str, Any]) -> str:
         f"rule      {rule['name'] + ' (' + rule['id'] + ')' if rule else 'none matched: default scenario'}",
         f"scenario  {result['scenario']['name']} ({result['scenario']['id']})",
     ]
+    override = result.get("override")
+    if override is not None and not override["applied"]:
+        lines.insert(1, f"override  to {override['scenario']} ignored: {override['status']}")
     for skipped in result.get("skipped", []):
         lines.insert(-1, f"  not {skipped['name']} ({skipped['id']}): {skipped['why']}")
     for i, step in enumerate(result["steps"], 1):
@@ -593,19 +610,24 @@ def format_simulation(result: dict[str, Any]) -> str:
 @click.option("--week", default=None, help="ISO week, e.g. 2026-W48 (default: this week).")
 @click.option("--slot", "slot_minutes", default=15, show_default=True, type=click.IntRange(5, 240), help="Slot length in minutes.")
 @click.option("--png", "png_path", type=click.Path(dir_okay=False), help="Also draw the week as a heat map.")
+@click.option("--override", "override_text", default=None, metavar="SCENARIO[@UNTIL]",
+              help="Try a manual override set now instead of the stored one.")
 @click.option("--json", "as_json", is_flag=True, help="Print the slots as JSON.")
 @redis_option
 @user_errors
-def coverage(what: str | None, config_path: str | None, week: str | None, slot_minutes: int, png_path: str | None, as_json: bool,
-             redis_url: str | None) -> None:
+def coverage(what: str | None, config_path: str | None, week: str | None, slot_minutes: int, png_path: str | None,
+             override_text: str | None, as_json: bool, redis_url: str | None) -> None:
     """Which rule and scenario apply in each slot of a week, per caller list: of a loaded
-    account (by id or one of its numbers) or of --config FILE."""
+    account (by id or one of its numbers) or of --config FILE. The account's manual
+    override shows in the slots it covers."""
+    from routing.cli.override_cmd import trial_override
+    from routing.core.clock import now as clock_now
     from routing.core.coverage import format_text, parse_iso_week, render_png, week_coverage
+    from routing.core.override import Override
 
+    override: Override | None = None
     try:
         if week is None:
-            from routing.core.clock import now as clock_now
-
             year, number, _ = clock_now().isocalendar()
             week = f"{year}-W{number:02d}"
         monday = parse_iso_week(week)
@@ -625,8 +647,11 @@ def coverage(what: str | None, config_path: str | None, week: str | None, slot_m
         if found is None:
             fail(f"{what!r} is not a loaded account or number (a file: --config FILE)")
         account = found
+        override = reader.override_of(account.id)
+    if override_text is not None:
+        override = trial_override(override_text, account, clock_now())
     try:
-        cov = week_coverage(account, monday, slot_minutes)
+        cov = week_coverage(account, monday, slot_minutes, override)
     except ValueError as exc:
         usage(f"--slot: {exc}")
     if as_json:
@@ -1311,4 +1336,12 @@ def run() -> None:
 
 
 if __name__ == "__main__":
-    run()
+    # `python -m routing.cli.console`: run the module proper, on whose `main` the commands
+    # of other modules (which import this one for its helpers) register.
+    from routing.cli import console
+
+    console.run()
+else:
+    from routing.cli.override_cmd import override_cmd
+
+    main.add_command(override_cmd)

@@ -556,7 +556,7 @@ def simulate_cmd(number: str, caller: str, at_text: str | None, config_path: str
         override = reader.override_of(account.id)
     if override_text is not None:
         moment = account.local_time(at)
-        override = trial_override(override_text, account, min(moment, clock_now()), after=moment)
+        override = trial_override(override_text, account, min(moment, clock_now()), after=moment, after_is="--at")
     if at.tzinfo is None:
         from routing.core.clock import wall_time_problem
 
@@ -572,11 +572,19 @@ def simulate_cmd(number: str, caller: str, at_text: str | None, config_path: str
         click.echo(format_simulation(result))
 
 
+def _rule_text(rule: dict[str, str] | None) -> str:
+    from routing.core.engine import OVERRIDE_RULE_ID
+
+    if rule is None:
+        return "none matched: default scenario"
+    return rule["name"] if rule["id"] == OVERRIDE_RULE_ID else f"{rule['name']} ({rule['id']})"
+
+
 def format_simulation(result: dict[str, Any]) -> str:
     rule = result["rule"]
     lines = [
         f"{result['account']}  {result['number']} from {result['caller']}  at {result['local_time']} ({result['weekday']}, {result['day_type']} day)",
-        f"rule      {rule['name'] + ' (' + rule['id'] + ')' if rule else 'none matched: default scenario'}",
+        f"rule      {_rule_text(rule)}",
         f"scenario  {result['scenario']['name']} ({result['scenario']['id']})",
     ]
     override = result.get("override")
@@ -611,7 +619,7 @@ def format_simulation(result: dict[str, Any]) -> str:
 @click.option("--slot", "slot_minutes", default=15, show_default=True, type=click.IntRange(5, 240), help="Slot length in minutes.")
 @click.option("--png", "png_path", type=click.Path(dir_okay=False), help="Also draw the week as a heat map.")
 @click.option("--override", "override_text", default=None, metavar="SCENARIO[@UNTIL]",
-              help="Try a manual override set now instead of the stored one.")
+              help="Try a manual override in force from the start of the week (UNTIL HH:MM: its first in the week).")
 @click.option("--json", "as_json", is_flag=True, help="Print the slots as JSON.")
 @redis_option
 @user_errors
@@ -649,7 +657,8 @@ def coverage(what: str | None, config_path: str | None, week: str | None, slot_m
         account = found
         override = reader.override_of(account.id)
     if override_text is not None:
-        override = trial_override(override_text, account, clock_now())
+        start = datetime.combine(monday, datetime.min.time()).replace(tzinfo=account.tz)
+        override = trial_override(override_text, account, start, after_is="the start of the week")
     try:
         cov = week_coverage(account, monday, slot_minutes, override)
     except ValueError as exc:

@@ -20,10 +20,11 @@ from routing.core.override import BadTime, Override, OverrideError, parse_trial
 from routing.store import configs, overrides
 
 
-def trial_override(text: str, account: CompiledAccount, start: datetime, after: datetime | None = None) -> Override:
+def trial_override(text: str, account: CompiledAccount, start: datetime, after: datetime | None = None,
+                   after_is: str = "the start") -> Override:
     """`--override SCENARIO[@UNTIL]` of simulate and coverage (not stored)."""
     try:
-        return parse_trial(text, account.roots, account.tz, start, after)
+        return parse_trial(text, account.roots, account.tz, start, after, after_is)
     except BadTime as exc:
         usage(str(exc).replace("--until", "--override ...@UNTIL:", 1))
     except OverrideError as exc:

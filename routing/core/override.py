@@ -135,12 +135,13 @@ def _wall(naive: datetime, zone: tzinfo, text: str) -> datetime:
     return naive.replace(tzinfo=zone)
 
 
-def parse_trial(text: str, scenarios: Any, zone: tzinfo, start: datetime, after: datetime | None = None) -> Override:
+def parse_trial(text: str, scenarios: Any, zone: tzinfo, start: datetime, after: datetime | None = None,
+                after_is: str = "the start") -> Override:
     """`--override SCENARIO[@UNTIL]` of simulate and coverage: an override tried without
     storing it, in force from `start`; UNTIL as `parse_until` reads it, after `after`
-    (default `start`)."""
+    (default `start`; `after_is` names it in a refusal)."""
     scenario, _, until_text = text.strip().partition("@")
     if scenario not in scenarios:
         raise OverrideError(f"--override: no scenario {scenario!r} in this account (its scenarios: {', '.join(scenarios)})")
-    until = parse_until(until_text, zone, after or start, "the time decided at") if until_text else None
+    until = parse_until(until_text, zone, after or start, after_is) if until_text else None
     return Override(scenario, until, "trial", start)

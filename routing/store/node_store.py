@@ -200,6 +200,7 @@ class NodeReader:
         self._db: dict[bytes, Any] = opened.db if opened else {}
         self._compiled: OrderedDict[tuple[str, int], CompiledAccount] = OrderedDict()
         self._last_versions: OrderedDict[str, int] = OrderedDict()
+        self._override_read: tuple[str | None, bytes | None] = (None, None)  # (account, its override) of the last lookup
         self.stats = {"hits": 0, "misses": 0}
 
     # --- the ConfigReader interface ------------------------------------------------------
@@ -232,11 +233,16 @@ class NodeReader:
         return self._last_versions[account_id]
 
     def override_of(self, account_id: str) -> Override | None:
-        """The account's manual override as the mirror last wrote it (one read; only an
-        account that has one pays for parsing it)."""
-        with self._begin() as txn:
-            raw = txn.get(account_id.encode(), db=self._db[b"overrides"])
-            return parse_override(bytes(raw)) if raw is not None else None
+        """The account's manual override as the mirror last wrote it: read in the same
+        transaction as the lookup that found the account (no second one per call); only an
+        account that has one pays for parsing it."""
+        if self._override_read[0] == account_id:
+            raw = self._override_read[1]
+        else:
+            with self._begin() as txn:
+                found = txn.get(account_id.encode(), db=self._db[b"overrides"])
+                raw = bytes(found) if found is not None else None
+        return parse_override(raw) if raw is not None else None
 
     def account_version(self, account_id: str, version: int) -> CompiledAccount | None:
         """A specific version (a call keeps the version it started with), None once the
@@ -290,6 +296,8 @@ class NodeReader:
         compiled = self._compiled_version(txn, account_id, version, raw[8:])
         if compiled is not None:
             remember(self._last_versions, account_id, version, self.max_accounts)
+            override = txn.get(account_id.encode(), db=self._db[b"overrides"])
+            self._override_read = (account_id, bytes(override) if override is not None else None)
         return compiled
 
     def _compiled_version(self, txn: lmdb.Transaction, account_id: str, version: int,

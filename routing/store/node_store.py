@@ -235,9 +235,11 @@ class NodeReader:
     def override_of(self, account_id: str) -> Override | None:
         """The account's manual override as the mirror last wrote it: read in the same
         transaction as the lookup that found the account (no second one per call); only an
-        account that has one pays for parsing it."""
+        account that has one pays for parsing it. That read serves once: asked again, or
+        for another account, it is read anew."""
         if self._override_read[0] == account_id:
             raw = self._override_read[1]
+            self._override_read = (None, None)
         else:
             with self._begin() as txn:
                 found = txn.get(account_id.encode(), db=self._db[b"overrides"])

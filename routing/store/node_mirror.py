@@ -1,8 +1,8 @@
 """Keeps a machine's node store (routing/store/node_store.py) in step with Redis.
 
 One process per machine (`voffice node-store`). It follows `vo:changes`, the log every load,
-delete and override change appends to in the same Lua script that publishes it, with a blocking XREAD: a
-stream is read from where we left off, so nothing is missed while we were busy, and a
+delete and override change appends to in the same Lua script that publishes it, with a
+blocking XREAD: a stream is read from where we left off, so nothing is missed while we were busy, and a
 gap (a trimmed log, a failover that lost entries, a new epoch) is noticed by the message
 numbers themselves and answered with a full sync. A full sync reads the whole mapping in
 one MULTI (a consistent snapshot) and fetches only the blobs the store lacks, so a

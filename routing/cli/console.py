@@ -104,7 +104,7 @@ def _checked_redis(ctx: click.Context, param: click.Parameter, value: str | None
     return value
 
 
-redis_option = click.option(
+redis_option: Callable[[F], F] = click.option(
     "--redis", "redis_url", envvar="VOFFICE_REDIS_URL", default=None, metavar="URL", callback=_checked_redis,
     help=f"Redis URL (env VOFFICE_REDIS_URL; default {configs.DEFAULT_URL}).",
 )
@@ -455,6 +455,9 @@ def history(account: str, limit: int, as_json: bool, redis_url: str | None) -> N
         if e["action"] == "delete":
             click.echo(f"--   {e['at']}  {e['user']}  delete (was v{e.get('previous')}; released {', '.join(e.get('numbers', []))})")
             continue
+        if e["action"].startswith("override"):  # routing/store/overrides.py: no new version
+            click.echo(f"--   {e['at']}  {e['user']}  {e['summary'][0] if e.get('summary') else e['action']}")
+            continue
         mark = "current" if e["version"] == current else "kept, restorable" if e["version"] in kept else "not kept"
         click.echo(f"v{e['version']}  {e['at']}  {e['user']}  {e['action']}  {e.get('file', '')}  sha256:{e['sha256'][:12]}  [{mark}]")
         for line in e["summary"]:
@@ -527,22 +530,33 @@ def _account_from_file(path: str, number: str | None) -> CompiledAccount:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="An account file instead of what is loaded in Redis.")
 @click.option("--event", "events", multiple=True, help="digits:101 key:1 timeout invalid done no-answer busy answer:ID, in order.")
 @click.option("--seed", default="", help="Seed for the random strategy (Kamailio uses the call id).")
+@click.option("--override", "override_text", default=None, metavar="SCENARIO[@UNTIL]",
+              help="Try a manual override (in force from --at) instead of the stored one.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole decision as JSON.")
 @redis_option
 @user_errors
-def simulate_cmd(number: str, caller: str, at_text: str | None, config_path: str | None, events: tuple[str, ...], seed: str, as_json: bool, redis_url: str | None) -> None:
-    """What happens to a call, without placing it."""
+def simulate_cmd(number: str, caller: str, at_text: str | None, config_path: str | None, events: tuple[str, ...], seed: str,
+                 override_text: str | None, as_json: bool, redis_url: str | None) -> None:
+    """What happens to a call, without placing it (the account's manual override included)."""
+    from routing.cli.override_cmd import trial_override
     from routing.core.clock import now as clock_now
+    from routing.core.override import Override
 
     at = _parse_at(at_text) if at_text else clock_now()
     parsed = [Event.parse(e) for e in events]
+    override: Override | None = None
     if config_path:
         account = _account_from_file(config_path, number)
     else:
-        found = ConfigReader(redis_url, timeout=2.0).account_for_number(number)
+        reader = ConfigReader(redis_url, timeout=2.0)
+        found = reader.account_for_number(number)
         if found is None:
             fail(f"number {number} is not in any loaded account")
         account = found
+        override = reader.override_of(account.id)
+    if override_text is not None:
+        moment = account.local_time(at)
+        override = trial_override(override_text, account, min(moment, clock_now()), after=moment, after_is="--at")
     if at.tzinfo is None:
         from routing.core.clock import wall_time_problem
 
@@ -551,20 +565,31 @@ def simulate_cmd(number: str, caller: str, at_text: str | None, config_path: str
             usage(f"--at: {problem[1]}")
         if problem is not None:
             click.echo(f"note: --at {problem[1]}", err=True)
-    result = simulate(account, number, caller, at, parsed, seed=seed)
+    result = simulate(account, number, caller, at, parsed, seed=seed, override=override)
     if as_json:
         click.echo(json.dumps(result, ensure_ascii=False, indent=2))
     else:
         click.echo(format_simulation(result))
 
 
+def _rule_text(rule: dict[str, str] | None) -> str:
+    from routing.core.engine import OVERRIDE_RULE_ID
+
+    if rule is None:
+        return "none matched: default scenario"
+    return rule["name"] if rule["id"] == OVERRIDE_RULE_ID else f"{rule['name']} ({rule['id']})"
+
+
 def format_simulation(result: dict[str, Any]) -> str:
     rule = result["rule"]
     lines = [
         f"{result['account']}  {result['number']} from {result['caller']}  at {result['local_time']} ({result['weekday']}, {result['day_type']} day)",
-        f"rule      {rule['name'] + ' (' + rule['id'] + ')' if rule else 'none matched: default scenario'}",
+        f"rule      {_rule_text(rule)}",
         f"scenario  {result['scenario']['name']} ({result['scenario']['id']})",
     ]
+    override = result.get("override")
+    if override is not None and not override["applied"]:
+        lines.insert(1, f"override  to {override['scenario']} ignored: {override['status']}")
     for skipped in result.get("skipped", []):
         lines.insert(-1, f"  not {skipped['name']} ({skipped['id']}): {skipped['why']}")
     for i, step in enumerate(result["steps"], 1):
@@ -593,19 +618,24 @@ def format_simulation(result: dict[str, Any]) -> str:
 @click.option("--week", default=None, help="ISO week, e.g. 2026-W48 (default: this week).")
 @click.option("--slot", "slot_minutes", default=15, show_default=True, type=click.IntRange(5, 240), help="Slot length in minutes.")
 @click.option("--png", "png_path", type=click.Path(dir_okay=False), help="Also draw the week as a heat map.")
+@click.option("--override", "override_text", default=None, metavar="SCENARIO[@UNTIL]",
+              help="Try a manual override in force from the start of the week (UNTIL HH:MM: its first in the week).")
 @click.option("--json", "as_json", is_flag=True, help="Print the slots as JSON.")
 @redis_option
 @user_errors
-def coverage(what: str | None, config_path: str | None, week: str | None, slot_minutes: int, png_path: str | None, as_json: bool,
-             redis_url: str | None) -> None:
+def coverage(what: str | None, config_path: str | None, week: str | None, slot_minutes: int, png_path: str | None,
+             override_text: str | None, as_json: bool, redis_url: str | None) -> None:
     """Which rule and scenario apply in each slot of a week, per caller list: of a loaded
-    account (by id or one of its numbers) or of --config FILE."""
+    account (by id or one of its numbers) or of --config FILE. The account's manual
+    override shows in the slots it covers."""
+    from routing.cli.override_cmd import trial_override
+    from routing.core.clock import now as clock_now
     from routing.core.coverage import format_text, parse_iso_week, render_png, week_coverage
+    from routing.core.override import Override
 
+    override: Override | None = None
     try:
         if week is None:
-            from routing.core.clock import now as clock_now
-
             year, number, _ = clock_now().isocalendar()
             week = f"{year}-W{number:02d}"
         monday = parse_iso_week(week)
@@ -625,8 +655,12 @@ def coverage(what: str | None, config_path: str | None, week: str | None, slot_m
         if found is None:
             fail(f"{what!r} is not a loaded account or number (a file: --config FILE)")
         account = found
+        override = reader.override_of(account.id)
+    if override_text is not None:
+        start = datetime.combine(monday, datetime.min.time()).replace(tzinfo=account.tz)
+        override = trial_override(override_text, account, start, after_is="the start of the week")
     try:
-        cov = week_coverage(account, monday, slot_minutes)
+        cov = week_coverage(account, monday, slot_minutes, override)
     except ValueError as exc:
         usage(f"--slot: {exc}")
     if as_json:
@@ -1350,8 +1384,12 @@ def run() -> None:
 
 
 if __name__ == "__main__":  # `python -m routing.cli.console` (how `voffice up` starts its processes)
-    # The module proper, not this __main__ copy: commands in other modules (routing.cli.web_cmd)
-    # register themselves on its `main`.
+    # The module proper, not this __main__ copy: commands in other modules (routing.cli.web_cmd,
+    # override_cmd) register themselves on its `main`.
     from routing.cli import console
 
     console.run()
+else:
+    from routing.cli.override_cmd import override_cmd
+
+    main.add_command(override_cmd)

@@ -23,8 +23,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from routing.core.engine import CompiledAccount, decide
+from routing.core.engine import OVERRIDE_RULE_ID, CompiledAccount, decide
 from routing.core.numbers import E164, compile_patterns, pattern_matches, to_e164
+from routing.core.override import SCENARIO_MISSING, Override, local_text
 
 if TYPE_CHECKING:  # Pillow is imported only when a picture is drawn
     from typing import TypeAlias
@@ -134,6 +135,7 @@ class Coverage:
     rule_names: tuple[tuple[str, str], ...]  # (rule id, name), priority order
     scenario_names: tuple[tuple[str, str], ...]  # (scenario id, name), document order
     default_scenario: str
+    override: str | None = None  # the manual override decided with (`Override.describe`), if any
 
     @property
     def week(self) -> str:
@@ -203,6 +205,7 @@ class Coverage:
                 "id": self.default_scenario,
                 "name": self.scenario_name(self.default_scenario),
             },
+            "override": self.override,
             "days": [
                 {
                     "date": d.date.isoformat(),
@@ -234,8 +237,10 @@ class Coverage:
 # --- computing it ------------------------------------------------------------------------
 
 
-def week_coverage(account: CompiledAccount, monday: date, slot_minutes: int = 15) -> Coverage:
-    """Decide every slot of the ISO week starting `monday` for every caller class."""
+def week_coverage(account: CompiledAccount, monday: date, slot_minutes: int = 15,
+                  override: Override | None = None) -> Coverage:
+    """Decide every slot of the ISO week starting `monday` for every caller class; with a
+    manual `override`, the slots inside its window show its scenario, as calls would get."""
     if monday.weekday() != 0:
         raise ValueError(f"{monday.isoformat()} is not a Monday")
     if not 1 <= slot_minutes <= MINUTES_PER_DAY or MINUTES_PER_DAY % slot_minutes:
@@ -252,7 +257,7 @@ def week_coverage(account: CompiledAccount, monday: date, slot_minutes: int = 15
         for day in dates:
             row: list[Cell] = []
             for start in starts:
-                decision = decide(account, number, klass.caller, datetime.combine(day, start))
+                decision = decide(account, number, klass.caller, datetime.combine(day, start), override)
                 day_types.setdefault(day, decision.day_type)
                 row.append((None if decision.rule is None else decision.rule.id, decision.scenario))
             rows.append(tuple(row))
@@ -265,10 +270,19 @@ def week_coverage(account: CompiledAccount, monday: date, slot_minutes: int = 15
         days=tuple(Day(d, day_types.get(d) or account.day_type(datetime.combine(d, time()))) for d in dates),
         classes=classes,
         grid=tuple(grid),
-        rule_names=tuple((str(r["id"]), str(r["name"])) for r in plain["rules"]),
+        rule_names=tuple((str(r["id"]), str(r["name"])) for r in plain["rules"])
+        + (((OVERRIDE_RULE_ID, "manual override"),) if override is not None else ()),
         scenario_names=tuple((str(k), str(v["name"])) for k, v in plain["scenarios"].items()),
         default_scenario=str(plain["default_scenario"]),
+        override=None if override is None else _override_text(override, account),
     )
+
+
+def _override_text(override: Override, account: CompiledAccount) -> str:
+    status = override.status_at(override.set_at, account.roots)
+    missing = " (its scenario is gone: ignored, the rules decide)" if status == SCENARIO_MISSING else ""
+    return f"calls go to {override.describe(account.tz)} (set by {override.set_by or '?'} at " \
+           f"{local_text(override.set_at, account.tz)}){missing}"
 
 
 def caller_classes(account: CompiledAccount) -> tuple[CallerClass, ...]:
@@ -381,6 +395,8 @@ def format_text(cov: Coverage, account: CompiledAccount | None = None) -> str:
         ),
         (f"default scenario (no rule matches): {cov.scenario_name(cov.default_scenario)} ({cov.default_scenario})"),
     ]
+    if cov.override is not None:
+        lines.append(f"manual override: {cov.override}")
     width = max((len(_rule_text(s)) for class_runs in runs for day in class_runs for s in day), default=0)
     for klass, class_runs in zip(cov.classes, runs, strict=True):
         lines.append("")

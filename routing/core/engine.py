@@ -14,12 +14,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from routing.core.day_type import DAY_TYPE_BIT, day_type
 from routing.core.numbers import compile_patterns, to_e164
+from routing.core.override import Override, local_text
 
 
 class CompiledRule(NamedTuple):
@@ -132,13 +133,34 @@ class Decision:
     rule: CompiledRule | None  # None: no rule matched, the default scenario applies
     scenario: str
     node: int  # root node of the scenario in the account's node table
+    override: Override | None = None  # the manual override that decided (rule: OVERRIDE_RULE_ID)
 
 
-def decide(account: CompiledAccount, number: str, caller: str | None, at: datetime) -> Decision:
-    """Which rule and scenario apply to a call to `number` from `caller` at instant `at`."""
+# The `rule` of a decision made by a manual override: not a valid rule id (ids start with a
+# letter or digit), so a call record's rule "(override)" cannot be mistaken for a rule's.
+OVERRIDE_RULE_ID = "(override)"
+
+
+def override_rule(override: Override, zone: tzinfo | None = None) -> CompiledRule:
+    """A stand-in rule that matches nothing by itself: what `decision.rule` holds when the
+    override decided, so every reader of `rule.id`/`rule.name` shows it without a special case."""
+    until = "until cleared" if override.until is None else f"until {local_text(override.until, zone)}"
+    return CompiledRule(OVERRIDE_RULE_ID, f"manual override, {until}", 0, 0, (), None, override.scenario)
+
+
+def decide(account: CompiledAccount, number: str, caller: str | None, at: datetime,
+           override: Override | None = None) -> Decision:
+    """Which rule and scenario apply to a call to `number` from `caller` at instant `at`.
+
+    An `override` in force at `at` whose scenario the account still has decides before the
+    rules; any other override changes nothing (an expired one, or one whose scenario a later
+    load removed)."""
     local = account.local_time(at)
     kind = account.day_type(local)
     caller_e164 = to_e164(caller, account.country)
+    if override is not None and override.scenario in account.roots and override.active_at(local):
+        return Decision(account.id, number, caller_e164, local, kind, override_rule(override, account.tz), override.scenario,
+                        account.roots[override.scenario], override)
     day_bit = DAY_TYPE_BIT[kind]
     weekday = local.weekday()
     minute = local.hour * 60 + local.minute

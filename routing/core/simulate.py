@@ -11,6 +11,7 @@ from typing import Any
 
 from routing.core.day_type import DAY_TYPE_BIT
 from routing.core.engine import CompiledAccount, decide
+from routing.core.override import Override
 from routing.core.ringing_plan import group_plan, operator_plan
 from routing.core.scenario import PENDING, Cursor, Event, EventError, feed, operation_of, terminal_end
 
@@ -23,9 +24,10 @@ def simulate(
     events: list[Event],
     seed: str = "",
     last_answered: dict[str, str] | None = None,
+    override: Override | None = None,
 ) -> dict[str, Any]:
     plain = account.plain
-    decision = decide(account, number, caller, at)
+    decision = decide(account, number, caller, at, override)
     steps: list[dict[str, Any]] = []
     pending = list(events)
     cursor = Cursor(decision.node)
@@ -84,7 +86,12 @@ def simulate(
         "day_type": decision.day_type,
         "rule": {"id": rule.id, "name": rule.name} if rule else None,
         "scenario": {"id": decision.scenario, "name": plain["scenarios"][decision.scenario]["name"]},
-        "skipped": skipped_rules(account, decision),
+        "override": None if override is None else {
+            **override.to_dict(),
+            "status": override.status_at(decision.local_time, account.roots),
+            "applied": decision.override is not None,
+        },
+        "skipped": [] if decision.override is not None else skipped_rules(account, decision),
         "steps": steps,
         "ring_seconds": ring_seconds,  # the longest the caller could hear ringing, every wave to its end
         "end": end,

@@ -8,7 +8,7 @@ can continue any call, and a config load mid-call leaves running calls on their 
 Request route:   a spiral from ourselves (a wave member under their own ring timer:
                  branch_timer) | admit (ban, flood) -> CANCEL -> within dialog ->
                  scanners -> OPTIONS -> INVITE only -> strip X-VO-* -> number -> account (404 if unknown) ->
-                 decide -> run(node)
+                 decide (the account's manual override, if in force, before the rules) -> run(node)
 run(node):       ring a wave of operators | relay to a media server with X-VO-Op
 branch route:    per branch: rtpengine offer (via-branch), X-VO-* for media branches;
                  operator branches: their own Call-ID, no Require: 100rel, TCP when large
@@ -306,7 +306,7 @@ class VofficeRouting:
         if KSR.textops.has_body_type("application/sdp") < 0:
             KSR.setflag(FLAG_DELAYED_OFFER)  # tm keeps it with the transaction: reply route
         caller = self.caller_number(source)
-        decision = decide(account, number, caller, now())
+        decision = decide(account, number, caller, now(), self.reader.override_of(account.id))  # the override first
         st = {
             "acct": account.id,
             "ver": version,

@@ -14,9 +14,11 @@ Layout (every key under the `vo:` prefix):
     vo:account:{id}:src:{n}         str   the source document (JSON) of version n
     vo:account:{id}:versions        list  kept versions, newest first
     vo:account:{id}:history         list  audit entries (JSON), newest first
+    vo:overrides                    hash  account id -> its manual override (JSON; overrides.py)
     vo:changes                      stream the same messages, the last 64 (field m; a message
                                           over 64 KiB is kept as "GENERATION *": re-read all)
-    channel vo:invalidate                 "GENERATION {accounts, numbers}" after each load
+    channel vo:invalidate                 "GENERATION {accounts, numbers[, overrides]}" after each
+                                          load, delete and override change
 
 Pub/sub delivers at most once and a subscription can go deaf without an error (a failover,
 a silent partition); `vo:changes` is what a reader that finds itself behind `vo:generation`
@@ -55,6 +57,7 @@ DEFAULT_URL = "redis://127.0.0.1:6479/0"
 DEFAULT_KEEP = 10
 HISTORY_LIMIT = 1000
 CHANNEL = "vo:invalidate"
+OVERRIDES = "vo:overrides"
 
 
 def redis_url(explicit: str | None = None) -> str:
@@ -449,6 +452,8 @@ for _, n in ipairs(numbers) do
   end
 end
 redis.call('SREM', 'vo:accounts', ARGV[1])
+local overrides = {}
+if redis.call('HDEL', 'vo:overrides', ARGV[1]) == 1 then overrides[ARGV[1]] = cjson.null end
 redis.call('HSET', key, 'current', 0, 'numbers', '[]', 'updated_at', ARGV[3])
 local entry = cjson.decode(ARGV[4])
 entry.previous = current
@@ -458,7 +463,7 @@ redis.call('LTRIM', key .. ':history', 0, 999)
 local generation = redis.call('INCR', 'vo:generation')
 local gone = {}
 gone[ARGV[1]] = 0  -- version 0: no longer loaded
-local message = generation .. ' ' .. cjson.encode({accounts = gone, numbers = released})
+local message = generation .. ' ' .. cjson.encode({accounts = gone, numbers = released, overrides = overrides})
 {LOG}
 redis.call('PUBLISH', 'vo:invalidate', message)
 return {'ok', tostring(current), cjson.encode(numbers)}
@@ -466,8 +471,8 @@ return {'ok', tostring(current), cjson.encode(numbers)}
 
 
 def delete(r: redis.Redis, account: str, expected: int = 0, user: str | None = None) -> tuple[int, list[str]]:
-    """Unload ACCOUNT: its numbers released and it leaves the account list at once (one Lua
-    script: a call to one of its numbers is refused from then on), its versions and history
+    """Unload ACCOUNT: its numbers released, its manual override cleared, and it leaves the
+    account list at once (one Lua script: a call to one of its numbers is refused from then on), its versions and history
     kept (a later load continues its numbering; `history` shows the deletion). `expected`:
     refuse if the account is no longer at that version. Returns (the version deleted, numbers)."""
     entry = {"version": 0, "at": utc(time.time()),

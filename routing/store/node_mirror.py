@@ -1,8 +1,8 @@
 """Keeps a machine's node store (routing/store/node_store.py) in step with Redis.
 
-One process per machine (`voffice node-store`). It follows `vo:changes`, the log every load
-and delete appends to in the same Lua script that publishes it, with a blocking XREAD: a
-stream is read from where we left off, so nothing is missed while we were busy, and a
+One process per machine (`voffice node-store`). It follows `vo:changes`, the log every load,
+delete and override change appends to in the same Lua script that publishes it, with a
+blocking XREAD: a stream is read from where we left off, so nothing is missed while we were busy, and a
 gap (a trimmed log, a failover that lost entries, a new epoch) is noticed by the message
 numbers themselves and answered with a full sync. A full sync reads the whole mapping in
 one MULTI (a consistent snapshot) and fetches only the blobs the store lacks, so a
@@ -21,7 +21,7 @@ import msgpack
 import redis
 
 from routing.store import configs, redis_client
-from routing.store.configs import CHANGES, account_key, shown_url, version_key
+from routing.store.configs import CHANGES, OVERRIDES, account_key, shown_url, version_key
 from routing.store.node_store import NodeStoreWriter
 
 BATCH = 1000  # blobs per pipelined GET and per write transaction
@@ -70,9 +70,10 @@ class NodeMirror:
         pipe.smembers("vo:countries")
         pipe.xrevrange(CHANGES, count=1)
         pipe.scard("vo:accounts")
+        pipe.hgetall(OVERRIDES)
         for account in accounts:
             pipe.hget(account_key(account), "current")
-        epoch, generation, numbers_raw, countries_raw, last, count, *currents = pipe.execute()
+        epoch, generation, numbers_raw, countries_raw, last, count, overrides_raw, *currents = pipe.execute()
         if int(count) != len(accounts):
             return None  # a load or delete between SMEMBERS and MULTI
         versions = {a: int(v) for a, v in zip(accounts, currents, strict=True) if v is not None and int(v) > 0}
@@ -91,7 +92,8 @@ class NodeMirror:
         numbers = {k.decode(): v.decode() for k, v in numbers_raw.items()}
         stream = last[0][0].decode() if last else "0-0"
         self.store.switch(numbers, versions, generation=int(generation or 0), epoch=epoch,
-                          countries=(c.decode() for c in countries_raw), stream=stream, complete=True)
+                          countries=(c.decode() for c in countries_raw), stream=stream, complete=True,
+                          overrides={k.decode(): bytes(v) for k, v in overrides_raw.items()})
         self.stats["blobs"] += fetched
         return fetched
 
@@ -145,7 +147,8 @@ class NodeMirror:
             return False  # trimmed meanwhile: the full sync will take the newest
         self.store.write_blobs(blobs)
         countries = set(self._countries()) | set(payload.get("countries") or [])  # only ever added, as in Redis
-        self.store.switch(payload["numbers"], versions, generation=generation, epoch=None, countries=countries, stream=stream)
+        self.store.switch(payload["numbers"], versions, generation=generation, epoch=None, countries=countries, stream=stream,
+                          overrides=payload.get("overrides"))
         self.stats["messages"] += 1
         self.stats["blobs"] += len(blobs)
         return True

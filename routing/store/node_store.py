@@ -22,11 +22,14 @@ worker started after a load sees it.
               ~2 KiB instead of 4.8, so it fits an LMDB page instead of two overflow pages
     retired   "account\\0version" -> when it stopped being current (unix seconds, ASCII);
               kept for in-flight calls, purged after VOFFICE_CALL_MAX_SECONDS
+    overrides account id -> its manual override (JSON, as vo:overrides holds it): switched in
+              the same transactions, from the same messages (routing/store/overrides.py)
     meta      format, generation, epoch, countries (msgpack), stream (last vo:changes id), synced_at
 """
 
 from __future__ import annotations
 
+import json
 import time
 import zlib
 from collections import OrderedDict
@@ -39,12 +42,13 @@ import msgpack
 
 from routing.core.engine import CompiledAccount, decision_part
 from routing.core.numbers import did_candidates
-from routing.store.reader import ConfigReader, StoreUnavailable, cached, remember
+from routing.core.override import Override
+from routing.store.reader import ConfigReader, StoreUnavailable, cached, parse_override, remember
 
-FORMAT = b"2"  # of what is stored; a store of another format is cleared and synced anew
+FORMAT = b"3"  # of what is stored; a store of another format is cleared and synced anew (3: overrides)
 MAP_SIZE = 64 << 30  # address space only; the file grows with what it holds
 MAX_READERS = 2048
-DATABASES = (b"numbers", b"current", b"decision", b"plain", b"retired", b"meta")
+DATABASES = (b"numbers", b"current", b"decision", b"plain", b"retired", b"overrides", b"meta")
 
 
 def _version(current_value: bytes | memoryview) -> int:
@@ -113,9 +117,10 @@ class NodeStoreWriter:
         return count
 
     def switch(self, numbers: Mapping[str, str | None], versions: Mapping[str, int | None], *, generation: int,
-               epoch: bytes | None, countries: Iterable[str], stream: str, complete: bool = False) -> None:
-        """One transaction: numbers and current versions as given (None: gone); with
-        `complete`, they are the whole truth and everything else goes."""
+               epoch: bytes | None, countries: Iterable[str], stream: str, complete: bool = False,
+               overrides: Mapping[str, Any] | None = None) -> None:
+        """One transaction: numbers, current versions and overrides (as JSON-ready data) as
+        given (None: gone); with `complete`, they are the whole truth and everything else goes."""
         now = f"{time.time():.0f}".encode()
         with self.env.begin(write=True) as txn:
             numbers_db, current_db, retired_db = self.db[b"numbers"], self.db[b"current"], self.db[b"retired"]
@@ -144,6 +149,15 @@ class NodeStoreWriter:
                         raise KeyError(f"{account} v{version}: its blob was not written before the switch")
                     txn.put(account.encode(), version.to_bytes(8, "big") + part, db=current_db)
                     txn.delete(version_key(account, version), db=retired_db)
+            overrides_db = self.db[b"overrides"]
+            if complete:
+                txn.drop(overrides_db, delete=False)
+            for account, value in (overrides or {}).items():
+                if value is None:
+                    txn.delete(account.encode(), db=overrides_db)
+                else:
+                    raw = value if isinstance(value, bytes) else json.dumps(value, ensure_ascii=False).encode()
+                    txn.put(account.encode(), raw, db=overrides_db)
             meta = self.db[b"meta"]
             txn.put(b"generation", str(generation).encode(), db=meta)
             if epoch is not None:
@@ -186,6 +200,7 @@ class NodeReader:
         self._db: dict[bytes, Any] = opened.db if opened else {}
         self._compiled: OrderedDict[tuple[str, int], CompiledAccount] = OrderedDict()
         self._last_versions: OrderedDict[str, int] = OrderedDict()
+        self._override_read: tuple[str | None, bytes | None] = (None, None)  # (account, its override) of the last lookup
         self.stats = {"hits": 0, "misses": 0}
 
     # --- the ConfigReader interface ------------------------------------------------------
@@ -216,6 +231,20 @@ class NodeReader:
 
     def version_of(self, account_id: str) -> int:
         return self._last_versions[account_id]
+
+    def override_of(self, account_id: str) -> Override | None:
+        """The account's manual override as the mirror last wrote it: read in the same
+        transaction as the lookup that found the account (no second one per call); only an
+        account that has one pays for parsing it. That read serves once: asked again, or
+        for another account, it is read anew."""
+        if self._override_read[0] == account_id:
+            raw = self._override_read[1]
+            self._override_read = (None, None)
+        else:
+            with self._begin() as txn:
+                found = txn.get(account_id.encode(), db=self._db[b"overrides"])
+                raw = bytes(found) if found is not None else None
+        return parse_override(raw) if raw is not None else None
 
     def account_version(self, account_id: str, version: int) -> CompiledAccount | None:
         """A specific version (a call keeps the version it started with), None once the
@@ -269,6 +298,8 @@ class NodeReader:
         compiled = self._compiled_version(txn, account_id, version, raw[8:])
         if compiled is not None:
             remember(self._last_versions, account_id, version, self.max_accounts)
+            override = txn.get(account_id.encode(), db=self._db[b"overrides"])
+            self._override_read = (account_id, bytes(override) if override is not None else None)
         return compiled
 
     def _compiled_version(self, txn: lmdb.Transaction, account_id: str, version: int,

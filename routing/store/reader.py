@@ -8,7 +8,10 @@ subscription can go deaf without an error, so every `verify_interval` (on a look
 reader also compares `vo:generation` with its own: behind, it applies the missed messages
 from the `vo:changes` log right then (or re-reads everything the log no longer covers), and
 listens anew if the channel has not delivered them by the next check. A load is therefore
-never missed for longer than one check, whatever became of the subscription. When Redis is down the reader keeps
+never missed for longer than one check, whatever became of the subscription. Manual
+overrides (overrides.py) travel the same way: the reader keeps every account's override,
+read whole at each subscription and kept current by the messages, so `override_of` is a
+dict lookup. When Redis is down the reader keeps
 serving what it has; only a cold miss fails (StoreUnavailable), and the caller decides
 what the call gets then (Kamailio answers 503).
 
@@ -31,8 +34,18 @@ from redis.retry import Retry
 
 from routing.core.engine import CompiledAccount
 from routing.core.numbers import did_candidates
+from routing.core.override import Override
 from routing.store import redis_client
-from routing.store.configs import CHANGES, CHANGES_KEPT, CHANNEL, account_key, redis_url, shown_url, version_key
+from routing.store.configs import (
+    CHANGES,
+    CHANGES_KEPT,
+    CHANNEL,
+    OVERRIDES,
+    account_key,
+    redis_url,
+    shown_url,
+    version_key,
+)
 
 
 def _text(value: bytes | str) -> str:
@@ -107,6 +120,7 @@ class ConfigReader:
         self._versions: dict[str, int] = {}  # account -> current version, as last known
         self._compiled: OrderedDict[tuple[str, int], CompiledAccount] = OrderedDict()
         self._countries: frozenset[str] = frozenset()
+        self._overrides: dict[str, Override] = {}  # account -> its manual override, as last known
         self.stats = {"hits": 0, "misses": 0, "redis_errors": 0, "invalidations": 0, "resyncs": 0, "resubscribes": 0,
                       "caught_up": 0}
 
@@ -161,6 +175,11 @@ class ConfigReader:
     def version_of(self, account_id: str) -> int:
         """The version `account()` last returned for this account."""
         return self._versions[account_id]
+
+    def override_of(self, account_id: str) -> Override | None:
+        """The account's manual override as last known (for `engine.decide`, which ignores
+        one not in force); as fresh as the lookup that found the account."""
+        return self._overrides.get(account_id)
 
     def account_version(self, account_id: str, version: int) -> CompiledAccount | None:
         """A specific version: a call keeps the version it started with, even after a load."""
@@ -313,8 +332,12 @@ class ConfigReader:
         pubsub = client.pubsub()
         pubsub.subscribe(CHANNEL)
         # Subscribed first, then read the state: a load between the two is seen twice,
-        # which is harmless, rather than not at all.
-        epoch, generation_raw = client.mget("vo:epoch", "vo:generation")
+        # which is harmless, rather than not at all. The overrides are few and read whole,
+        # in the same MULTI as the generation they belong to.
+        pipe = client.pipeline(transaction=True)
+        pipe.mget("vo:epoch", "vo:generation")
+        pipe.hgetall(OVERRIDES)
+        (epoch, generation_raw), overrides_raw = pipe.execute()
         generation = int(generation_raw or 0)
         countries = frozenset(_text(c) for c in client.smembers("vo:countries"))
         if self._epoch is not None and epoch != self._epoch:
@@ -326,6 +349,7 @@ class ConfigReader:
         self._epoch = epoch if isinstance(epoch, bytes) else None
         self._generation = generation
         self._countries = countries
+        self._overrides = read_overrides(overrides_raw)
         self._pubsub = pubsub
         self._awaiting = None
         return pubsub
@@ -335,6 +359,7 @@ class ConfigReader:
         self._unknown.clear()
         self._versions.clear()
         self._compiled.clear()
+        self._overrides.clear()
         self.stats["resyncs"] += 1
 
     def _resync(self, client: redis.Redis) -> None:
@@ -379,3 +404,29 @@ class ConfigReader:
             self._unknown.pop(number, None)
         if payload.get("countries"):
             self._countries = self._countries | frozenset(payload["countries"])
+        for account, value in (payload.get("overrides") or {}).items():
+            override = parse_override(value)
+            if override is None:
+                self._overrides.pop(account, None)
+            else:
+                self._overrides[account] = override
+
+
+def parse_override(value: Any) -> Override | None:
+    """An override as the change log or Redis holds it (a dict, or its JSON); None for a
+    clear, and for anything unreadable: a worker goes on deciding by the rules."""
+    try:
+        data = json.loads(value) if isinstance(value, (bytes, str)) else value
+        return Override.from_dict(data) if data is not None else None
+    except (ValueError, TypeError):
+        return None
+
+
+def read_overrides(raw: Mapping[Any, Any]) -> dict[str, Override]:
+    """`HGETALL vo:overrides` as account -> Override, the unreadable left out."""
+    out = {}
+    for key, value in raw.items():
+        override = parse_override(value)
+        if override is not None:
+            out[_text(key)] = override
+    return out

@@ -8,6 +8,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from routing.web.api import accounts, health, session
+from routing.web.api import accounts, health, override, session
 
-ROUTERS: list[APIRouter] = [health.router, session.router, accounts.router]
+ROUTERS: list[APIRouter] = [health.router, session.router, accounts.router, override.router]

@@ -23,7 +23,7 @@ from routing.core.engine import CompiledAccount
 from routing.core.numbers import did_candidates
 from routing.core.scenario import Event, EventError
 from routing.core.simulate import simulate
-from routing.store import configs
+from routing.store import configs, overrides
 from routing.web import planning
 from routing.web.auth import CurrentPrincipal, LoadedAccount, VisibleAccount, not_found, redis_of
 from routing.web.planning import problem_json
@@ -222,7 +222,7 @@ def simulate_call(scope: LoadedAccount, response: Response,
     except EventError as exc:
         raise HTTPException(422, f"event: {exc}") from None
     when = _parse_at(at, account, response)
-    return simulate(account, number, caller, when, events, seed=seed)
+    return simulate(account, number, caller, when, events, seed=seed, override=overrides.get_override(r, scope.account))
 
 
 def _coverage(scope: LoadedAccount, week: str | None, slot: int) -> tuple[Coverage, CompiledAccount]:
@@ -235,7 +235,7 @@ def _coverage(scope: LoadedAccount, week: str | None, slot: int) -> tuple[Covera
     except ValueError as exc:
         raise HTTPException(422, f"week: {exc}") from None
     try:
-        return week_coverage(account, monday, slot), account
+        return week_coverage(account, monday, slot, overrides.get_override(scope.redis, scope.account)), account
     except ValueError as exc:
         raise HTTPException(422, f"slot: {exc}") from None
 

@@ -111,7 +111,8 @@ def convert(data: bytes, kind: str, label: str) -> bytes:
             decoded = Path(tmp) / "decoded.wav"
             _run(["lame", "--quiet", "--decode", str(source), str(decoded)], label)
             source, kind = decoded, "wav"
-        seconds_text = _run(["soxi", "-t", kind, "-D", str(source)], label).strip()
+        # soxi takes the type from the name (upload.KIND); its -t would print the type instead.
+        seconds_text = _run(["soxi", "-D", str(source)], label).strip()
         try:
             seconds = float(seconds_text)
         except ValueError:

@@ -301,6 +301,7 @@ def get_voicemail(scope: LoadedAccount, request: Request, call_id: str) -> FileR
 
 @router.get("/{account}/faxes/{call_id}.pdf", response_class=FileResponse,
             responses={200: {"content": {"application/pdf": {}}, "description": "The fax as PDF"}})
+@router.get("/{account}/fax/{call_id}", response_class=FileResponse, include_in_schema=False)  # notifier links
 def get_fax(scope: LoadedAccount, request: Request, call_id: str) -> FileResponse:
     """The received fax as PDF (made by the media server from the TIFF it received)."""
     row = _stored(scope, request, "fax", call_id)

@@ -250,6 +250,7 @@ def test_voicemail_audio_and_fax_pdf(records: Records) -> None:
         pdf = client.get(api("faxes/c000000000000007.pdf"))
         assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
         assert pdf.content == records.berry_pdf and pdf.content.startswith(b"%PDF")
+        assert client.get(api("fax/c000000000000007")).content == records.berry_pdf  # the notifier's link
     assert records.stack.noc().get(api("voicemail/c000000000000020", THAMES)).content == records.thames_wav
 
 

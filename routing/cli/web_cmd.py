@@ -27,7 +27,7 @@ from routing.store import configs, credentials
 @user_errors
 def web(listen: str, database_url: str | None, state_dir: Path | None, secure_cookies: bool,
         media_dirs: tuple[Path, ...], sounds_dir: Path | None, redis_url: str | None) -> None:
-    """Serve the cabinet's REST API (/api, its list of operations at /api/docs)."""
+    """Serve the cabinet: the web console (/console) and the REST API (/api, its operations at /api/docs)."""
     import uvicorn
 
     from routing.web.app import create_app
@@ -42,7 +42,7 @@ def web(listen: str, database_url: str | None, state_dir: Path | None, secure_co
     except SettingsError as exc:
         usage(str(exc))
     configs.connect(redis_url).ping()  # unreachable: one line now, not a 503 per request
-    click.echo(f"voffice web: serving on http://{listen}/api (Redis {configs.shown_url(configs.redis_url(redis_url))})", err=True)
+    click.echo(f"voffice web: serving the console on http://{listen}/console and the API on /api (Redis {configs.shown_url(configs.redis_url(redis_url))})", err=True)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info", server_header=False)
 
 

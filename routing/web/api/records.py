@@ -22,16 +22,17 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, tzinfo
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import psycopg
+import redis
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
 
 from routing.core.problems import Problem
 from routing.records import database, files
 from routing.web import planning
-from routing.web.auth import AccountScope, LoadedAccount, settings_of
+from routing.web.auth import LoadedAccount, settings_of
 
 router = APIRouter(prefix="/accounts", tags=["records"])
 log = logging.getLogger("voffice.web")
@@ -47,7 +48,18 @@ NOTICE_KINDS = ("voicemail", "fax", "missed")
 # --- shared ----------------------------------------------------------------------------------
 
 
-def bad_query(scope: AccountScope, name: str, message: str) -> planning.Invalid:
+class Scope(Protocol):
+    """An account the caller may see: the API's AccountScope or the console's AccountPage
+    (the console's pages call the functions below as the API's routes do)."""
+
+    @property
+    def account(self) -> str: ...
+
+    @property
+    def redis(self) -> redis.Redis: ...
+
+
+def bad_query(scope: Scope, name: str, message: str) -> planning.Invalid:
     return planning.Invalid([Problem(scope.account, f"/query/{name}", message)], detail=f"{name}: {message}")
 
 
@@ -69,12 +81,12 @@ def history(request: Request) -> Iterator[psycopg.Connection[Any]]:
         raise HTTPException(503, "the call history database failed") from None
 
 
-def account_zone(scope: AccountScope) -> tzinfo:
+def account_zone(scope: Scope) -> tzinfo:
     compiled = planning.compiled(scope.redis, scope.account)
     return compiled.tz if compiled is not None else UTC
 
 
-def moment(scope: AccountScope, name: str, text: str | None, zone: tzinfo) -> datetime | None:
+def moment(scope: Scope, name: str, text: str | None, zone: tzinfo) -> datetime | None:
     """An ISO 8601 date or time; without an offset, the account's local time."""
     if text is None or text == "":
         return None
@@ -90,7 +102,7 @@ def iso(value: datetime | None, zone: tzinfo) -> str | None:
     return value.astimezone(zone).isoformat() if value is not None else None
 
 
-def record_id(scope: AccountScope, value: str, what: str) -> str:
+def record_id(scope: Scope, value: str, what: str) -> str:
     """A call id from the path: strict, and an unknown one is simply not found."""
     if not RECORD_ID.fullmatch(value):
         raise HTTPException(404, f"{what} {value[:64]!r} not found")
@@ -101,7 +113,7 @@ def cursor_out(when: datetime, key: str) -> str:
     return base64.urlsafe_b64encode(f"{when.isoformat()}|{key}".encode()).decode().rstrip("=")
 
 
-def cursor_in(scope: AccountScope, text: str | None) -> tuple[datetime, str] | None:
+def cursor_in(scope: Scope, text: str | None) -> tuple[datetime, str] | None:
     """The position a `next_cursor` names: (time, call id), checked strictly."""
     if not text:
         return None
@@ -148,7 +160,7 @@ def call_json(row: dict[str, Any], account: str, zone: tzinfo) -> dict[str, Any]
     }
 
 
-def query_calls(scope: AccountScope, request: Request, since: str | None, until: str | None, status: str | None,
+def query_calls(scope: Scope, request: Request, since: str | None, until: str | None, status: str | None,
                 number: str | None, caller: str | None, rule: str | None, limit: int,
                 cursor: str | None) -> tuple[list[dict[str, Any]], tzinfo, str | None]:
     """The filtered page of calls, the account's zone, and the cursor of the next page."""
@@ -241,7 +253,8 @@ def recording_json(row: dict[str, Any], account: str, zone: tzinfo) -> dict[str,
     return out
 
 
-def _recordings(scope: AccountScope, request: Request, kind: str, limit: int, cursor: str | None) -> dict[str, Any]:
+def recordings(scope: Scope, request: Request, kind: str, limit: int, cursor: str | None) -> dict[str, Any]:
+    """A page of voicemail or faxes as JSON, with `next_cursor`."""
     before = cursor_in(scope, cursor)
     zone = account_zone(scope)
     with history(request) as conn:
@@ -255,16 +268,16 @@ def _recordings(scope: AccountScope, request: Request, kind: str, limit: int, cu
 @router.get("/{account}/voicemail")
 def list_voicemail(scope: LoadedAccount, request: Request, limit: Limit = 100, cursor: Cursor = None) -> dict[str, Any]:
     """Voicemails left, newest first: id (the call's), time, caller, duration, delivery state."""
-    return _recordings(scope, request, "voicemail", limit, cursor)
+    return recordings(scope, request, "voicemail", limit, cursor)
 
 
 @router.get("/{account}/faxes")
 def list_faxes(scope: LoadedAccount, request: Request, limit: Limit = 100, cursor: Cursor = None) -> dict[str, Any]:
     """Faxes received, newest first: id (the call's), time, caller, pages, delivery state."""
-    return _recordings(scope, request, "fax", limit, cursor)
+    return recordings(scope, request, "fax", limit, cursor)
 
 
-def _stored(scope: AccountScope, request: Request, kind: str, call_id: str) -> dict[str, Any]:
+def _stored(scope: Scope, request: Request, kind: str, call_id: str) -> dict[str, Any]:
     what = "voicemail" if kind == "voicemail" else "fax"
     record_id(scope, call_id, what)
     with history(request) as conn:
@@ -274,7 +287,7 @@ def _stored(scope: AccountScope, request: Request, kind: str, call_id: str) -> d
     return found[0]
 
 
-def _file(scope: AccountScope, request: Request, path: str, what: str) -> str:
+def _file(scope: Scope, request: Request, path: str, what: str) -> str:
     dirs = settings_of(request).media_dirs
     if not dirs:
         raise HTTPException(503, "recordings are not served: voffice web was started without --media-dir")
@@ -326,18 +339,13 @@ def delivery_json(row: dict[str, Any], zone: tzinfo) -> dict[str, Any]:
     }
 
 
-@router.get("/{account}/deliveries")
-def list_deliveries(scope: LoadedAccount, request: Request,
-                    status: Annotated[str | None, Query(max_length=10, description="pending, sent or failed")] = None,
-                    kind: Annotated[str | None, Query(max_length=10, description="voicemail, fax or missed")] = None,
-                    call_id: Annotated[str | None, Query(max_length=64)] = None,
-                    limit: Limit = 100, cursor: Annotated[str | None, Query(max_length=20)] = None) -> dict[str, Any]:
-    """Notices of voicemail, faxes and missed calls (`voffice deliveries`): channel (email,
-    webhook), target (a webhook URL without its query), status, attempts, last error."""
+def query_deliveries(scope: Scope, request: Request, status: str | None, kind: str | None, call_id: str | None,
+                     limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of the account's notices (as JSON) and the cursor of the next."""
     if status is not None and status not in DELIVERY_STATES:
-        raise bad_query(scope, "status", f"{status!r} is not one of {', '.join(DELIVERY_STATES)}")
+        raise bad_query(scope, "status", f"{status[:20]!r} is not one of {', '.join(DELIVERY_STATES)}")
     if kind is not None and kind not in NOTICE_KINDS:
-        raise bad_query(scope, "kind", f"{kind!r} is not one of {', '.join(NOTICE_KINDS)}")
+        raise bad_query(scope, "kind", f"{kind[:20]!r} is not one of {', '.join(NOTICE_KINDS)}")
     if call_id is not None and not RECORD_ID.fullmatch(call_id):
         raise bad_query(scope, "call_id", "expected a call id ([A-Za-z0-9_-], up to 64)")
     if cursor is not None and not cursor.isdigit():
@@ -347,4 +355,16 @@ def list_deliveries(scope: LoadedAccount, request: Request,
         rows = database.deliveries(conn, account=scope.account, status=status, kind=kind, call_id=call_id,
                                    before=int(cursor) if cursor else None, limit=limit)
     following = str(rows[-1]["id"]) if len(rows) == limit else None
-    return {"account": scope.account, "deliveries": [delivery_json(r, zone) for r in rows], "next_cursor": following}
+    return [delivery_json(r, zone) for r in rows], following
+
+
+@router.get("/{account}/deliveries")
+def list_deliveries(scope: LoadedAccount, request: Request,
+                    status: Annotated[str | None, Query(max_length=10, description="pending, sent or failed")] = None,
+                    kind: Annotated[str | None, Query(max_length=10, description="voicemail, fax or missed")] = None,
+                    call_id: Annotated[str | None, Query(max_length=64)] = None,
+                    limit: Limit = 100, cursor: Annotated[str | None, Query(max_length=20)] = None) -> dict[str, Any]:
+    """Notices of voicemail, faxes and missed calls (`voffice deliveries`): channel (email,
+    webhook), target (a webhook URL without its query), status, attempts, last error."""
+    found, following = query_deliveries(scope, request, status, kind, call_id, limit, cursor)
+    return {"account": scope.account, "deliveries": found, "next_cursor": following}

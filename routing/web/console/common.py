@@ -23,6 +23,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
+from starlette.datastructures import FormData
 
 from routing.store import configs
 from routing.web.auth import CSRF_FIELD, NOC, SAFE_METHODS, SUBSCRIBER, Principal, redis_of, session_of
@@ -40,7 +41,7 @@ env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoesca
 # The navigation of an account's pages: (path under /console/{account}, label key).
 # "calls" and "inbox" are served by the call-history and inbox routers (routing.web.console.history).
 NAV: list[tuple[str, str]] = [
-    ("", "overview"), ("/operators", "operators"), ("/groups", "groups"), ("/sounds", "sounds"),
+    ("", "overview"), ("/settings", "settings"), ("/operators", "operators"), ("/groups", "groups"), ("/sounds", "sounds"),
     ("/operations", "operations"), ("/schedules", "schedules"), ("/caller-lists", "caller_lists"),
     ("/scenarios", "scenarios"), ("/rules", "rules"), ("/check", "check_apply"), ("/versions", "versions"),
     ("/simulate", "simulate"), ("/coverage", "coverage"), ("/calls", "calls"), ("/inbox", "inbox"),
@@ -124,6 +125,15 @@ async def console_session(request: Request) -> ConsoleSession:
 ConsoleUser = Annotated[ConsoleSession, Depends(console_session)]
 
 
+async def posted_form(request: Request) -> FormData:
+    """The posted form (already read, and cached, by the CSRF check): lets a sync route,
+    which runs in the thread pool, take it as a parameter."""
+    return await request.form()
+
+
+PostedForm = Annotated[FormData, Depends(posted_form)]
+
+
 def not_found(account: str) -> ConsoleError:
     """The API's words: a subscriber cannot tell another's account from a missing one."""
     return ConsoleError(404, f"account {account!r} not found")
@@ -152,8 +162,8 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
     session: ConsoleSession | None = getattr(request.state, "console_session", None)
     csrf = session.csrf if session else ""
 
-    def t(key: str, **values: object) -> str:
-        return translate(key, lang, **values)
+    def t(label: str, /, **values: object) -> str:
+        return translate(label, lang, **values)
 
     def csrf_field() -> Markup:
         return Markup('<input type="hidden" name="csrf" value="{}">').format(csrf)

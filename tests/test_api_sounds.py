@@ -71,9 +71,16 @@ def test_upload_wav_mp3_ogg_converted_to_the_prompt_format(env: Sounds) -> None:
         rate, channels, width, seconds = prompt_format(stored)
         assert (rate, channels, width) == (8000, 1, 2) and 1.4 < seconds < 1.7, reply.json()
         assert reply.json()["replaced"] is False and reply.json()["seconds"] > 1.4
-    assert {p.name for p in (env.dir / BERRY).iterdir()} == {"greeting.wav", "from-mp3.wav", "night_notice.wav"}
+    assert {p.name for p in (env.dir / BERRY).iterdir()} >= {"greeting.wav", "from-mp3.wav", "night_notice.wav"}
     again = env.post(env.subscriber, {"file": ("hello.wav", env.wav, "audio/wav")}, name="greeting")
     assert again.status_code == 200 and again.json()["replaced"] is True
+    # the console's upload form: the CSRF token as the form field `csrf`, no header
+    form = env.subscriber.post(f"/api/accounts/{BERRY}/sounds", files={"file": ("hello.ogg", env.ogg, "audio/ogg")},
+                               data={"name": "by-form", "csrf": env.csrf})
+    assert form.status_code == 201, form.text
+    forged = env.subscriber.post(f"/api/accounts/{BERRY}/sounds", files={"file": ("hello.ogg", env.ogg, "audio/ogg")},
+                                 data={"name": "forged"})
+    assert forged.status_code == 403 and not (env.dir / BERRY / "forged.wav").exists()
 
 
 def test_list_download_and_delete_for_both_roles(env: Sounds) -> None:
@@ -155,7 +162,7 @@ def test_size_limits(env: Sounds) -> None:
 
 
 def test_names_that_could_be_paths(env: Sounds) -> None:
-    for name in ("../escape", "a/b", ".hidden", "x" * 65, "dots.in.name", "with space", "/abs"):
+    for name in ("../escape", "a/b", ".hidden", "x" * 65, "a..b", "with space", "/abs", "..", "x\n"):
         reply = env.post(env.stack.noc(), {"file": ("hello.wav", env.wav, "audio/wav")}, name=name)
         assert reply.status_code == 422 and reply.json()["problems"][0]["pointer"] == "/body/name", name
     reply = env.post(env.stack.noc(), {"file": ("../../etc/evil.wav", env.wav, "audio/wav")})
@@ -167,6 +174,9 @@ def test_names_that_could_be_paths(env: Sounds) -> None:
         assert reply.status_code in (404, 422), (path, reply.status_code)
         assert not reply.content.startswith(b"RIFF")
     assert "link.wav" not in env.stack.noc().get(f"/api/accounts/{BERRY}/sounds").text
+    dotted = env.post(env.stack.noc(), {"file": ("hello.wav", env.wav, "audio/wav")}, name="vm.prompt")
+    assert dotted.status_code == 201 and dotted.json()["name"] == "vm.prompt.wav"  # ids may hold dots
+    assert env.stack.noc().get(f"/api/accounts/{BERRY}/sounds/vm.prompt.wav").status_code == 200
 
 
 def test_no_sounds_dir_is_503(env: Sounds) -> None:

@@ -31,8 +31,8 @@ SAMPLE_RATE = 8000  # the media server's prompt format (prompts.py RECIPE): 8 kH
 MAX_BYTES = 10 << 20  # an upload's limit
 MAX_SECONDS = 600.0  # a prompt longer than 10 minutes is a mistake
 TOOL_TIMEOUT = 30.0
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-FILE = re.compile(r"([A-Za-z0-9][A-Za-z0-9_-]{0,63})\.wav")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # as the config's ids; never '..' (checked apart)
+FILE = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.-]{0,63})\.wav")
 ACCOUNT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 FORMATS = {"wav": "WAV", "mp3": "MP3", "ogg": "Ogg Vorbis"}
 
@@ -75,9 +75,9 @@ def sniff(data: bytes) -> str | None:
 def file_name(text: str) -> str:
     """The stored name for an upload's `name` (NAME or NAME.wav); ValueError if not strict."""
     stem = text[:-4] if text.lower().endswith(".wav") else text
-    if not NAME.fullmatch(stem):
-        raise ValueError(f"{text[:80]!r} is not a sound name: letters, digits, '_' and '-', up to 64, "
-                         "starting with a letter or digit")
+    if not NAME.fullmatch(stem) or ".." in stem:
+        raise ValueError(f"{text[:80]!r} is not a sound name: letters, digits, '_', '.' and '-', up to 64, "
+                         "starting with a letter or digit, no '..'")
     return f"{stem}.wav"
 
 
@@ -168,7 +168,7 @@ def store(sounds_dir: Path, account: str, name: str, wav: bytes) -> tuple[Sound,
 def path_of(sounds_dir: Path, account: str, name: str) -> Path | None:
     """An uploaded sound's file by its name (NAME.wav), or None: names are matched whole and
     must be plain files in the account's folder (no link out of it)."""
-    if not FILE.fullmatch(name):
+    if not FILE.fullmatch(name) or ".." in name:
         return None
     folder = account_dir(sounds_dir, account)
     path = folder / name
@@ -184,7 +184,8 @@ def listing(sounds_dir: Path, account: str) -> list[Sound]:
     folder = account_dir(sounds_dir, account)
     if not folder.is_dir():
         return []
-    found = (_info(p) for p in sorted(folder.iterdir()) if FILE.fullmatch(p.name) and not p.is_symlink())
+    found = (_info(p) for p in sorted(folder.iterdir())
+             if FILE.fullmatch(p.name) and ".." not in p.name and not p.is_symlink())
     return [s for s in found if s is not None]
 
 

@@ -5,7 +5,7 @@ the media server, the history writer into a real PostgreSQL): the secretary is b
 caller keys 1 and speaks after the beep. Then the cabinet under uvicorn, on that stack's Redis,
 database and media folder, in headless Debian chromium: the inbox's <audio> element must load
 the recording (its metadata read, a duration > 0), the screenshot goes to
-docs/screenshots/inbox.png. Another account's subscriber gets 404 for the page and the file."""
+docs/screenshots/inbox.png (and the call history's, calls.png). Another account's subscriber gets 404 for the page and the file."""
 
 from __future__ import annotations
 
@@ -120,10 +120,11 @@ def test_a_subscriber_listens_to_a_voicemail_another_cannot(tmp_path_factory: py
             while True:
                 with database.connect(url) as conn:
                     left = database.recordings(conn, account=BERRY, kind="voicemail")
-                if left or time.monotonic() > deadline:
+                    calls = database.calls(conn, account=BERRY)
+                if (left and calls) or time.monotonic() > deadline:
                     break
                 time.sleep(0.2)
-            assert left, "the call left no voicemail in the history"
+            assert left and calls, "the call left no voicemail (or no call record) in the history"
             voicemail = left[0]["call_id"]
 
             assert stack.config is not None
@@ -151,6 +152,12 @@ def test_a_subscriber_listens_to_a_voicemail_another_cannot(tmp_path_factory: py
                 assert "+79031112233" in browser.find_element(By.ID, f"voicemail-{voicemail}").text
                 SCREENSHOTS.mkdir(parents=True, exist_ok=True)
                 browser.save_screenshot(str(SCREENSHOTS / "inbox.png"))
+                browser.get(f"{cabinet.url}/console/{BERRY}/calls?lang=en")
+                row = browser.find_element(By.CSS_SELECTOR, f'tr.call[data-call="{voicemail}"]')
+                assert "+79031112233" in row.text and "voicemail" in row.text
+                assert browser.find_element(By.ID, "csv-link").get_attribute("href") == \
+                    f"{cabinet.url}/api/accounts/{BERRY}/calls.csv"
+                browser.save_screenshot(str(SCREENSHOTS / "calls.png"))
 
                 login(browser, cabinet.url, THAMES)
                 browser.get(inbox)

@@ -12,6 +12,7 @@ to the login page. Every form POST must carry the session's CSRF token as the hi
 from __future__ import annotations
 
 import hmac
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -37,6 +38,14 @@ PREFIX = "/console"
 
 env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True, default_for_string=True),
                   trim_blocks=True, lstrip_blocks=True)
+
+def _json(value: Any, limit: int = 400) -> str:
+    """A value as JSON, in its own script (no escapes of non-ASCII), cut at LIMIT characters."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[:limit] + " …"
+
+
+env.filters["json"] = _json
 
 # The navigation of an account's pages: (path under /console/{account}, label key).
 # "calls" and "inbox" are served by the call-history and inbox routers (routing.web.console.history).

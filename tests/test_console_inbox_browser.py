@@ -10,17 +10,13 @@ docs/screenshots/inbox.png (and the call history's, calls.png). Another account'
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
@@ -31,44 +27,23 @@ from routing.web.app import create_app
 from routing.web.settings import WebSettings
 from tests.api_support import OTHER, SEED, history_database
 from tests.callpath import STACK_TESTS, StackFactory, dtmf_caller, operator, short_ring_config
+from tests.console_support import PASSWORD, SCREENSHOTS, browser, free_port
+
+__all__ = ["browser"]
 
 pytestmark = [*STACK_TESTS, pytest.mark.postgres]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 BERRY, THAMES = "berry-demo", "thames-support-247"
 NUMBER = "+74951234567"
 LUNCH = "2026-11-25T13:30:00+03:00"  # rule 1: the secretary, then the menu (1: voicemail)
-PASSWORD = "correct horse battery"
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
-    """Headless Debian chromium; Selenium Manager bypassed, no background network."""
-    if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
-        pytest.skip("Debian's chromium and chromium-driver are not installed (make install installs them)")
-    options = webdriver.ChromeOptions()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--window-size=1280,900", "--lang=ru", f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
-        options.add_argument(arg)
-    options.binary_location = str(CHROMIUM)
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
-    driver.set_page_load_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 class Cabinet:
-    """The app under uvicorn in a thread, on a given Redis, database and media folder."""
+    """The app under uvicorn in a thread, on a given Redis, database and media folder (the
+    console's Served starts a Redis of its own; this one serves the call's stack)."""
 
     def __init__(self, settings: WebSettings):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port,
                                                    log_level="warning", lifespan="off"))

@@ -8,6 +8,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from routing.web.api import accounts, session
+from routing.web.api import accounts, records, session, sounds
 
-ROUTERS: list[APIRouter] = [session.router, accounts.router]
+ROUTERS: list[APIRouter] = [session.router, accounts.router, records.router, sounds.router]

@@ -95,7 +95,7 @@ def build_seed(p: Page) -> None:
         p.fill(p.named("name"), group["name"])
         p.choose(p.named("strategy"), group["strategy"])
         for j, member in enumerate(group["members"]):
-            p.choose(p.named(f"member-{j}-operator"), member["operator"])
+            p.fill(p.named(f"member-{j}-operator"), member["operator"])
             if "priority" in member:
                 p.fill(p.named(f"member-{j}-priority"), str(member["priority"]))
         p.submit()
@@ -244,6 +244,12 @@ def test_check_shows_a_problem_next_to_its_field(browser: webdriver.Chrome, serv
     p = page_of(browser, served)
     p.login(two)
     p.go(f"/console/{two}/operators/petrov")
+    assert p.text("nav-operators") == "Операторы" and p.d.find_element(By.CSS_SELECTOR, "label[for=f-operators-1-phone]").text == "Номер телефона *"
+    p.submit("lang-en")  # the switch keeps the page, in English
+    assert p.d.current_url.endswith(f"/console/{two}/operators/petrov")
+    assert p.text("nav-operators") == "Operators" and p.d.find_element(By.CSS_SELECTOR, "label[for=f-operators-1-phone]").text == "Phone number *"
+    p.shot("operator-en")
+    p.submit("lang-ru")
     p.fill(p.named("phone"), "not-a-phone")
     p.fill(p.named("extension"), "0123")
     p.submit()

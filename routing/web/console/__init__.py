@@ -37,8 +37,9 @@ How to add a page (e.g. the call history at /console/{account}/calls)
     3. Labels: add (ru, en) pairs to i18n.TEXT; `t("key", n=3)` fills `{n}`.
     4. List the router in ROUTERS below. NAV in common.py already has "/calls" (call history)
        and "/inbox" (voicemail and fax); `active` is the NAV path to highlight.
-    5. Browser tests: tests/test_console_browser.py shows the fixtures (one chromium, one app
-       server per module).
+    5. Browser tests: tests/console_support.py has the fixtures (`served`: redis-server and
+       the app under uvicorn; `browser`: headless chromium; one of each per module) and `Page`
+       (fill, choose, submit-and-wait, shot); tests/test_console_browser.py uses them.
 
 Errors: raise `ConsoleError(status, "message key or text")`; it is rendered as an HTML page.
 """

@@ -71,7 +71,24 @@ def get(r: redis.Redis, account: str) -> Draft:
         return Draft(account, json.loads(data["doc"]), int(data["base"]), json.loads(data.get("problems") or "[]"),
                      saved=True)
     doc, version = loaded_document(r, account)
-    return Draft(account, doc, version, check(doc, account))
+    return Draft(account, doc, version, loaded_problems(r, account, version, doc))
+
+
+def loaded_problems(r: redis.Redis, account: str, version: int, doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The loaded version's problems (warnings: it loaded), validated once per version and
+    kept beside it: a page view does not validate a large account again."""
+    cache = f"vo:web:checked:{account}"
+    raw = r.hget(cache, str(version))
+    if raw is not None:
+        cached: list[dict[str, Any]] = json.loads(raw)
+        return cached
+    problems = check(doc, account)
+    pipe = r.pipeline(transaction=True)
+    pipe.delete(cache)  # only the current version's
+    pipe.hset(cache, str(version), json.dumps(problems, ensure_ascii=False))
+    pipe.expire(cache, DRAFT_TTL)
+    pipe.execute()
+    return problems
 
 
 def check(doc: dict[str, Any], account: str) -> list[dict[str, Any]]:

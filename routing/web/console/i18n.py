@@ -89,8 +89,10 @@ TEXT: dict[str, tuple[str, str]] = {
     "f_priority": ("Приоритет", "Priority"),
     "f_attempts": ("Количество попыток", "Attempts"),
     "f_ring_seconds": ("Время вызова, с", "Ring time, s"),
-    "h_members": ("Пустые попытки и время: значения по умолчанию аккаунта; пустая строка оператора удаляет его",
-                  "Blank attempts and ring time: the account's defaults; a blank operator removes the row"),
+    "h_members": ("Оператор: его идентификатор (подсказка при вводе). Пустые попытки и время: значения по умолчанию "
+                  "аккаунта; пустой оператор удаляет строку",
+                  "Operator: its id (suggested as you type). Blank attempts and ring time: the account's defaults; "
+                  "a blank operator removes the row"),
     "f_text": ("Текст (синтез речи)", "Text (speech synthesis)"),
     "h_text": ("Произносится, если файл не задан", "Spoken when no file is given"),
     "f_file": ("Файл", "File"),

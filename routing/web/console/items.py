@@ -87,7 +87,12 @@ def edit_page(request: Request, page: AccountPage, kind: Kind, draft: drafts.Dra
         members: list[Any] = item["members"] if isinstance(item.get("members"), list) else []
         member_rows = [m if isinstance(m, dict) else {} for m in members] + [{} for _ in range(BLANK_ROWS)]
         rows = member_rows
-        sub = {"members": member_rows, "operators": _options(draft, "operators"), "member_fields": MEMBER_FIELDS}
+        operators = _options(draft, "operators")
+        names = {str(o["id"]): str(o.get("name", "")) for o in draft.items("operators") if isinstance(o, dict) and "id" in o}
+        found = draft.doc.get("defaults")
+        defaults = {"attempts": 2, "ring_seconds": 20, **(found if isinstance(found, dict) else {})}
+        sub = {"members": member_rows, "operators": operators, "names": names, "member_fields": MEMBER_FIELDS,
+               "defaults": {k: v for k, v in defaults.items() if isinstance(v, int)}}
         targets += [f"{base}/members"] + [f"{base}/members/{j}/{name}" for j in range(len(rows)) for name in MEMBER_FIELDS]
         targets += [f"{base}/members/{j}" for j in range(len(rows))]
     elif kind.sub == "intervals":

@@ -9,4 +9,5 @@ USER root
 RUN install -d -o voffice -g voffice /var/lib/voffice/web
 USER voffice
 ENTRYPOINT ["voffice", "web"]
-CMD ["--listen", "0.0.0.0:8080", "--state-dir", "/var/lib/voffice/web"]
+CMD ["--listen", "0.0.0.0:8080", "--state-dir", "/var/lib/voffice/web", "--media-dir", "/var/lib/voffice/media", \
+     "--sounds-dir", "/var/lib/voffice/sounds"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +44,11 @@ class Stack:
         self.app = create_app(self.settings)
         self.token, _ = credentials.create_token(self.redis, "tests")
 
+    def configure(self, **settings: Any) -> None:
+        """The app again, with these settings changed (database_url, media_dirs, sounds_dir...)."""
+        self.settings = dataclasses.replace(self.settings, **settings)
+        self.app = create_app(self.settings)
+
     def load(self, doc: dict[str, Any]) -> None:
         changes, problems = configs.plan_load(self.redis, [(doc["account"], doc)])
         assert not problems
@@ -76,3 +83,27 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield s
     finally:
         s.server.stop()
+
+
+@contextlib.contextmanager
+def history_database(postgres_server: Any, prefix: str) -> Iterator[str]:
+    """A fresh call-history database (schema applied) on the session's PostgreSQL, for a
+    module-scoped fixture (conftest's `database_url` is one per test)."""
+    import secrets
+
+    import psycopg
+
+    from routing.records import database
+
+    name = f"t_{prefix}_{secrets.token_hex(3)}"
+    admin = postgres_server.url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    url = admin.rsplit("/", 1)[0] + "/" + name
+    try:
+        with database.connect(url) as conn:
+            database.upgrade(conn)
+        yield url
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

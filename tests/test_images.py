@@ -213,6 +213,15 @@ def test_a_call_from_the_host_is_answered_and_recorded(stack: Stack, tmp_path: P
     assert len(mail) == 1, mail
     stack.compose("exec", "-T", "notifier", "grep", "-q", "audio/mpeg", mail[0], timeout=60)
 
+    # the subscriber's inbox in the web container serves the same message (the media volume)
+    made = stack.compose("exec", "-T", "web", "voffice", "token", "create", "--noc", "--name", "inbox", timeout=60).stdout
+    auth = {"Authorization": f"Bearer {next(w for w in made.split() if w.startswith('vot_'))}"}
+    inbox = httpx.get(f"{WEB}/api/accounts/berry-demo/voicemail", headers=auth, timeout=10)
+    assert inbox.status_code == 200, inbox.text
+    [message] = inbox.json()["voicemail"]
+    audio = httpx.get(f"{WEB}/api/accounts/berry-demo/voicemail/{message['id']}", headers=auth, timeout=10)
+    assert audio.status_code == 200 and audio.content[:4] == b"RIFF", (audio.status_code, audio.text[:200])
+
     # ... and nothing crashed on the way: no container was restarted
     for service in LONG_RUNNING:
         restarts = run(["docker", "inspect", "-f", "{{.RestartCount}}", stack.container(service)], timeout=30).stdout.strip()

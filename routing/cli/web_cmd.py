@@ -18,24 +18,39 @@ from routing.store import configs, credentials
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
               help="Where the session signing key is kept (default /var/lib/voffice; made 0600 on first start).")
 @click.option("--secure-cookies", is_flag=True, help="Mark the session cookie Secure (serve behind HTTPS).")
+@click.option("--media-dir", "media_dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="A media server's --data-dir, whose recordings/ voicemail and faxes are served from (repeatable; "
+                   "default: voffice up's .run/media*).")
+@click.option("--sounds-dir", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
+              help="The media servers' --sounds-dir, where uploaded sounds go (default: theirs, sounds/ in the project).")
 @redis_option
 @user_errors
-def web(listen: str, database_url: str | None, state_dir: Path | None, secure_cookies: bool, redis_url: str | None) -> None:
-    """Serve the cabinet's REST API (/api, its list of operations at /api/docs)."""
+def web(listen: str, database_url: str | None, state_dir: Path | None, secure_cookies: bool,
+        media_dirs: tuple[Path, ...], sounds_dir: Path | None, redis_url: str | None) -> None:
+    """Serve the cabinet: the web console (/console) and the REST API (/api, its operations at /api/docs)."""
     import uvicorn
 
     from routing.web.app import create_app
-    from routing.web.settings import DEFAULT_STATE_DIR, SettingsError, WebSettings, parse_listen
+    from routing.web.settings import DEFAULT_SOUNDS_DIR, DEFAULT_STATE_DIR, SettingsError, WebSettings, parse_listen
 
     try:
         host, port = parse_listen(listen)
         settings = WebSettings.from_state_dir(state_dir or DEFAULT_STATE_DIR, redis_url=redis_url, database_url=database_url,
-                                              listen=listen, secure_cookies=secure_cookies)
+                                              listen=listen, secure_cookies=secure_cookies,
+                                              media_dirs=media_dirs or _default_media_dirs(),
+                                              sounds_dir=sounds_dir or DEFAULT_SOUNDS_DIR)
     except SettingsError as exc:
         usage(str(exc))
     configs.connect(redis_url).ping()  # unreachable: one line now, not a 503 per request
-    click.echo(f"voffice web: serving on http://{listen}/api (Redis {configs.shown_url(configs.redis_url(redis_url))})", err=True)
+    click.echo(f"voffice web: serving the console on http://{listen}/console and the API on /api (Redis {configs.shown_url(configs.redis_url(redis_url))})", err=True)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info", server_header=False)
+
+
+def _default_media_dirs() -> tuple[Path, ...]:
+    """The data folders `voffice up` gives its media servers: .run/media, .run/media2, ..."""
+    from routing.stack.local import DEFAULT_RUN_DIR
+
+    return (DEFAULT_RUN_DIR / "media", *sorted(DEFAULT_RUN_DIR.glob("media[0-9]*")))
 
 
 @click.group()

@@ -188,48 +188,92 @@ CALL_COLUMNS = ("started_at", "ended_at", "account", "number", "caller", "status
                 "setup_seconds", "talk_seconds", "hung_up_by", "note", "call_id", "sip_call_id")
 
 
+def _like(pattern: str) -> str:
+    """A caller pattern as in caller lists (`*` any digits, `?` one) as a LIKE pattern."""
+    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%").replace("?", "_")
+
+
 def calls(conn: psycopg.Connection[Any], *, account: str | None = None, number: str | None = None,
           since: datetime | None = None, until: datetime | None = None, status: str | None = None,
+          caller: str | None = None, rule: str | None = None, before: tuple[datetime, str] | None = None,
           limit: int = 1000) -> list[dict[str, Any]]:
-    """Calls of an account or a number, newest first, with what they left (voicemail, fax)."""
+    """Calls of an account or a number, newest first, with what they left (voicemail, fax).
+
+    `caller` may hold `*` (any digits) and `?` (one), as caller lists do; `before` is a page's
+    cursor: only calls older than that (started_at, call_id), in the same order."""
     where: list[str] = ["TRUE"]
     args: list[Any] = []
-    if account is not None:
-        where.append("c.account = %s")
-        args.append(account)
-    if number is not None:
-        where.append("c.number = %s")
-        args.append(number)
+    for column, value in (("account", account), ("number", number), ("status", status), ("rule", rule)):
+        if value is not None:
+            where.append(f"c.{column} = %s")
+            args.append(value)
+    if caller is not None:
+        where.append("c.caller LIKE %s")
+        args.append(_like(caller))
     if since is not None:
         where.append("c.started_at >= %s")
         args.append(since)
     if until is not None:
         where.append("c.started_at < %s")
         args.append(until)
-    if status is not None:
-        where.append("c.status = %s")
-        args.append(status)
+    if before is not None:
+        where.append("(c.started_at, c.call_id) < (%s, %s)")
+        args.extend(before)
     args.append(limit)
     sql = (f"SELECT {', '.join('c.' + c for c in CALL_COLUMNS)}, r.kind AS left_kind, r.path AS left_path, "
            "r.pdf AS left_pdf, r.duration AS left_duration, r.pages AS left_pages "
            "FROM calls c LEFT JOIN LATERAL (SELECT * FROM recordings r WHERE r.call_id = c.call_id "
            "ORDER BY r.created_at LIMIT 1) r ON TRUE "
-           f"WHERE {' AND '.join(where)} ORDER BY c.started_at DESC LIMIT %s")
+           f"WHERE {' AND '.join(where)} ORDER BY c.started_at DESC, c.call_id DESC LIMIT %s")
     return list(conn.execute(sql, args).fetchall())
 
 
+RECORDING_COLUMNS = ("created_at", "call_id", "kind", "account", "number", "caller", "status", "path", "pdf",
+                     "duration", "pages", "bytes", "sha256")
+
+
+def recordings(conn: psycopg.Connection[Any], *, account: str, kind: str, call_id: str | None = None,
+               before: tuple[datetime, str] | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    """The voicemails (or faxes) an account's calls left, newest first, one per call (the first
+    stored: an event read twice is one recording), each with its notices' states
+    (`deliveries`: [{channel, status}]); `call_id` picks one."""
+    if kind not in ("voicemail", "fax"):
+        raise ValueError(f"unknown recording kind {kind!r}")
+    where, args = ["r.account = %s", "r.kind = %s"], [account, kind]
+    if call_id is not None:
+        where.append("r.call_id = %s")
+        args.append(call_id)
+    outer, outer_args = "TRUE", []
+    if before is not None:
+        outer = "(x.created_at, x.call_id) < (%s, %s)"
+        outer_args = list(before)
+    sql = (f"SELECT x.*, coalesce((SELECT json_agg(json_build_object('channel', d.channel, 'status', d.status) "
+           "ORDER BY d.id) FROM deliveries d WHERE d.account = x.account AND d.call_id = x.call_id "
+           "AND d.kind = x.kind), '[]') AS deliveries FROM ("
+           f"SELECT DISTINCT ON (r.call_id) {', '.join('r.' + c for c in RECORDING_COLUMNS)} FROM recordings r "
+           f"WHERE {' AND '.join(where)} ORDER BY r.call_id, r.created_at) x "
+           f"WHERE {outer} ORDER BY x.created_at DESC, x.call_id DESC LIMIT %s")
+    return list(conn.execute(sql, [*args, *outer_args, limit]).fetchall())
+
+
 def deliveries(conn: psycopg.Connection[Any], *, account: str | None = None, failed: bool = False,
-               limit: int = 200) -> list[dict[str, Any]]:
+               status: str | None = None, kind: str | None = None, call_id: str | None = None,
+               before: int | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    """Notices queued, sent and failed, newest first (`before`: ids below a page's last)."""
     where: list[str] = ["TRUE"]
     args: list[Any] = []
-    if account is not None:
-        where.append("account = %s")
-        args.append(account)
-    if failed:
-        where.append("status = 'failed'")
+    for column, value in (("account", account), ("status", "failed" if failed else status), ("kind", kind),
+                          ("call_id", call_id)):
+        if value is not None:
+            where.append(f"{column} = %s")
+            args.append(value)
+    if before is not None:
+        where.append("id < %s")
+        args.append(before)
     args.append(limit)
-    sql = ("SELECT id, created_at, account, kind, channel, target, status, attempts, last_error, sent_at, call_id "
-           f"FROM deliveries WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT %s")
+    sql = ("SELECT id, created_at, account, kind, channel, target, status, attempts, last_error, sent_at, call_id, "
+           f"next_attempt_at FROM deliveries WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT %s")
     return list(conn.execute(sql, args).fetchall())
 
 
@@ -246,3 +290,32 @@ def retry(conn: psycopg.Connection[Any], ids: Sequence[int] = (), *, all_failed:
     count = conn.execute(sql, args).rowcount
     conn.commit()
     return count
+
+
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
+_QUERY = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s?#]*)[?#]\S*")
+
+
+def shown_target(channel: str, target: str) -> str:
+    """A delivery's target fit for a listing: a webhook URL without user info, query or
+    fragment (where a receiver's token may sit); an email address as it is."""
+    if channel != "webhook":
+        return target
+    try:
+        parts = urlsplit(target)
+    except ValueError:
+        return "<unparsable URL>"
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def shown_error(text: str) -> str:
+    """A delivery's last error with any URL's user info and query taken out (the notifier
+    writes none, but an error quoting a URL must not carry a secret further)."""
+    return _QUERY.sub(r"\1?***", _USERINFO.sub(r"\1***@", text))

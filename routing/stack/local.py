@@ -379,7 +379,9 @@ def components(config: StackConfig) -> list[Component]:
         out.append(Component(
             "web",
             [venv_python(), "-m", "routing.cli.console", "web", "--listen", f"{h}:{config.web_port}",
-             "--state-dir", str(run / "web")],  # Redis and PostgreSQL: env (URLs may hold passwords)
+             "--state-dir", str(run / "web"),  # Redis and PostgreSQL: env (URLs may hold passwords)
+             *(arg for i in range(config.media_servers)  # the media servers' data dirs, as below: the inbox
+               for arg in ("--media-dir", str(run / ("media" if i == 0 else f"media{i + 1}"))))],
             lambda: web_health(h, config.web_port),
             {**env, **({"VOFFICE_DATABASE_URL": config.history_url} if "history" in config.components else {})},
         ))

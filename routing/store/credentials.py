@@ -14,6 +14,7 @@ fast hash is enough: nothing to brute-force). Passwords are people's: argon2id, 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import secrets
 import time
@@ -155,3 +156,19 @@ def record_failure(r: redis.Redis, account: str, client: str) -> None:
 
 def record_success(r: redis.Redis, account: str) -> None:
     r.delete(_fail_keys(account, "")[0])
+
+
+def token_digest(token: str) -> str:
+    """What is stored of a token (its SHA-256): a NOC console session carries a fingerprint of
+    it, so revoking the token ends the session."""
+    return _digest(token)
+
+
+def token_by_fingerprint(r: redis.Redis, fp: str) -> TokenInfo | None:
+    """The live token whose digest has this fingerprint (a NOC console session), else None."""
+    for digest, raw in r.hgetall(TOKENS).items():
+        key = digest.decode() if isinstance(digest, bytes) else str(digest)
+        if hmac.compare_digest(fingerprint(key), fp):
+            text = _text(raw)
+            return TokenInfo(**json.loads(text)) if text else None
+    return None

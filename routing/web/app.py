@@ -1,4 +1,5 @@
-"""The cabinet's web application: the REST API under /api (routers in routing.web.api).
+"""The cabinet's web application: the REST API under /api (routers in routing.web.api) and the
+web console under /console (routing.web.console).
 
 Every error is JSON `{"detail": "..."}` (422s also carry `problems`: [{pointer, message}]),
 never a traceback and never a secret: Redis URLs are shown without their passwords.
@@ -12,11 +13,15 @@ from typing import Any
 
 import redis
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from routing.store import configs
+from routing.web import console
 from routing.web.api import ROUTERS
+from routing.web.console.common import error_page
 from routing.web.planning import Invalid, VersionMismatch, problem_json
 from routing.web.settings import WebSettings
 
@@ -35,6 +40,7 @@ def create_app(settings: WebSettings, client: redis.Redis | None = None) -> Fast
     app.state.redis = client or configs.connect(settings.redis_url)
     for router in ROUTERS:
         app.include_router(router, prefix="/api")
+    console.mount(app)
     _errors(app, configs.shown_url(configs.redis_url(settings.redis_url)))
 
     @app.get("/api/docs", response_class=HTMLResponse, include_in_schema=False)
@@ -63,17 +69,27 @@ def _errors(app: FastAPI, shown_redis: str) -> None:
     async def refused(request: Request, exc: configs.StoreError) -> JSONResponse:
         return _error(409, str(exc))
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if console.is_console(request):  # the console's pages answer in HTML
+            return error_page(request, exc.status_code, str(exc.detail))
+        return await http_exception_handler(request, exc)
+
     @app.exception_handler(RequestValidationError)
-    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def bad_request(request: Request, exc: RequestValidationError) -> Response:
         problems = [{"pointer": "/" + "/".join(str(p) for p in e.get("loc", ())), "message": str(e.get("msg", ""))}
                     for e in exc.errors()]
         where = ", ".join(f"{p['pointer']}: {p['message']}" for p in problems)
+        if console.is_console(request):
+            return error_page(request, 422, f"bad request: {where}")
         return _error(422, f"bad request: {where}", problems=problems)
 
     @app.exception_handler(redis.ConnectionError)
     @app.exception_handler(redis.TimeoutError)
-    async def unreachable(request: Request, exc: Exception) -> JSONResponse:
+    async def unreachable(request: Request, exc: Exception) -> Response:
         log.warning("cannot reach Redis at %s: %s", shown_redis, type(exc).__name__)
+        if console.is_console(request):
+            return error_page(request, 503, f"cannot reach Redis at {shown_redis}")
         return _error(503, f"cannot reach Redis at {shown_redis}", )
 
     @app.exception_handler(redis.RedisError)
@@ -82,8 +98,10 @@ def _errors(app: FastAPI, shown_redis: str) -> None:
         return _error(503, "Redis error")
 
     @app.exception_handler(Exception)
-    async def crashed(request: Request, exc: Exception) -> JSONResponse:
+    async def crashed(request: Request, exc: Exception) -> Response:
         log.error("internal error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        if console.is_console(request):
+            return error_page(request, 500, "internal error")
         return _error(500, "internal error")
 
 

@@ -87,6 +87,17 @@ def start_session(response: Response, settings: WebSettings, account: str, store
     return csrf
 
 
+def start_noc_session(response: Response, settings: WebSettings, token: str) -> str:
+    """A NOC cookie session for the console (a browser cannot send a Bearer header): carries a
+    fingerprint of the token's digest, so revoking the token ends it. Returns the CSRF token."""
+    csrf = secrets.token_urlsafe(24)
+    value = _serializer(settings).dumps({"a": "", "n": 1, "c": csrf,
+                                         "p": credentials.fingerprint(credentials.token_digest(token))})
+    response.set_cookie(SESSION_COOKIE, value, max_age=settings.session_max_age, httponly=True, samesite="lax",
+                        secure=settings.secure_cookies, path="/")
+    return csrf
+
+
 def end_session(response: Response, settings: WebSettings) -> None:
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=settings.secure_cookies)
 
@@ -103,6 +114,11 @@ def session_of(request: Request) -> dict[str, Any] | None:
         return None
     if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in ("a", "c", "p")):
         return None
+    if data.get("n") == 1:  # a NOC console session: its token must still be live
+        info = credentials.token_by_fingerprint(redis_of(request), data["p"])
+        if info is None:
+            return None
+        return {**data, "name": info.name or info.id}
     stored = credentials.password_hash(redis_of(request), data["a"])
     if stored is None or not hmac.compare_digest(credentials.fingerprint(stored), data["p"]):
         return None  # password changed or removed since: the session is over
@@ -141,6 +157,8 @@ async def principal(request: Request) -> Principal:
         sent = await _csrf_sent(request)
         if not sent or not hmac.compare_digest(sent.encode(), session["c"].encode()):
             raise HTTPException(403, f"CSRF token missing or wrong: send the {CSRF_HEADER} header given at login")
+    if session.get("n") == 1:
+        return Principal(NOC, None, f"console:noc:{session['name']}", via_cookie=True)
     return Principal(SUBSCRIBER, session["a"], f"api:{session['a']}", via_cookie=True)
 
 

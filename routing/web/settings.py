@@ -1,5 +1,6 @@
 """What the cabinet (web API and console) needs to run: where Redis and PostgreSQL are, its
-listen address, and the secret key that signs session cookies.
+listen address, the media servers' folders (recordings, sounds), and the secret key that
+signs session cookies.
 
 The key lives in a file under the state directory, made (mode 0600) on the first start and
 read on the next ones, so sessions survive a restart; it is never logged nor printed.
@@ -14,6 +15,8 @@ from pathlib import Path
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_STATE_DIR = Path("/var/lib/voffice")
+# The media server's own default --sounds-dir (media-server/voffice_media/__main__.py).
+DEFAULT_SOUNDS_DIR = Path(__file__).resolve().parents[2] / "sounds"
 SECRET_FILE = "web-secret.key"
 SESSION_MAX_AGE = 8 * 3600  # seconds a login lasts
 
@@ -61,6 +64,12 @@ class WebSettings:
     listen: str = DEFAULT_LISTEN
     secure_cookies: bool = False  # set the cookie's Secure flag (behind HTTPS)
     session_max_age: int = SESSION_MAX_AGE
+    # The media servers' data folders (their --data-dir): voicemail and faxes are served from
+    # DIR/recordings/<account>/ only (routing.records.files). Empty: none are served (503).
+    media_dirs: tuple[Path, ...] = ()
+    # The media servers' --sounds-dir: an account's uploaded sounds go to DIR/<account>/,
+    # where its prompts' `file` names are looked up first. None: no uploads (503).
+    sounds_dir: Path | None = None
 
     @classmethod
     def from_state_dir(cls, state_dir: Path, **kwargs: object) -> WebSettings:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from routing.web.api import accounts, health, override, session
+from routing.web.api import accounts, health, override, records, session, sounds
 
-ROUTERS: list[APIRouter] = [health.router, session.router, accounts.router, override.router]
+ROUTERS: list[APIRouter] = [health.router, session.router, accounts.router, override.router, records.router,
+                            sounds.router]

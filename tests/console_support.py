@@ -49,7 +49,9 @@ class Served:
         self.redis_server = RedisServer(tmp)
         self.redis_server.start()
         self.redis = configs.connect(self.redis_server.url)
-        self.settings = WebSettings.from_state_dir(tmp / "state", redis_url=self.redis_server.url)
+        self.sounds_dir = tmp / "sounds"
+        self.settings = WebSettings.from_state_dir(tmp / "state", redis_url=self.redis_server.url,
+                                                   sounds_dir=self.sounds_dir)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(create_app(self.settings), host="127.0.0.1", port=self.port, log_level="warning",

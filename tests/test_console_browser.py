@@ -6,8 +6,12 @@ isolation. The main pages' screenshots go to docs/screenshots/ (docs/console.md)
 from __future__ import annotations
 
 import json
+import math
 import os
+import struct
 import subprocess
+import wave
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -307,6 +311,39 @@ def test_apply_shows_the_diff_refuses_a_stale_plan_and_rolls_back(browser: webdr
     assert restored == {**seed(), "account": two, "numbers": [TWO_NUMBER]}
     p.go(f"/console/{two}/operators/ivanov")  # the untouched draft follows the rollback
     assert p.el("f-operators-0-phone").get_attribute("value") == "+79161230001"
+
+
+def test_a_sound_is_uploaded_played_and_named_in_the_draft(browser: webdriver.Chrome, served: Served, two: str,
+                                                         tmp_path: Path) -> None:
+    wav = tmp_path / "hello.wav"
+    with wave.open(str(wav), "wb") as out:  # half a second of a 440 Hz tone, 16 kHz
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / 16000)))
+                                 for i in range(8000)))
+    not_audio = tmp_path / "notes.wav"
+    not_audio.write_text("just text, named .wav")
+    p = page_of(browser, served)
+    p.login(two)
+    p.go(f"/console/{two}/sounds/vm-prompt")
+    assert not p.d.find_elements(By.ID, "player")
+    p.el("f-upload").send_keys(str(not_audio))
+    p.submit("upload")
+    assert "notes.wav" in p.text("upload-error")
+    p.el("f-upload").send_keys(str(wav))
+    p.submit("upload")
+    assert p.el("f-sounds-0-file").get_attribute("value") == "vm-prompt.wav"
+    src = p.el("player").get_attribute("src") or ""
+    assert src.endswith(f"/api/accounts/{two}/sounds/vm-prompt.wav")
+    with p.http() as client:
+        played = client.get(src.removeprefix(served.url))
+        assert played.status_code == 200 and played.content[:4] == b"RIFF"
+    with wave.open(str(served.sounds_dir / two / "vm-prompt.wav"), "rb") as stored:
+        assert stored.getframerate() == 8000 and stored.getnchannels() == 1  # the media server's prompt format
+    p.shot("sound")
+    p.go(f"/console/{two}")
+    p.submit("discard")
 
 
 HOSTILE = ["<script>alert(1)</script>", "<b>x</b>", "\u202eevil\u202c name", "\"'><img src=x onerror=alert(2)>"]

@@ -50,12 +50,12 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from routing.web.console import account, changes, history, items, overview, session, tools
+from routing.web.console import account, changes, history, items, overview, session, tools, uploads
 from routing.web.console.common import PREFIX, STATIC, ConsoleError, LoginRequired, error_page, login_redirect
 
 # Order matters where paths overlap: fixed paths (/login) before /{account}.
 ROUTERS: list[APIRouter] = [session.router, account.router, overview.router, history.router, items.router,
-                            changes.router, tools.router]
+                            uploads.router, changes.router, tools.router]
 
 
 def mount(app: FastAPI) -> None:

@@ -78,7 +78,7 @@ def _options(draft: drafts.Draft, kind: str) -> list[tuple[str, str]]:
 
 def edit_page(request: Request, page: AccountPage, kind: Kind, draft: drafts.Draft, item: dict[str, Any],
               index: int | None, errors: dict[str, str] | None = None, status: int = 200,
-              flash: str = "") -> HTMLResponse:
+              flash: str = "", upload_error: str = "") -> HTMLResponse:
     """The item's form, the validator's problems next to the fields they point at."""
     base = f"/{kind.key}/{index}" if index is not None else ""
     targets = [f"{base}/id"] + [f"{base}/{f.name}" for f in kind.fields]
@@ -111,7 +111,7 @@ def edit_page(request: Request, page: AccountPage, kind: Kind, draft: drafts.Dra
         "kind": kind, "item": item, "index": index, "draft": draft, "errors": errors or {}, "at": at,
         "other": other, "base": base, "fid": field_id, "sub": sub, "new": index is None,
         "options": {f.name: (f.options(draft) if f.options else []) for f in kind.fields},
-        "list_url": f"{page.base}/{kind.path}", "flash": flash,
+        "list_url": f"{page.base}/{kind.path}", "flash": flash, "upload_error": upload_error,
         "action": f"{page.base}/{kind.path}/{NEW}" if index is None else item_url(page, kind, str(item.get("id"))),
     }, scope=page, status=status, active=f"/{kind.path}")
 

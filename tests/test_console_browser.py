@@ -11,6 +11,7 @@ import os
 import struct
 import subprocess
 import wave
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,10 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
+from routing.core.compiler import compile_account
+from routing.core.engine import CompiledAccount
+from routing.core.scenario import Event
+from routing.core.simulate import simulate
 from routing.store import configs
 from routing.web.console import draft as drafts
 from tests.console_support import ROOT, Page, Served, browser, served
@@ -213,11 +218,14 @@ def test_seed_built_from_an_empty_account_through_the_forms(browser: webdriver.C
     loaded = configs.describe(served.redis, BERRY)["document"]
     assert loaded == seed()
 
+    compiled_seed = CompiledAccount(compile_account(seed()))
     for caller, at, events in CASES:
         flags = ["--caller", caller, "--at", at, *[x for e in events for x in ("--event", e)]]
         from_console = simulate_cli(*flags, redis_url=served.redis_server.url)
-        from_seed = simulate_cli(*flags, "--config", str(SEED))
-        assert from_console == from_seed, (caller, at, events)
+        from_seed = simulate(compiled_seed, NUMBER, caller, datetime.fromisoformat(at), [Event.parse(e) for e in events])
+        assert from_console == json.loads(json.dumps(from_seed)), (caller, at, events)
+    assert simulate_cli("--caller", "+79031112233", "--at", "2026-11-25T13:30", "--config", str(SEED)) == \
+        simulate_cli("--caller", "+79031112233", "--at", "2026-11-25T13:30", redis_url=served.redis_server.url)
 
     p.go(f"/console/{BERRY}/simulate?caller=%2B74957654321&at=2026-11-28T13:00&events=key:2")
     assert "weekend-vip" in p.text("r-scenario") and p.text("r-end") == "fax"

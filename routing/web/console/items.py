@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, Response
 
 from routing.web.console import draft as drafts
@@ -34,6 +35,7 @@ router = APIRouter()
 PAGE_SIZE = 50
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 NEW = "-new"  # the new item's form (no id starts with '-')
+ItemId = Annotated[str, PathParam(max_length=200)]
 
 
 def item_url(page: AccountPage, kind: Kind, item_id: str) -> str:
@@ -161,7 +163,7 @@ def _routes(kind: Kind) -> None:
         drafts.save(scope.redis, draft)
         return redirect(item_url(scope, kind, item_id) + "?saved=1")
 
-    def edit(request: Request, scope: ConsoleAccount, item_id: str, saved: int = 0) -> HTMLResponse:
+    def edit(request: Request, scope: ConsoleAccount, item_id: ItemId, saved: int = 0) -> HTMLResponse:
         draft = drafts.get(scope.redis, scope.account)
         index = draft.index_of(kind.key, item_id)
         if index is None:
@@ -169,7 +171,7 @@ def _routes(kind: Kind) -> None:
         flash = translate("saved", lang_of(request)) if saved else ""
         return edit_page(request, scope, kind, draft, draft.items(kind.key)[index], index, flash=flash)
 
-    def update(request: Request, scope: ConsoleAccount, item_id: str, form: PostedForm) -> Response:
+    def update(request: Request, scope: ConsoleAccount, item_id: ItemId, form: PostedForm) -> Response:
         draft = drafts.get(scope.redis, scope.account)
         index = draft.index_of(kind.key, item_id)
         if index is None:
@@ -179,7 +181,7 @@ def _routes(kind: Kind) -> None:
         drafts.save(scope.redis, draft)
         return redirect(item_url(scope, kind, item_id) + "?saved=1")
 
-    def delete(request: Request, scope: ConsoleAccount, item_id: str, form: PostedForm) -> Response:
+    def delete(request: Request, scope: ConsoleAccount, item_id: ItemId, form: PostedForm) -> Response:
         draft = drafts.get(scope.redis, scope.account)
         index = draft.index_of(kind.key, item_id)
         if index is not None:
@@ -197,7 +199,8 @@ def _routes(kind: Kind) -> None:
 
 def _missing(request: Request, scope: AccountPage, kind: Kind, item_id: str) -> HTMLResponse:
     lang = lang_of(request)
-    return render(request, "console/error.html", {"status": 404, "message": translate("no_item", lang, id=item_id)},
+    shown = "".join(c if c.isprintable() else "\ufffd" for c in item_id[:80])
+    return render(request, "console/error.html", {"status": 404, "message": translate("no_item", lang, id=shown)},
                   scope=scope, status=404, active=f"/{kind.path}")
 
 

@@ -50,7 +50,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from routing.web.console import account, changes, history, items, overview, session, tools, uploads
+from routing.web.console import account, changes, draft, history, items, overview, session, tools, uploads
 from routing.web.console.common import PREFIX, STATIC, ConsoleError, LoginRequired, error_page, login_redirect
 
 # Order matters where paths overlap: fixed paths (/login) before /{account}.
@@ -72,6 +72,10 @@ def mount(app: FastAPI) -> None:
     @app.exception_handler(LoginRequired)
     async def login_required(request: Request, exc: LoginRequired) -> Response:
         return login_redirect(request)
+
+    @app.exception_handler(draft.Busy)
+    async def busy(request: Request, exc: draft.Busy) -> Response:
+        return error_page(request, 409, str(exc))
 
     @app.exception_handler(ConsoleError)
     async def console_error(request: Request, exc: ConsoleError) -> Response:

@@ -145,22 +145,27 @@ def _routes(kind: Kind) -> None:
         return edit_page(request, scope, kind, draft, {}, None)
 
     def create(request: Request, scope: ConsoleAccount, form: PostedForm) -> Response:
-        draft = drafts.get(scope.redis, scope.account)
+        lang = lang_of(request)
         item_id = str(form.get("id") or "").strip()
         item: dict[str, Any] = {"id": item_id}
         read_item(kind, form, item)
-        lang = lang_of(request)
         error = ""
-        if not item_id:
-            error = translate("required", lang)
-        elif not ID_PATTERN.fullmatch(item_id):
-            error = translate("bad_id", lang)
-        elif draft.index_of(kind.key, item_id) is not None:
-            error = translate("id_taken", lang)
+
+        def add(draft: drafts.Draft) -> bool:
+            nonlocal error
+            if not item_id:
+                error = translate("required", lang)
+            elif not ID_PATTERN.fullmatch(item_id):
+                error = translate("bad_id", lang)
+            elif draft.index_of(kind.key, item_id) is not None:
+                error = translate("id_taken", lang)
+            else:
+                draft.items(kind.key).append(item)
+            return not error
+
+        draft = drafts.edit(scope.redis, scope.account, add)
         if error:
             return edit_page(request, scope, kind, draft, item, None, {"id": error}, status=422)
-        draft.items(kind.key).append(item)
-        drafts.save(scope.redis, draft)
         return redirect(item_url(scope, kind, item_id) + "?saved=1")
 
     def edit(request: Request, scope: ConsoleAccount, item_id: ItemId, saved: int = 0) -> HTMLResponse:
@@ -172,21 +177,29 @@ def _routes(kind: Kind) -> None:
         return edit_page(request, scope, kind, draft, draft.items(kind.key)[index], index, flash=flash)
 
     def update(request: Request, scope: ConsoleAccount, item_id: ItemId, form: PostedForm) -> Response:
-        draft = drafts.get(scope.redis, scope.account)
-        index = draft.index_of(kind.key, item_id)
-        if index is None:
+        found = False
+
+        def change(draft: drafts.Draft) -> bool:
+            nonlocal found
+            index = draft.index_of(kind.key, item_id)
+            found = index is not None
+            if index is not None:
+                read_item(kind, form, draft.items(kind.key)[index])
+            return found
+
+        drafts.edit(scope.redis, scope.account, change)
+        if not found:
             return _missing(request, scope, kind, item_id)
-        item = draft.items(kind.key)[index]
-        read_item(kind, form, item)
-        drafts.save(scope.redis, draft)
         return redirect(item_url(scope, kind, item_id) + "?saved=1")
 
     def delete(request: Request, scope: ConsoleAccount, item_id: ItemId, form: PostedForm) -> Response:
-        draft = drafts.get(scope.redis, scope.account)
-        index = draft.index_of(kind.key, item_id)
-        if index is not None:
-            del draft.items(kind.key)[index]
-            drafts.save(scope.redis, draft)
+        def remove(draft: drafts.Draft) -> bool:
+            index = draft.index_of(kind.key, item_id)
+            if index is not None:
+                del draft.items(kind.key)[index]
+            return index is not None
+
+        drafts.edit(scope.redis, scope.account, remove)
         return redirect(f"{scope.base}/{kind.path}")
 
     router.add_api_route(path, listing, methods=["GET"], response_class=HTMLResponse)

@@ -59,7 +59,12 @@ async def upload(request: Request, scope: ConsoleAccount, item_id: str, form: Po
     except OSError as exc:
         log.warning("sound %s of %s not stored: %s", item_id, scope.account, exc.strerror or type(exc).__name__)
         return refused(translate("not_stored", lang), 503)
-    item["file"] = sound.name
-    await run_in_threadpool(drafts.save, scope.redis, draft)
+    def name_it(latest: drafts.Draft) -> bool:
+        at = latest.index_of("sounds", item_id)
+        if at is not None:
+            latest.items("sounds")[at]["file"] = sound.name
+        return at is not None
+
+    await run_in_threadpool(drafts.edit, scope.redis, scope.account, name_it)
     log.info("sound %s of %s uploaded by %s", sound.name, scope.account, scope.principal.name)
     return redirect(item_url(scope, KIND, item_id) + "?saved=1")

@@ -125,3 +125,20 @@ def test_two_saves_at_once_both_keep_their_change(stack: Stack) -> None:
     assert runs == 2
     assert [o["name"] for o in saved.items("operators")[:2]] == ["First", "Second"]
     drafts.discard(r, BERRY)
+
+
+def test_simulate_the_draft_before_applying_it(stack: Stack) -> None:
+    client, csrf = login(stack)
+    drafts.discard(stack.redis, BERRY)
+    saved = client.post(f"/console/{BERRY}/operators/ivanov", data={"csrf": csrf, "name": "Иванов", "phone": "+79161239999",
+                                                                   "extension": "101"})
+    assert saved.status_code == 200
+    query = "caller=%2B79031112233&at=2026-11-25T11:00&events=timeout"
+    draft = client.get(f"/console/{BERRY}/simulate?source=draft&{query}").text
+    loaded = client.get(f"/console/{BERRY}/simulate?source=loaded&{query}").text
+    assert "+79161239999" in draft and "+79161230001" not in draft
+    assert "+79161230001" in loaded and "+79161239999" not in loaded
+    client.post(f"/console/{BERRY}/operators/ivanov", data={"csrf": csrf, "name": "Иванов", "phone": "x"})
+    refused = client.get(f"/console/{BERRY}/simulate?source=draft&{query}").text
+    assert 'id="err-source"' in refused and 'id="result"' not in refused
+    drafts.discard(stack.redis, BERRY)

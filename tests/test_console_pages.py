@@ -142,3 +142,26 @@ def test_simulate_the_draft_before_applying_it(stack: Stack) -> None:
     refused = client.get(f"/console/{BERRY}/simulate?source=draft&{query}").text
     assert 'id="err-source"' in refused and 'id="result"' not in refused
     drafts.discard(stack.redis, BERRY)
+
+
+def test_the_tree_loses_a_level_and_rules_list_by_priority(stack: Stack) -> None:
+    client, csrf = login(stack)
+    drafts.discard(stack.redis, BERRY)
+    page = client.get(f"/console/{BERRY}/scenarios/lunch").text
+    assert 'name="node:root/next/keys/2"' in page and 'name="newkey:root/next/keys"' in page
+    client.post(f"/console/{BERRY}/scenarios/lunch", data={"csrf": csrf, "name": "Обед", "node:root": "to-secretary",
+                                                           "node:root/next": "menu", "node:root/next/keys/1": "vm",
+                                                           "node:root/next/keys/2": ""})
+    lunch = drafts.get(stack.redis, BERRY).items("scenarios")[1]
+    assert lunch["root"] == {"operation": "to-secretary", "next": {"operation": "menu", "keys": {"1": {"operation": "vm"}}}}
+    client.post(f"/console/{BERRY}/scenarios/lunch", data={"csrf": csrf, "name": "Обед", "node:root": "to-secretary",
+                                                           "node:root/next": "", "node:root/next/keys/1": "vm"})
+    assert drafts.get(stack.redis, BERRY).items("scenarios")[1]["root"] == {"operation": "to-secretary"}
+
+    client.post(f"/console/{BERRY}/rules/r1", data={"csrf": csrf, "name": "Правило №1", "priority": "10",
+                                                    "schedule": "lunch-time", "caller_list": "", "scenario": "lunch"})
+    rules = drafts.get(stack.redis, BERRY).items("rules")
+    assert rules[0]["priority"] == 10 and rules[0]["caller_list"] is None
+    listed = re.findall(r'<tr id="row-(r[0-9])">', client.get(f"/console/{BERRY}/rules").text)
+    assert listed == ["r2", "r3", "r4", "r1"]
+    drafts.discard(stack.redis, BERRY)

@@ -39,7 +39,15 @@ How to add a page (e.g. the call history at /console/{account}/calls)
        and "/inbox" (voicemail and fax); `active` is the NAV path to highlight.
     5. Browser tests: tests/console_support.py has the fixtures (`served`: redis-server and
        the app under uvicorn; `browser`: headless chromium; one of each per module) and `Page`
-       (fill, choose, submit-and-wait, shot); tests/test_console_browser.py uses them.
+       (fill, choose, submit-and-wait, shot); tests/test_console_browser.py uses them. Tests
+       without a browser (faster): tests/test_console_pages.py, with TestClient.
+
+Screens that edit the account document change its draft (draft.py), never the loaded
+version: `draft.get(r, account)` to show it, `draft.edit(r, account, change)` to change it
+(read-change-write under WATCH; `change(draft) -> bool` says whether to save). Lists of the
+document are described in forms.KINDS (fields, sub-editors) and served by items.py; the
+validator's problems are placed next to fields by JSON pointer (forms.assign, field_id).
+check/apply/versions are in changes.py.
 
 Errors: raise `ConsoleError(status, "message key or text")`; it is rendered as an HTML page.
 """

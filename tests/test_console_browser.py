@@ -25,7 +25,7 @@ from routing.core.scenario import Event
 from routing.core.simulate import simulate
 from routing.store import configs
 from routing.web.console import draft as drafts
-from tests.console_support import ROOT, Page, Served, browser, served
+from tests.console_support import PASSWORD, ROOT, Page, Served, browser, served
 
 __all__ = ["browser", "served"]
 
@@ -201,7 +201,10 @@ def test_seed_built_from_an_empty_account_through_the_forms(browser: webdriver.C
     p.submit("create-submit")
     assert configs.current_version(served.redis, BERRY) == 1
 
-    served.password(BERRY)  # `voffice password berry-demo`
+    p.fill("f-new-password", PASSWORD)  # the NOC sets the subscriber's password (`voffice password`)
+    p.fill("f-new-password2", PASSWORD)
+    p.submit("password-submit")
+    assert p.el("flash").text == "Пароль абонента задан"
     p.login(BERRY)
     assert p.d.current_url.endswith(f"/console/{BERRY}")
     build_seed(p)

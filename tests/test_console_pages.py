@@ -165,3 +165,25 @@ def test_the_tree_loses_a_level_and_rules_list_by_priority(stack: Stack) -> None
     listed = re.findall(r'<tr id="row-(r[0-9])">', client.get(f"/console/{BERRY}/rules").text)
     assert listed == ["r2", "r3", "r4", "r1"]
     drafts.discard(stack.redis, BERRY)
+
+
+def test_the_noc_sets_a_subscribers_password(stack: Stack) -> None:
+    token, _ = credentials.create_token(stack.redis, "desk")
+    noc = stack.anonymous()
+    page = noc.post("/console/login", data={"token": token})
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert found
+    csrf = found.group(1)
+    differ = noc.post(f"/console/{BERRY}/password", data={"csrf": csrf, "password": "long enough 1", "password2": "long enough 2"})
+    short = noc.post(f"/console/{BERRY}/password", data={"csrf": csrf, "password": "short", "password2": "short"})
+    assert differ.status_code == short.status_code == 422
+    assert "Пароли не совпадают" in differ.text and "не меньше 8" in short.text and "long enough" not in differ.text
+    subscriber, sub_csrf = login(stack)  # its password, set the CLI's way
+    done = noc.post(f"/console/{BERRY}/password", data={"csrf": csrf, "password": "a new one!", "password2": "a new one!"})
+    assert done.status_code == 200 and "Пароль абонента задан" in done.text
+    assert subscriber.get(f"/console/{BERRY}", follow_redirects=False).status_code == 303  # its session ended
+    again = stack.anonymous()
+    assert again.post("/console/login", data={"account": BERRY, "password": "a new one!"}, follow_redirects=False).status_code == 303
+    subscriber, sub_csrf = login(stack)
+    assert subscriber.post(f"/console/{BERRY}/password", data={"csrf": sub_csrf, "password": "x" * 10,
+                                                               "password2": "x" * 10}).status_code == 404

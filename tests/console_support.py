@@ -49,7 +49,9 @@ class Served:
         self.redis_server = RedisServer(tmp)
         self.redis_server.start()
         self.redis = configs.connect(self.redis_server.url)
-        self.settings = WebSettings.from_state_dir(tmp / "state", redis_url=self.redis_server.url)
+        self.sounds_dir = tmp / "sounds"
+        self.settings = WebSettings.from_state_dir(tmp / "state", redis_url=self.redis_server.url,
+                                                   sounds_dir=self.sounds_dir)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(create_app(self.settings), host="127.0.0.1", port=self.port, log_level="warning",
@@ -123,10 +125,11 @@ class Page:
         return self.d.find_element(By.NAME, name)
 
     def fill(self, element: WebElement | str, value: str) -> None:
+        """Set a text field as typed (the value property, as keystrokes would leave it: typing
+        long Russian texts key by key costs seconds and tests nothing more)."""
         e = self.el(element) if isinstance(element, str) else element
-        e.clear()
-        if value:
-            e.send_keys(value)
+        self.d.execute_script("arguments[0].value = arguments[1];"
+                              "arguments[0].dispatchEvent(new Event('input', {bubbles: true}))", e, value)
 
     def choose(self, element: WebElement | str, value: str) -> None:
         Select(self.el(element) if isinstance(element, str) else element).select_by_value(value)

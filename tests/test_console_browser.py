@@ -6,17 +6,26 @@ isolation. The main pages' screenshots go to docs/screenshots/ (docs/console.md)
 from __future__ import annotations
 
 import json
+import math
 import os
+import struct
 import subprocess
+import wave
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
+from routing.core.compiler import compile_account
+from routing.core.engine import CompiledAccount
+from routing.core.scenario import Event
+from routing.core.simulate import simulate
 from routing.store import configs
 from routing.web.console import draft as drafts
-from tests.console_support import ROOT, Page, Served, browser, served
+from tests.console_support import PASSWORD, ROOT, Page, Served, browser, served
 
 __all__ = ["browser", "served"]
 
@@ -192,7 +201,10 @@ def test_seed_built_from_an_empty_account_through_the_forms(browser: webdriver.C
     p.submit("create-submit")
     assert configs.current_version(served.redis, BERRY) == 1
 
-    served.password(BERRY)  # `voffice password berry-demo`
+    p.fill("f-new-password", PASSWORD)  # the NOC sets the subscriber's password (`voffice password`)
+    p.fill("f-new-password2", PASSWORD)
+    p.submit("password-submit")
+    assert p.el("flash").text == "Пароль абонента задан"
     p.login(BERRY)
     assert p.d.current_url.endswith(f"/console/{BERRY}")
     build_seed(p)
@@ -209,11 +221,14 @@ def test_seed_built_from_an_empty_account_through_the_forms(browser: webdriver.C
     loaded = configs.describe(served.redis, BERRY)["document"]
     assert loaded == seed()
 
+    compiled_seed = CompiledAccount(compile_account(seed()))
     for caller, at, events in CASES:
         flags = ["--caller", caller, "--at", at, *[x for e in events for x in ("--event", e)]]
         from_console = simulate_cli(*flags, redis_url=served.redis_server.url)
-        from_seed = simulate_cli(*flags, "--config", str(SEED))
-        assert from_console == from_seed, (caller, at, events)
+        from_seed = simulate(compiled_seed, NUMBER, caller, datetime.fromisoformat(at), [Event.parse(e) for e in events])
+        assert from_console == json.loads(json.dumps(from_seed)), (caller, at, events)
+    assert simulate_cli("--caller", "+79031112233", "--at", "2026-11-25T13:30", "--config", str(SEED)) == \
+        simulate_cli("--caller", "+79031112233", "--at", "2026-11-25T13:30", redis_url=served.redis_server.url)
 
     p.go(f"/console/{BERRY}/simulate?caller=%2B74957654321&at=2026-11-28T13:00&events=key:2")
     assert "weekend-vip" in p.text("r-scenario") and p.text("r-end") == "fax"
@@ -307,6 +322,39 @@ def test_apply_shows_the_diff_refuses_a_stale_plan_and_rolls_back(browser: webdr
     assert restored == {**seed(), "account": two, "numbers": [TWO_NUMBER]}
     p.go(f"/console/{two}/operators/ivanov")  # the untouched draft follows the rollback
     assert p.el("f-operators-0-phone").get_attribute("value") == "+79161230001"
+
+
+def test_a_sound_is_uploaded_played_and_named_in_the_draft(browser: webdriver.Chrome, served: Served, two: str,
+                                                         tmp_path: Path) -> None:
+    wav = tmp_path / "hello.wav"
+    with wave.open(str(wav), "wb") as out:  # half a second of a 440 Hz tone, 16 kHz
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / 16000)))
+                                 for i in range(8000)))
+    not_audio = tmp_path / "notes.wav"
+    not_audio.write_text("just text, named .wav")
+    p = page_of(browser, served)
+    p.login(two)
+    p.go(f"/console/{two}/sounds/vm-prompt")
+    assert not p.d.find_elements(By.ID, "player")
+    p.el("f-upload").send_keys(str(not_audio))
+    p.submit("upload")
+    assert "notes.wav" in p.text("upload-error")
+    p.el("f-upload").send_keys(str(wav))
+    p.submit("upload")
+    assert p.el("f-sounds-0-file").get_attribute("value") == "vm-prompt.wav"
+    src = p.el("player").get_attribute("src") or ""
+    assert src.endswith(f"/api/accounts/{two}/sounds/vm-prompt.wav")
+    with p.http() as client:
+        played = client.get(src.removeprefix(served.url))
+        assert played.status_code == 200 and played.content[:4] == b"RIFF"
+    with wave.open(str(served.sounds_dir / two / "vm-prompt.wav"), "rb") as stored:
+        assert stored.getframerate() == 8000 and stored.getnchannels() == 1  # the media server's prompt format
+    p.shot("sound")
+    p.go(f"/console/{two}")
+    p.submit("discard")
 
 
 HOSTILE = ["<script>alert(1)</script>", "<b>x</b>", "\u202eevil\u202c name", "\"'><img src=x onerror=alert(2)>"]

@@ -39,7 +39,15 @@ How to add a page (e.g. the call history at /console/{account}/calls)
        and "/inbox" (voicemail and fax); `active` is the NAV path to highlight.
     5. Browser tests: tests/console_support.py has the fixtures (`served`: redis-server and
        the app under uvicorn; `browser`: headless chromium; one of each per module) and `Page`
-       (fill, choose, submit-and-wait, shot); tests/test_console_browser.py uses them.
+       (fill, choose, submit-and-wait, shot); tests/test_console_browser.py uses them. Tests
+       without a browser (faster): tests/test_console_pages.py, with TestClient.
+
+Screens that edit the account document change its draft (draft.py), never the loaded
+version: `draft.get(r, account)` to show it, `draft.edit(r, account, change)` to change it
+(read-change-write under WATCH; `change(draft) -> bool` says whether to save). Lists of the
+document are described in forms.KINDS (fields, sub-editors) and served by items.py; the
+validator's problems are placed next to fields by JSON pointer (forms.assign, field_id).
+check/apply/versions are in changes.py.
 
 Errors: raise `ConsoleError(status, "message key or text")`; it is rendered as an HTML page.
 """
@@ -50,12 +58,12 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from routing.web.console import account, changes, history, items, overview, session, tools
+from routing.web.console import account, changes, draft, history, items, overview, session, tools, uploads
 from routing.web.console.common import PREFIX, STATIC, ConsoleError, LoginRequired, error_page, login_redirect
 
 # Order matters where paths overlap: fixed paths (/login) before /{account}.
 ROUTERS: list[APIRouter] = [session.router, account.router, overview.router, history.router, items.router,
-                            changes.router, tools.router]
+                            uploads.router, changes.router, tools.router]
 
 
 def mount(app: FastAPI) -> None:
@@ -72,6 +80,10 @@ def mount(app: FastAPI) -> None:
     @app.exception_handler(LoginRequired)
     async def login_required(request: Request, exc: LoginRequired) -> Response:
         return login_redirect(request)
+
+    @app.exception_handler(draft.Busy)
+    async def busy(request: Request, exc: draft.Busy) -> Response:
+        return error_page(request, 409, str(exc))
 
     @app.exception_handler(ConsoleError)
     async def console_error(request: Request, exc: ConsoleError) -> Response:

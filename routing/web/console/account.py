@@ -83,21 +83,23 @@ def settings(request: Request, scope: ConsoleAccount, saved: int = 0) -> HTMLRes
 
 @router.post("/{account}/settings")
 def save_settings(request: Request, scope: ConsoleAccount, form: PostedForm) -> Response:
-    draft = drafts.get(scope.redis, scope.account)
-    doc = draft.doc
-    for key, prefix, fields in SECTIONS:
-        if key == "":
+    def change(draft: drafts.Draft) -> bool:
+        doc = draft.doc
+        for key, prefix, fields in SECTIONS:
+            if key == "":
+                for f in fields:
+                    f.read(form, doc, prefix)
+                continue
+            section: dict[str, Any] = dict(doc[key]) if isinstance(doc.get(key), dict) else {}
             for f in fields:
-                f.read(form, doc, prefix)
-            continue
-        section: dict[str, Any] = dict(doc[key]) if isinstance(doc.get(key), dict) else {}
-        for f in fields:
-            f.read(form, section, prefix)
-        if key == "notifications" and not section.get("events") and not section.get("email"):
-            doc.pop(key, None)  # nothing to notify: no block (it would need events)
-        elif section or key in doc:
-            doc[key] = section
-    drafts.save(scope.redis, draft)
+                f.read(form, section, prefix)
+            if key == "notifications" and not section.get("events") and not section.get("email"):
+                doc.pop(key, None)  # nothing to notify: no block (it would need events)
+            elif section or key in doc:
+                doc[key] = section
+        return True
+
+    drafts.edit(scope.redis, scope.account, change)
     return redirect(f"{scope.base}/settings?saved=1")
 
 

@@ -102,7 +102,13 @@ def apply(request: Request, scope: ConsoleAccount, form: PostedForm) -> Response
 
 
 @router.get("/{account}/versions", response_class=HTMLResponse)
-def versions(request: Request, scope: ConsoleAccount, applied: int = 0, rolled: int = 0, failed: str = "") -> HTMLResponse:
+def versions(request: Request, scope: ConsoleAccount, applied: int = 0, rolled: int = 0) -> HTMLResponse:
+    return versions_page(request, scope, applied, rolled)
+
+
+def versions_page(request: Request, scope: AccountPage, applied: int = 0, rolled: int = 0, failed: str = "",
+                  status: int = 200) -> HTMLResponse:
+    """The audit trail; `failed`: why a rollback was refused (shown, never taken from the URL)."""
     r = scope.redis
     lang = lang_of(request)
     current = configs.current_version(r, scope.account)
@@ -117,9 +123,10 @@ def versions(request: Request, scope: ConsoleAccount, applied: int = 0, rolled: 
     elif rolled:
         flash = translate("rolled_back", lang, v=rolled)
     elif failed:
-        flash, kind = failed[:300], "error"
+        flash, kind = failed, "error"
     return render(request, "console/versions.html", {"entries": entries, "current": current, "flash": flash,
-                                                     "flash_kind": kind}, scope=scope, active="/versions")
+                                                     "flash_kind": kind}, scope=scope, active="/versions",
+                  status=status)
 
 
 @router.post("/{account}/versions/{version}/rollback")
@@ -132,7 +139,7 @@ def rollback(request: Request, scope: ConsoleAccount, version: int, form: Posted
         result = configs.rollback(r, scope.account, version, configs.keep_setting(r),
                                   allow_private_webhooks=planning.private_webhooks())
     except configs.StoreError as exc:
-        return redirect(f"{scope.base}/versions?failed={quote(str(exc))}")
+        return versions_page(request, scope, failed=str(exc), status=409)
     if untouched:
         drafts.discard(r, scope.account)
     return redirect(f"{scope.base}/versions?rolled={result.versions[scope.account]}")

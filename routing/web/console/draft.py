@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,6 +107,34 @@ def save(r: redis.Redis, draft: Draft) -> None:
     pipe.expire(key(draft.account), DRAFT_TTL)
     pipe.execute()
     draft.saved = True
+
+
+class Busy(Exception):
+    """The draft kept changing under us (many saves at once): nothing was saved."""
+
+
+def edit(r: redis.Redis, account: str, change: Callable[[Draft], bool]) -> Draft:
+    """Read, change and save the draft as one step (optimistic: WATCH, retried), so two
+    people saving different items at once both keep theirs. CHANGE edits the draft in place
+    and says whether to save it (False: a form error, nothing to write)."""
+    for _ in range(20):
+        with r.pipeline() as pipe:
+            try:
+                pipe.watch(key(account))  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+                draft = get(r, account)
+                if not change(draft):
+                    return draft
+                draft.problems = check(draft.doc, draft.account)
+                pipe.multi()
+                pipe.hset(key(account), mapping={"doc": json.dumps(draft.doc, ensure_ascii=False), "base": draft.base,
+                                                 "problems": json.dumps(draft.problems, ensure_ascii=False)})
+                pipe.expire(key(account), DRAFT_TTL)
+                pipe.execute()
+            except redis.WatchError:
+                continue
+            draft.saved = True
+            return draft
+    raise Busy(f"the draft of {account!r} changed too often to save; try again")
 
 
 def discard(r: redis.Redis, account: str) -> None:

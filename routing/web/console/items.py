@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, Response
 
 from routing.web.console import draft as drafts
@@ -34,6 +35,7 @@ router = APIRouter()
 PAGE_SIZE = 50
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 NEW = "-new"  # the new item's form (no id starts with '-')
+ItemId = Annotated[str, PathParam(max_length=200)]
 
 
 def item_url(page: AccountPage, kind: Kind, item_id: str) -> str:
@@ -78,7 +80,7 @@ def _options(draft: drafts.Draft, kind: str) -> list[tuple[str, str]]:
 
 def edit_page(request: Request, page: AccountPage, kind: Kind, draft: drafts.Draft, item: dict[str, Any],
               index: int | None, errors: dict[str, str] | None = None, status: int = 200,
-              flash: str = "") -> HTMLResponse:
+              flash: str = "", upload_error: str = "") -> HTMLResponse:
     """The item's form, the validator's problems next to the fields they point at."""
     base = f"/{kind.key}/{index}" if index is not None else ""
     targets = [f"{base}/id"] + [f"{base}/{f.name}" for f in kind.fields]
@@ -111,7 +113,7 @@ def edit_page(request: Request, page: AccountPage, kind: Kind, draft: drafts.Dra
         "kind": kind, "item": item, "index": index, "draft": draft, "errors": errors or {}, "at": at,
         "other": other, "base": base, "fid": field_id, "sub": sub, "new": index is None,
         "options": {f.name: (f.options(draft) if f.options else []) for f in kind.fields},
-        "list_url": f"{page.base}/{kind.path}", "flash": flash,
+        "list_url": f"{page.base}/{kind.path}", "flash": flash, "upload_error": upload_error,
         "action": f"{page.base}/{kind.path}/{NEW}" if index is None else item_url(page, kind, str(item.get("id"))),
     }, scope=page, status=status, active=f"/{kind.path}")
 
@@ -143,25 +145,30 @@ def _routes(kind: Kind) -> None:
         return edit_page(request, scope, kind, draft, {}, None)
 
     def create(request: Request, scope: ConsoleAccount, form: PostedForm) -> Response:
-        draft = drafts.get(scope.redis, scope.account)
+        lang = lang_of(request)
         item_id = str(form.get("id") or "").strip()
         item: dict[str, Any] = {"id": item_id}
         read_item(kind, form, item)
-        lang = lang_of(request)
         error = ""
-        if not item_id:
-            error = translate("required", lang)
-        elif not ID_PATTERN.fullmatch(item_id):
-            error = translate("bad_id", lang)
-        elif draft.index_of(kind.key, item_id) is not None:
-            error = translate("id_taken", lang)
+
+        def add(draft: drafts.Draft) -> bool:
+            nonlocal error
+            if not item_id:
+                error = translate("required", lang)
+            elif not ID_PATTERN.fullmatch(item_id):
+                error = translate("bad_id", lang)
+            elif draft.index_of(kind.key, item_id) is not None:
+                error = translate("id_taken", lang)
+            else:
+                draft.items(kind.key).append(item)
+            return not error
+
+        draft = drafts.edit(scope.redis, scope.account, add)
         if error:
             return edit_page(request, scope, kind, draft, item, None, {"id": error}, status=422)
-        draft.items(kind.key).append(item)
-        drafts.save(scope.redis, draft)
         return redirect(item_url(scope, kind, item_id) + "?saved=1")
 
-    def edit(request: Request, scope: ConsoleAccount, item_id: str, saved: int = 0) -> HTMLResponse:
+    def edit(request: Request, scope: ConsoleAccount, item_id: ItemId, saved: int = 0) -> HTMLResponse:
         draft = drafts.get(scope.redis, scope.account)
         index = draft.index_of(kind.key, item_id)
         if index is None:
@@ -169,22 +176,30 @@ def _routes(kind: Kind) -> None:
         flash = translate("saved", lang_of(request)) if saved else ""
         return edit_page(request, scope, kind, draft, draft.items(kind.key)[index], index, flash=flash)
 
-    def update(request: Request, scope: ConsoleAccount, item_id: str, form: PostedForm) -> Response:
-        draft = drafts.get(scope.redis, scope.account)
-        index = draft.index_of(kind.key, item_id)
-        if index is None:
+    def update(request: Request, scope: ConsoleAccount, item_id: ItemId, form: PostedForm) -> Response:
+        found = False
+
+        def change(draft: drafts.Draft) -> bool:
+            nonlocal found
+            index = draft.index_of(kind.key, item_id)
+            found = index is not None
+            if index is not None:
+                read_item(kind, form, draft.items(kind.key)[index])
+            return found
+
+        drafts.edit(scope.redis, scope.account, change)
+        if not found:
             return _missing(request, scope, kind, item_id)
-        item = draft.items(kind.key)[index]
-        read_item(kind, form, item)
-        drafts.save(scope.redis, draft)
         return redirect(item_url(scope, kind, item_id) + "?saved=1")
 
-    def delete(request: Request, scope: ConsoleAccount, item_id: str, form: PostedForm) -> Response:
-        draft = drafts.get(scope.redis, scope.account)
-        index = draft.index_of(kind.key, item_id)
-        if index is not None:
-            del draft.items(kind.key)[index]
-            drafts.save(scope.redis, draft)
+    def delete(request: Request, scope: ConsoleAccount, item_id: ItemId, form: PostedForm) -> Response:
+        def remove(draft: drafts.Draft) -> bool:
+            index = draft.index_of(kind.key, item_id)
+            if index is not None:
+                del draft.items(kind.key)[index]
+            return index is not None
+
+        drafts.edit(scope.redis, scope.account, remove)
         return redirect(f"{scope.base}/{kind.path}")
 
     router.add_api_route(path, listing, methods=["GET"], response_class=HTMLResponse)
@@ -197,7 +212,8 @@ def _routes(kind: Kind) -> None:
 
 def _missing(request: Request, scope: AccountPage, kind: Kind, item_id: str) -> HTMLResponse:
     lang = lang_of(request)
-    return render(request, "console/error.html", {"status": 404, "message": translate("no_item", lang, id=item_id)},
+    shown = "".join(c if c.isprintable() else "\ufffd" for c in item_id[:80])
+    return render(request, "console/error.html", {"status": 404, "message": translate("no_item", lang, id=shown)},
                   scope=scope, status=404, active=f"/{kind.path}")
 
 

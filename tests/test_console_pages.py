@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from routing.store import credentials
+from routing.store import credentials, overrides
 from routing.web.console import draft as drafts
 from routing.web.console.account import SECTIONS
 from routing.web.console.forms import KINDS
@@ -187,3 +187,22 @@ def test_the_noc_sets_a_subscribers_password(stack: Stack) -> None:
     subscriber, sub_csrf = login(stack)
     assert subscriber.post(f"/console/{BERRY}/password", data={"csrf": sub_csrf, "password": "x" * 10,
                                                                "password2": "x" * 10}).status_code == 404
+
+
+def test_the_override_button_switches_calls_and_back(stack: Stack) -> None:
+    """The day/night switch on the account's page: a scenario now (simulate follows it, no
+    load), a bad time shown next to its field, then back to the rules."""
+    client, csrf = login(stack)
+    page = client.get(f"/console/{BERRY}")
+    assert 'id="override-form"' in page.text and "звонки идут по правилам" in page.text
+    bad = client.post(f"/console/{BERRY}/override", data={"csrf": csrf, "scenario": "weekend", "until": "soonish"})
+    assert bad.status_code == 422 and 'id="err-override-until"' in bad.text
+    assert overrides.get_override(stack.redis, BERRY) is None
+    done = client.post(f"/console/{BERRY}/override", data={"csrf": csrf, "scenario": "weekend", "until": ""})
+    assert done.status_code == 200 and "Переключение включено" in done.text and "«weekend»" in done.text
+    stored = overrides.get_override(stack.redis, BERRY)
+    assert stored is not None and stored.scenario == "weekend" and stored.until is None
+    assert client.post(f"/console/{BERRY}/override/clear", data={}).status_code == 403  # CSRF
+    cleared = client.post(f"/console/{BERRY}/override/clear", data={"csrf": csrf})
+    assert cleared.status_code == 200 and "Правила снова действуют" in cleared.text
+    assert overrides.get_override(stack.redis, BERRY) is None

@@ -11,7 +11,7 @@ LOCK := requirements.lock
 # The lock is made by uv's `uv pip compile` (uv pinned here), today's newest versions within pyproject's ranges.
 UV_VERSION := 0.13.9
 
-.PHONY: install lock run test lint unit soak clean base-image wheelhouse images
+.PHONY: install lock run test lint unit soak clean base-image wheelhouse images screenshots
 
 install: $(APT_STAMP) $(VENV_STAMP)
 
@@ -54,6 +54,11 @@ run: install
 
 test: install lint
 	$(PY) -m pytest -q tests
+
+# The console's screenshots in docs/screenshots, taken by its browser tests (which otherwise
+# keep them in a temporary folder).
+screenshots: install
+	VOFFICE_SCREENSHOTS=$(CURDIR)/docs/screenshots $(PY) -m pytest -q tests/test_console_browser.py tests/test_console_inbox_browser.py
 
 # Optional, not part of `make test`: a long run through the whole stack (default 30 min at
 # 100 calls/s over 20,000 numbers): every route checked, worker memory sampled per quarter.

@@ -43,6 +43,8 @@ NOT_IN_IMAGES = {
     "openssl",  # `voffice up` makes a loopback TLS certificate; an image is given its certificate (VO_TLS_CONFIG)
     "docker.io",  # builds and runs these images (tests/test_images.py)
     "debootstrap",  # makes their base image, voffice/debian:bookworm (docker/base-image.sh)
+    "chromium",  # the console's browser tests (tests/test_console_browser.py)
+    "chromium-driver",
     "iptables",  # dockerd's bridge networking
 }
 
@@ -127,7 +129,7 @@ def long_running(services: dict[str, Service]) -> dict[str, Service]:
 def test_one_machine_services() -> None:
     services = services_of(ONE_MACHINE)
     assert set(services) == {"redis", "rtpengine", "media-server", "loader", "kamailio", "postgres", "db-upgrade",
-                             "history", "notifier"}
+                             "history", "notifier", "web"}
     assert {"redis-data", "media-data"} <= set(compose_config(ONE_MACHINE, "--volumes").split())
     for name, service in long_running(services).items():
         assert "healthcheck" in service.keys, name

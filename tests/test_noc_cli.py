@@ -27,6 +27,13 @@ def test_list_shows_every_account_its_numbers_and_last_change(redis_server: Any)
     assert "1 account(s), 1 number(s)" in listed.stdout
     [row] = json.loads(voffice("list", "--json", redis_url=redis_server.url).stdout)
     assert (row["version"], row["numbers"], row["action"]) == (1, ["+74951234567"], "load")
+    assert row["override"] is None and "OVERRIDE" not in listed.stdout
+    # a manual override shows in the list (set through the CLI, no load)
+    assert voffice("override", "berry-demo", "--scenario", "weekend", redis_url=redis_server.url).returncode == 0
+    listed = voffice("list", redis_url=redis_server.url)
+    assert "OVERRIDE weekend until cleared" in listed.stdout, listed.stdout
+    [row] = json.loads(voffice("list", "--json", redis_url=redis_server.url).stdout)
+    assert row["override"]["scenario"] == "weekend" and row["override"]["expired"] is False
 
 
 def test_delete_releases_the_numbers_at_once_and_keeps_the_history(redis_server: Any, tmp_path: Any, seed_doc: dict[str, Any]) -> None:

@@ -399,8 +399,19 @@ def settings_cmd(keep: int | None, redis_url: str | None) -> None:
 @redis_option
 @user_errors
 def list_cmd(as_json: bool, redis_url: str | None) -> None:
-    """Every loaded account: its version, numbers, versions kept, last change."""
-    found = configs.accounts(configs.connect(redis_url))
+    """Every loaded account: its version, numbers, versions kept, last change, and its manual
+    override when one is stored (`voffice override ACCOUNT` tells whether it is in force)."""
+    from routing.core.clock import now as clock_now
+    from routing.store.overrides import all_overrides
+
+    r = configs.connect(redis_url)
+    found = configs.accounts(r)
+    stored = all_overrides(r)
+    moment = clock_now()
+    for a in found:
+        override = stored.get(a["account"])
+        a["override"] = None if override is None else {**override.to_dict(), "expired": not (
+            override.until is None or moment < override.until)}
     if as_json:
         click.echo(json.dumps(found, ensure_ascii=False, indent=2))
         return
@@ -408,9 +419,12 @@ def list_cmd(as_json: bool, redis_url: str | None) -> None:
         click.echo("no accounts loaded")
         return
     for a in found:
+        override = stored.get(a["account"])
+        shown = "" if override is None else (f"  OVERRIDE {override.describe()}"
+                                             f"{' (expired)' if a['override']['expired'] else ''}")
         click.echo(f"{a['account']:<24} v{a['version']:<4} {len(a['numbers'])} number(s) {', '.join(a['numbers'][:3])}"
                    f"{' ...' if len(a['numbers']) > 3 else ''}  kept v{','.join(map(str, a['versions_kept']))}"
-                   f"  {a['updated_at']} {a['action']} by {a['by']}")
+                   f"  {a['updated_at']} {a['action']} by {a['by']}{shown}")
     click.echo(f"{len(found)} account(s), {sum(len(a['numbers']) for a in found)} number(s)")
 
 

@@ -126,3 +126,18 @@ def test_coverage_json_equals_the_cli_and_png(stack: Stack) -> None:
     assert bad.status_code == 422
     assert {p["pointer"] for p in bad.json()["problems"]} == {"/query/slot"}
     assert client.get(f"/api/accounts/{BERRY}/coverage", params={"week": "2026-W99"}).status_code == 422
+
+
+def test_a_rollback_refused_for_a_taken_number_does_not_name_its_holder(stack: Stack) -> None:
+    """A's v1 had a number that A dropped and another tenant took: rolling A back is refused,
+    and the refusal does not say which account holds the number (subscriber and NOC alike)."""
+    first = document(SEED, "rb-mine", "+74950000041")
+    first["numbers"] = ["+74950000041", "+74950000042"]
+    stack.load(first)
+    stack.load(document(SEED, "rb-mine", "+74950000041"))
+    stack.load(document(OTHER, "rb-theirs", "+74950000042"))
+    client, csrf = stack.subscriber("rb-mine")
+    refused = client.post("/api/accounts/rb-mine/rollback", params={"to": 1, "dry_run": "true"},
+                          headers={"X-CSRF-Token": csrf})
+    assert refused.status_code == 409, refused.text
+    assert "rb-theirs" not in refused.text and "another account" in refused.text

@@ -87,7 +87,10 @@ def test_csrf_missing_or_wrong_is_403_bearer_needs_none(stack: Stack) -> None:
 def test_login_form_logout_and_new_password_ends_sessions(stack: Stack) -> None:
     credentials.set_password(stack.redis, THAMES, PASSWORD)
     client = stack.anonymous()
-    reply = client.post("/api/login", data={"account": THAMES, "password": PASSWORD})
+    forged = client.post("/api/login", data={"account": THAMES, "password": PASSWORD})  # what another site can post
+    assert forged.status_code == 415 and "set-cookie" not in forged.headers
+    assert forged.headers["X-Content-Type-Options"] == "nosniff"  # on every answer
+    reply = client.post("/api/login", json={"account": THAMES, "password": PASSWORD})
     assert reply.status_code == 200
     cookie = reply.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=lax" in cookie and "max-age=" in cookie
@@ -134,7 +137,10 @@ def test_login_throttle_429_same_error_for_unknown_accounts(stack: Stack) -> Non
 
 def test_login_bad_input_is_422(stack: Stack) -> None:
     client = stack.anonymous()
-    assert client.post("/api/login", content=b"{not json").status_code == 422
+    json_type = {"Content-Type": "application/json"}
+    assert client.post("/api/login", content=b"{not json", headers=json_type).status_code == 422
+    assert client.post("/api/login", content=b"[" * 100_000, headers=json_type).status_code == 413
+    assert client.post("/api/login", content=b"[" * 4000, headers=json_type).status_code == 422  # too deep
     assert "password" in client.post("/api/login", json={"account": BERRY}).json()["detail"]
 
 

@@ -63,3 +63,14 @@ def test_another_tenant_gets_404_and_no_credentials_401(stack: Stack) -> None:
     put = client.put("/api/accounts/ovr-mine/override", json={"scenario": "weekend"}, headers={"X-CSRF-Token": csrf})
     assert put.status_code == 404
     assert stack.anonymous().get("/api/accounts/ovr-mine/override").status_code == 401
+
+
+def test_dates_at_the_calendars_edge_are_422_not_500(stack: Stack) -> None:
+    stack.load(document(SEED, "ovr-edge", "+74950000035"))
+    client = stack.noc()
+    base = "/api/accounts/ovr-edge"
+    assert client.put(f"{base}/override", json={"scenario": "weekend", "until": "9999-12-31T23:59-12:00"}).status_code == 422
+    assert client.get(f"{base}/simulate", params={"number": "+74950000035", "caller": "+79031112233",
+                                                  "at": "9999-12-31T23:59-12:00"}).status_code == 422
+    assert client.get(f"{base}/coverage", params={"week": "9999-W52"}).status_code == 422
+    assert client.put(base, json=document(SEED, "ovr-edge", "+74950000035"), headers={"If-Match": '"²"'.encode("latin-1")}).status_code == 400

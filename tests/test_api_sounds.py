@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from routing.core.media_contract import ACCOUNT_SOUNDS_MARKER
 from routing.records import sounds
 from tests.api_support import OTHER, SEED, Stack, document
 
@@ -72,6 +73,7 @@ def test_upload_wav_mp3_ogg_converted_to_the_prompt_format(env: Sounds) -> None:
         assert (rate, channels, width) == (8000, 1, 2) and 1.4 < seconds < 1.7, reply.json()
         assert reply.json()["replaced"] is False and reply.json()["seconds"] > 1.4
     assert {p.name for p in (env.dir / BERRY).iterdir()} >= {"greeting.wav", "from-mp3.wav", "night_notice.wav"}
+    assert (env.dir / BERRY / ACCOUNT_SOUNDS_MARKER).exists()  # out of other accounts' reach (media server)
     again = env.post(env.subscriber, {"file": ("hello.wav", env.wav, "audio/wav")}, name="greeting")
     assert again.status_code == 200 and again.json()["replaced"] is True
     # the console's upload form: the CSRF token as the form field `csrf`, no header

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -21,10 +22,18 @@ BERRY = "berry-demo"
 TEMPLATES = Path(__file__).resolve().parent.parent / "routing" / "web" / "templates"
 
 
+def post_login(client: TestClient, data: dict[str, str], **kw: Any) -> Any:
+    """The login form posted as a browser does: the page first (its cookie and hidden field)."""
+    page = client.get("/console/login")
+    found = re.search(r'name="login_csrf" value="([^"]+)"', page.text)
+    assert found, page.text[:300]
+    return client.post("/console/login", data={**data, "login_csrf": found.group(1)}, **kw)
+
+
 def login(stack: Stack, account: str = BERRY) -> tuple[TestClient, str]:
     credentials.set_password(stack.redis, account, PASSWORD)
     client = TestClient(stack.app)
-    page = client.post("/console/login", data={"account": account, "password": PASSWORD})
+    page = post_login(client, {"account": account, "password": PASSWORD})
     assert page.status_code == 200, page.text
     found = re.search(r'name="csrf" value="([^"]+)"', page.text)
     assert found
@@ -52,7 +61,7 @@ def test_login_redirects_and_no_open_redirect(stack: Stack) -> None:
     assert anonymous.get("/", follow_redirects=False).headers["location"] == "/console"
     credentials.set_password(stack.redis, BERRY, PASSWORD)
     for target in ("https://evil.example/", "//evil.example/console", "/console\\@evil.example"):
-        reply = anonymous.post("/console/login", data={"account": BERRY, "password": PASSWORD, "next": target},
+        reply = post_login(anonymous, {"account": BERRY, "password": PASSWORD, "next": target},
                                follow_redirects=False)
         assert reply.status_code == 303 and reply.headers["location"] == f"/console/{BERRY}", target
     assert anonymous.get("/console/lang/en?next=//evil.example", follow_redirects=False).headers["location"] == "/console"
@@ -62,9 +71,9 @@ def test_wrong_password_and_throttling_say_so_next_to_the_field(stack: Stack) ->
     stack.clear_throttle()
     client = stack.anonymous()
     for _ in range(5):
-        wrong = client.post("/console/login", data={"account": "nobody-here", "password": "nope-nope"})
+        wrong = post_login(client, {"account": "nobody-here", "password": "nope-nope"})
         assert wrong.status_code == 401 and 'id="err-password">Неверный аккаунт или пароль' in wrong.text
-    throttled = client.post("/console/login", data={"account": "nobody-here", "password": "nope-nope"})
+    throttled = post_login(client, {"account": "nobody-here", "password": "nope-nope"})
     assert "Слишком много неудачных попыток" in throttled.text and "nope-nope" not in throttled.text
     stack.clear_throttle()
 
@@ -85,14 +94,14 @@ def test_csrf_is_required_and_another_account_is_a_404(stack: Stack) -> None:
 def test_a_noc_console_session_ends_when_its_token_is_revoked(stack: Stack) -> None:
     token, info = credentials.create_token(stack.redis, "night shift")
     client = stack.anonymous()
-    reply = client.post("/console/login", data={"token": token}, follow_redirects=False)
+    reply = post_login(client, {"token": token}, follow_redirects=False)
     assert reply.status_code == 303
     assert BERRY in client.get("/console").text
     assert client.get("/api/whoami").json() == {"role": "noc", "account": None, "name": "console:noc:night shift"}
     assert token not in client.get("/console").text
     credentials.revoke_token(stack.redis, info.id)
     assert client.get("/console", follow_redirects=False).status_code == 303
-    bad = stack.anonymous().post("/console/login", data={"token": "vot_nothing"})
+    bad = post_login(stack.anonymous(), {"token": "vot_nothing"})
     assert bad.status_code == 401 and "Токен недействителен" in bad.text
 
 
@@ -170,7 +179,7 @@ def test_the_tree_loses_a_level_and_rules_list_by_priority(stack: Stack) -> None
 def test_the_noc_sets_a_subscribers_password(stack: Stack) -> None:
     token, _ = credentials.create_token(stack.redis, "desk")
     noc = stack.anonymous()
-    page = noc.post("/console/login", data={"token": token})
+    page = post_login(noc, {"token": token})
     found = re.search(r'name="csrf" value="([^"]+)"', page.text)
     assert found
     csrf = found.group(1)
@@ -183,7 +192,7 @@ def test_the_noc_sets_a_subscribers_password(stack: Stack) -> None:
     assert done.status_code == 200 and "Пароль абонента задан" in done.text
     assert subscriber.get(f"/console/{BERRY}", follow_redirects=False).status_code == 303  # its session ended
     again = stack.anonymous()
-    assert again.post("/console/login", data={"account": BERRY, "password": "a new one!"}, follow_redirects=False).status_code == 303
+    assert post_login(again, {"account": BERRY, "password": "a new one!"}, follow_redirects=False).status_code == 303
     subscriber, sub_csrf = login(stack)
     assert subscriber.post(f"/console/{BERRY}/password", data={"csrf": sub_csrf, "password": "x" * 10,
                                                                "password2": "x" * 10}).status_code == 404
@@ -206,3 +215,14 @@ def test_the_override_button_switches_calls_and_back(stack: Stack) -> None:
     cleared = client.post(f"/console/{BERRY}/override/clear", data={"csrf": csrf})
     assert cleared.status_code == 200 and "Правила снова действуют" in cleared.text
     assert overrides.get_override(stack.redis, BERRY) is None
+
+
+def test_a_login_posted_from_another_site_is_refused(stack: Stack) -> None:
+    """Login CSRF: a post without the login page's cookie and field starts no session."""
+    credentials.set_password(stack.redis, BERRY, PASSWORD)
+    client = stack.anonymous()
+    forged = client.post("/console/login", data={"account": BERRY, "password": PASSWORD}, follow_redirects=False)
+    assert forged.status_code == 403 and 'id="err-form"' in forged.text
+    assert "voffice_session" not in forged.cookies
+    assert client.get(f"/console/{BERRY}", follow_redirects=False).status_code == 303  # still logged out
+    assert post_login(client, {"account": BERRY, "password": PASSWORD}, follow_redirects=False).status_code == 303

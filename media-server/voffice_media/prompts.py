@@ -38,6 +38,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from routing.core.media_contract import ACCOUNT_SOUNDS_MARKER
+
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 8000
@@ -158,7 +160,11 @@ class PromptCache:
             raise UnsafeSoundPath(
                 f"sound file {file!r} must be a relative path without '..' ending in .wav/.mp3/.ogg/.flac"
             )
+        head = file.split("/", 1)[0]
         for base in (self.sounds_dir / account, self.sounds_dir):
+            if base == self.sounds_dir and "/" in file and head != account and \
+                    (self.sounds_dir / head / ACCOUNT_SOUNDS_MARKER).exists():
+                raise UnsafeSoundPath(f"sound file {file!r} is in another account's sounds folder")
             candidate = (base / file).resolve()
             # Symlinks are followed: what they point to must still be inside sounds_dir.
             if not candidate.is_relative_to(self.sounds_dir):

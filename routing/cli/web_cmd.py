@@ -43,7 +43,10 @@ def web(listen: str, database_url: str | None, state_dir: Path | None, secure_co
         usage(str(exc))
     configs.connect(redis_url).ping()  # unreachable: one line now, not a 503 per request
     click.echo(f"voffice web: serving the console on http://{listen}/console and the API on /api (Redis {configs.shown_url(configs.redis_url(redis_url))})", err=True)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", server_header=False)
+    # proxy_headers=False: the client's address (login throttling) is the TCP peer's; a
+    # forwarded header could be anyone's (docs/api.md)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", server_header=False,
+                proxy_headers=False)
 
 
 def _default_media_dirs() -> tuple[Path, ...]:

@@ -98,3 +98,9 @@ def decode_result(header: str | None) -> tuple[str, str | None] | None:
     if match.group("key") is not None:
         return "key", match.group("key")
     return match.group("word"), None
+
+
+# An account's own sounds folder (SOUNDS_DIR/<account>/, the cabinet's uploads) holds this
+# file: the media server's fallback to the shared SOUNDS_DIR never reaches into a folder
+# marked so, so one account's config cannot name another's uploads ("B/x.wav").
+ACCOUNT_SOUNDS_MARKER = ".voffice-account-sounds"

@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from routing.core.media_contract import ACCOUNT_SOUNDS_MARKER
+
 SAMPLE_RATE = 8000  # the media server's prompt format (prompts.py RECIPE): 8 kHz mono s16 WAV
 MAX_BYTES = 10 << 20  # an upload's limit
 MAX_SECONDS = 600.0  # a prompt longer than 10 minutes is a mistake
@@ -149,6 +151,7 @@ def store(sounds_dir: Path, account: str, name: str, wav: bytes) -> tuple[Sound,
     the sound, and whether it replaced one."""
     folder = account_dir(sounds_dir, account)
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / ACCOUNT_SOUNDS_MARKER).touch()  # another account's config never reaches in here
     target = folder / file_name(name)
     existed = target.exists()
     tmp = folder / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"

@@ -22,7 +22,7 @@ from routing.store import configs
 from routing.web import console
 from routing.web.api import ROUTERS
 from routing.web.console.common import error_page
-from routing.web.planning import Invalid, VersionMismatch, problem_json
+from routing.web.planning import Invalid, VersionMismatch, problem_json, store_refusal
 from routing.web.settings import WebSettings
 
 log = logging.getLogger("voffice.web")
@@ -38,6 +38,14 @@ def create_app(settings: WebSettings, client: redis.Redis | None = None) -> Fast
                   docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.redis = client or configs.connect(settings.redis_url)
+    @app.middleware("http")
+    async def no_sniffing(request: Request, call_next: Any) -> Any:
+        """Browsers take every response for the type it says (a sound or fax is never
+        sniffed into a page)."""
+        response = await call_next(request)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
     for router in ROUTERS:
         app.include_router(router, prefix="/api")
     console.mount(app)
@@ -67,13 +75,19 @@ def _errors(app: FastAPI, shown_redis: str) -> None:
 
     @app.exception_handler(configs.StoreError)
     async def refused(request: Request, exc: configs.StoreError) -> JSONResponse:
-        return _error(409, str(exc))
+        return _error(409, store_refusal(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if console.is_console(request):  # the console's pages answer in HTML
             return error_page(request, exc.status_code, str(exc.detail))
         return await http_exception_handler(request, exc)
+
+    @app.exception_handler(OverflowError)
+    async def out_of_range(request: Request, exc: OverflowError) -> JSONResponse:
+        """A date at the calendar's edge (year 9999 with a negative offset, year 1 with a
+        positive one): the user's input, never a 500."""
+        return _error(422, "a date or number out of range")
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> Response:

@@ -22,6 +22,7 @@ nothing about other accounts, not even that they exist.
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -38,6 +39,10 @@ CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 NOC, SUBSCRIBER = "noc", "subscriber"
+
+# A number from a header, form or query: ASCII digits only (str.isdigit() also takes '²',
+# which int() refuses) and within a 64-bit integer.
+DIGITS = re.compile(r"[0-9]{1,18}")
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ body instead of a file. Free of FastAPI, so the console can use it as well."""
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,3 +137,13 @@ def compiled(r: redis.Redis, account: str) -> CompiledAccount | None:
     version = configs.current_version(r, account)
     raw = r.get(configs.version_key(account, version)) if version else None
     return CompiledAccount(msgpack.unpackb(raw, raw=False)) if raw else None
+
+
+_OWNER = re.compile(r"(belongs to) loaded account '[^']*'")
+
+
+def store_refusal(exc: Exception) -> str:
+    """A store's refusal as the cabinet shows it: without the name of the account that holds
+    a number (a rollback or a racing load may hit another tenant's number; the API and the
+    console never say whose it is)."""
+    return _OWNER.sub(r"\1 another account", str(exc))

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from routing.core.media_contract import ACCOUNT_SOUNDS_MARKER
 from voffice_media.prompts import PromptCache, PromptError, UnsafeSoundPath, beep, prewarm
 
 needs_tools = pytest.mark.skipif(
@@ -176,3 +177,21 @@ def test_memory_cache_is_bounded(tmp_path: Path) -> None:
     for index in range(4):
         cache._remember(("text", "en", str(index)), np.zeros(10, dtype=np.int16))
     assert len(cache._memory) == 2 and cache._remembered(("text", "en", "0")) is None
+
+
+def test_another_accounts_uploaded_sounds_are_out_of_reach(tmp_path: Path) -> None:
+    """Uploads live in SOUNDS_DIR/<account>/ (marked by the cabinet): account A's config naming
+    "B/x.wav" does not reach B's folder through the shared fallback; B's own name does, and a
+    shared subfolder (examples' "sounds/support/...") still works."""
+    sounds = tmp_path / "sounds"
+    (sounds / "berry").mkdir(parents=True)
+    (sounds / "berry" / "greeting.wav").write_bytes(b"RIFF")
+    (sounds / "berry" / ACCOUNT_SOUNDS_MARKER).touch()
+    (sounds / "shared").mkdir()
+    (sounds / "shared" / "hold.wav").write_bytes(b"RIFF")
+    cache = PromptCache(sounds, tmp_path / "cache")
+    with pytest.raises(UnsafeSoundPath):
+        cache.sound_path("thames", "berry/greeting.wav")
+    assert cache.sound_path("berry", "greeting.wav") == (sounds / "berry" / "greeting.wav").resolve()
+    assert cache.sound_path("berry", "berry/greeting.wav") == (sounds / "berry" / "greeting.wav").resolve()  # its own
+    assert cache.sound_path("thames", "shared/hold.wav") == (sounds / "shared" / "hold.wav").resolve()

@@ -25,7 +25,7 @@ from routing.core.scenario import Event, EventError
 from routing.core.simulate import simulate
 from routing.store import configs, overrides
 from routing.web import planning
-from routing.web.auth import CurrentPrincipal, LoadedAccount, VisibleAccount, not_found, redis_of
+from routing.web.auth import DIGITS, CurrentPrincipal, LoadedAccount, VisibleAccount, not_found, redis_of
 from routing.web.planning import problem_json
 
 router = APIRouter(prefix="/accounts", tags=["accounts"])
@@ -57,7 +57,7 @@ def expected_version(if_match: str | None, if_none_match: str | None) -> int:
         raise HTTPException(428, 'If-Match required: the version planned against, e.g. If-Match: "3" '
                                  '(If-None-Match: * for a new account)')
     value = if_match.strip().removeprefix("W/").strip('"')
-    if not value.isdigit():
+    if not DIGITS.fullmatch(value):
         raise HTTPException(400, f'If-Match {if_match[:40]!r}: expected a version such as "3"')
     return int(value)
 

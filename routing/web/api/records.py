@@ -32,7 +32,7 @@ from fastapi.responses import FileResponse, Response
 from routing.core.problems import Problem
 from routing.records import database, files
 from routing.web import planning
-from routing.web.auth import LoadedAccount, settings_of
+from routing.web.auth import DIGITS, LoadedAccount, settings_of
 
 router = APIRouter(prefix="/accounts", tags=["records"])
 log = logging.getLogger("voffice.web")
@@ -348,7 +348,7 @@ def query_deliveries(scope: Scope, request: Request, status: str | None, kind: s
         raise bad_query(scope, "kind", f"{kind[:20]!r} is not one of {', '.join(NOTICE_KINDS)}")
     if call_id is not None and not RECORD_ID.fullmatch(call_id):
         raise bad_query(scope, "call_id", "expected a call id ([A-Za-z0-9_-], up to 64)")
-    if cursor is not None and not cursor.isdigit():
+    if cursor is not None and not DIGITS.fullmatch(cursor):
         raise bad_query(scope, "cursor", "not a cursor this API gave (use next_cursor as it is)")
     zone = account_zone(scope)
     with history(request) as conn:

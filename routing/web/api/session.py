@@ -13,20 +13,24 @@ from routing.web.auth import CurrentPrincipal, end_session, redis_of, settings_o
 
 router = APIRouter(tags=["session"])
 
+MAX_LOGIN_BYTES = 4096
 WRONG = "wrong account or password"  # one text for every failure: no account enumeration
 
 
 async def _login_fields(request: Request) -> tuple[str, str]:
-    """account and password, from a JSON object or a form."""
-    kind = request.headers.get("content-type", "")
-    data: Any
-    if kind.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
-        data = dict(await request.form())
-    else:
-        try:
-            data = json.loads(await request.body() or b"null")
-        except (ValueError, UnicodeDecodeError):
-            raise HTTPException(422, "the body must be JSON {\"account\": ..., \"password\": ...} or a form") from None
+    """account and password, from a JSON object only: a form or plain text is what another
+    site can post in the browser's name (login CSRF); JSON needs a CORS preflight we never
+    grant. The console's login form has its own nonce (console/session.py)."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json":
+        raise HTTPException(415, 'login takes JSON: {"account": ..., "password": ...} (Content-Type: application/json)')
+    body = await request.body()
+    if len(body) > MAX_LOGIN_BYTES:
+        raise HTTPException(413, "the login body is too large")
+    try:
+        data: Any = json.loads(body or b"null")
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise HTTPException(422, "the body must be JSON {\"account\": ..., \"password\": ...}") from None
     if not isinstance(data, dict):
         raise HTTPException(422, "the body must be an object with account and password")
     account, password = data.get("account"), data.get("password")
@@ -41,9 +45,7 @@ async def _login_fields(request: Request) -> tuple[str, str]:
 
 @router.post("/login", openapi_extra={"requestBody": {"content": {
     "application/json": {"schema": {"type": "object", "required": ["account", "password"],
-                                    "properties": {"account": {"type": "string"}, "password": {"type": "string"}}}},
-    "application/x-www-form-urlencoded": {"schema": {"type": "object", "properties": {
-        "account": {"type": "string"}, "password": {"type": "string"}}}}}}})
+                                    "properties": {"account": {"type": "string"}, "password": {"type": "string"}}}}}}})
 async def login(request: Request, response: Response) -> dict[str, str]:
     """Subscriber login: sets the session cookie; returns the CSRF token to send back as
     X-CSRF-Token on every unsafe request. 5 failures in 5 minutes, per account or per

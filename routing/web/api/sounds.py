@@ -22,7 +22,7 @@ from routing.core.problems import Problem
 from routing.records import sounds
 from routing.store import configs
 from routing.web import planning
-from routing.web.auth import AccountScope, LoadedAccount, settings_of
+from routing.web.auth import DIGITS, AccountScope, LoadedAccount, settings_of
 
 router = APIRouter(prefix="/accounts", tags=["sounds"])
 log = logging.getLogger("voffice.web")
@@ -40,7 +40,7 @@ def upload_size(request: Request) -> None:
     length = request.headers.get("content-length")
     if length is None:
         raise HTTPException(411, "Content-Length required: send the upload as a plain (not chunked) request body")
-    if not length.isdigit():
+    if not DIGITS.fullmatch(length):
         raise HTTPException(400, "Content-Length: not a number")
     if int(length) > sounds.MAX_BYTES + MULTIPART_SLACK:
         raise HTTPException(413, f"the upload is {int(length)} bytes; a sound may have {sounds.MAX_BYTES >> 20} MiB")

@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from routing.store import configs
 from routing.web import planning
+from routing.web.auth import DIGITS
 from routing.web.console import draft as drafts
 from routing.web.console.common import AccountPage, ConsoleAccount, PostedForm, lang_of, redirect, render
 from routing.web.console.forms import KINDS, field_id
@@ -87,7 +88,7 @@ def apply(request: Request, scope: ConsoleAccount, form: PostedForm) -> Response
     r = scope.redis
     draft = drafts.get(r, scope.account)
     planned_against = str(form.get("planned_against") or "")
-    if not planned_against.isdigit() or form.get("digest") != digest(draft.doc):
+    if not DIGITS.fullmatch(planned_against) or form.get("digest") != digest(draft.doc):
         return check_page(request, scope, translate("draft_moved", lang), "error", 409)
     try:
         planned = planning.plan(r, draft.doc, scope.account, name_owners=scope.principal.is_noc)
@@ -139,7 +140,7 @@ def rollback(request: Request, scope: ConsoleAccount, version: int, form: Posted
         result = configs.rollback(r, scope.account, version, configs.keep_setting(r),
                                   allow_private_webhooks=planning.private_webhooks())
     except configs.StoreError as exc:
-        return versions_page(request, scope, failed=str(exc), status=409)
+        return versions_page(request, scope, failed=planning.store_refusal(exc), status=409)
     if untouched:
         drafts.discard(r, scope.account)
     return redirect(f"{scope.base}/versions?rolled={result.versions[scope.account]}")

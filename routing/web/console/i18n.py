@@ -18,6 +18,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "noc_login": ("Вход для NOC (токен API)", "NOC login (API token)"),
     "subscriber_login": ("Вход для абонента", "Subscriber login"),
     "wrong_login": ("Неверный аккаунт или пароль", "Wrong account or password"),
+    "login_again": ("Страница входа устарела; войдите ещё раз", "The login page had expired; please log in again"),
     "wrong_token": ("Токен недействителен", "The token is not valid"),
     "throttled": ("Слишком много неудачных попыток; повторите через {wait} с",
                   "Too many failed logins; try again in {wait} s"),

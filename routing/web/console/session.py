@@ -7,6 +7,8 @@ cookie session, ended by logout or by revoking the token."""
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
@@ -27,7 +29,21 @@ from routing.web.console.common import (
 from routing.web.console.i18n import LANGS, translate
 
 router = APIRouter()
-NOC_THROTTLE = "(noc token)"  # failed token logins count under this name: no account id has a space
+# Failed NOC token logins count per client address only (under this name and the address: no
+# account id has a space), so nobody can lock every NOC out by posting wrong tokens.
+NOC_THROTTLE = "(noc token)"
+# Login CSRF (another site posting its own credentials to make the browser log into its
+# account): the login page sets a random value in a SameSite=Lax cookie and in the forms;
+# a post must bring both, and another site's post carries no Lax cookie.
+LOGIN_COOKIE = "voffice_login"
+
+
+def login_form(request: Request, context: dict[str, object], status: int = 200) -> Response:
+    nonce = secrets.token_urlsafe(18)
+    response = render(request, "console/login.html", {**context, "login_csrf": nonce}, status=status)
+    response.set_cookie(LOGIN_COOKIE, nonce, max_age=3600, httponly=True, samesite="lax",
+                        secure=settings_of(request).secure_cookies, path=f"{PREFIX}/login")
+    return response
 
 
 @router.get("", response_class=HTMLResponse)
@@ -41,28 +57,32 @@ def home(request: Request, user: ConsoleUser) -> Response:
 
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request, next: str = "") -> Response:
-    return render(request, "console/login.html", {"next": local_path(next), "errors": {}, "account": ""})
+    return login_form(request, {"next": local_path(next), "errors": {}, "account": ""})
 
 
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request, account: Annotated[str, Form(max_length=200)] = "",
                 password: Annotated[str, Form(max_length=1024)] = "",
                 token: Annotated[str, Form(max_length=200)] = "", next: Annotated[str, Form(max_length=2000)] = "",
+                login_csrf: Annotated[str, Form(max_length=100)] = "",
                 ) -> Response:
-    """A form post, without CSRF (there is no session yet); SameSite=Lax keeps the cookie
-    from other sites' posts."""
+    """A form post from our login page (LOGIN_COOKIE); throttled as the API's login."""
     lang = lang_of(request)
+    expected = request.cookies.get(LOGIN_COOKIE, "")
+    if not expected or not hmac.compare_digest(expected.encode(), login_csrf.encode()):
+        return login_form(request, {"next": local_path(next), "errors": {"form": translate("login_again", lang)},
+                                    "account": account}, status=403)
     r = redis_of(request)
     settings = settings_of(request)
     client = request.client.host if request.client else "unknown"
     target = local_path(next)
     errors: dict[str, str] = {}
     if token:
-        wait = credentials.throttled(r, NOC_THROTTLE, client)
+        wait = credentials.throttled(r, f"{NOC_THROTTLE} {client}", client)
         if wait:
             errors["token"] = translate("throttled", lang, wait=wait)
         elif credentials.token_info(r, token.strip()) is None:
-            credentials.record_failure(r, NOC_THROTTLE, client)
+            credentials.record_failure(r, f"{NOC_THROTTLE} {client}", client)
             errors["token"] = translate("wrong_token", lang)
         else:
             response = RedirectResponse(target, status_code=303)
@@ -88,8 +108,8 @@ async def login(request: Request, account: Annotated[str, Form(max_length=200)] 
                                                 status_code=303)
                     start_session(response, settings, account, stored)
                     return response
-    return render(request, "console/login.html", {"next": target, "errors": errors, "account": account},
-                  status=401 if "token" in errors or "password" in errors else 422)
+    return login_form(request, {"next": target, "errors": errors, "account": account},
+                      status=401 if "token" in errors or "password" in errors else 422)
 
 
 @router.post("/logout")

@@ -50,6 +50,9 @@ from voffice_media.sipmsg import Headers, Request, Response, SipParseError, make
 
 pytestmark = [
     pytest.mark.redis,
+    # real time (sipp plays speech and fax into the media server): the stack stream of
+    # `make test`, never the niced one
+    pytest.mark.callpath,
     pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp is not installed"),
     pytest.mark.skipif(shutil.which("redis-server") is None and not Path("/usr/sbin/redis-server").exists(),
                        reason="redis-server is not installed"),
